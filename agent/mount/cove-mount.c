@@ -3,6 +3,7 @@
  *
  *   cove-mount up TEMPLATE_ROOTFS SANDBOX_DIR UID_BASE COUNT
  *   cove-mount down SANDBOX_DIR
+ *   cove-mount exec-without-unified PROGRAM ARGS...
  *
  * `up` gives the shared, read-only template an idmapped mount (host uid 0..COUNT-1 appears
  * as UID_BASE..) at SANDBOX_DIR/lower, and mounts an overlay with a private upper layer at
@@ -13,6 +14,10 @@
  * `down` detaches both mounts; it succeeds when they are already gone, so that it can be
  * the undo of a half-done `up` and the reclaim of leftovers after a crash.
  * On failure `up` undoes what it did, prints one line to stderr and exits 1.
+ *
+ * `exec-without-unified` runs PROGRAM in a private mount namespace without the cgroup v2
+ * mount of a hybrid host (/sys/fs/cgroup/unified): crun refuses hybrid hosts otherwise, and
+ * only `crun create` needs it. This saves the shell that `unshare -m sh -c` would cost.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -151,12 +156,23 @@ static int parse_ulong(const char *s, unsigned long *out) {
   return errno == 0 && *s && !*end ? 0 : -1;
 }
 
+static int exec_without_unified(char **argv) {
+  if (unshare(CLONE_NEWNS) < 0) return fail("unshare", NULL);
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return fail("make-private", "/");
+  if (umount2("/sys/fs/cgroup/unified", MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+    return fail("umount", "/sys/fs/cgroup/unified");
+  execvp(argv[0], argv);
+  return fail("exec", argv[0]);
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 3 && strcmp(argv[1], "exec-without-unified") == 0) return exec_without_unified(argv + 2);
   if (argc == 3 && strcmp(argv[1], "down") == 0) return down(argv[2]);
   unsigned long base, count;
   if (argc == 6 && strcmp(argv[1], "up") == 0 && parse_ulong(argv[4], &base) == 0 &&
       parse_ulong(argv[5], &count) == 0 && count > 0 && base + count <= 0xFFFFFFFFUL)
     return up(argv[2], argv[3], base, count);
-  fprintf(stderr, "usage: cove-mount up TEMPLATE_ROOTFS SANDBOX_DIR UID_BASE COUNT | down SANDBOX_DIR\n");
+  fprintf(stderr, "usage: cove-mount up TEMPLATE_ROOTFS SANDBOX_DIR UID_BASE COUNT | down SANDBOX_DIR |\n"
+                  "       exec-without-unified PROGRAM ARGS...\n");
   return 2;
 }

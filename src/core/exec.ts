@@ -1,0 +1,43 @@
+import { execFile, spawn } from 'node:child_process';
+import { CoveError } from './errors.ts';
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a host command (never through a shell) and resolves with its output, or rejects with
+ * a CoveError('internal') that quotes the command and the first line of its stderr.
+ */
+export function run(
+  file: string,
+  args: readonly string[],
+  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      file,
+      args,
+      { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 << 20, env: opts.env ?? process.env },
+      (err, stdout, stderr) => {
+        if (err) {
+          const detail = (stderr || err.message).trim().split('\n').slice(-2).join(' ');
+          reject(new CoveError('internal', `${file} ${args.join(' ')}: ${detail}`, { cause: err }));
+        } else resolve({ stdout, stderr });
+      },
+    );
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+  });
+}
+
+/** Like run(), but with stdout/stderr inherited: for long builds whose progress a user watches. */
+export function runInherited(file: string, args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new CoveError('internal', `${file} ${args.join(' ')} exited ${code}`)),
+    );
+  });
+}

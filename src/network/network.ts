@@ -1,0 +1,140 @@
+import { readdir } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { CoveError } from '../core/errors.ts';
+import { run } from '../core/exec.ts';
+import { firewallRules } from './policy.ts';
+
+/**
+ * A sandbox's place on the network. Slot `index` gives the address (10.11.0.0/16 + 2 + index),
+ * the host end of its veth (`<name><index>`, alias `<name>-<id>`) and the named network
+ * namespace `<name>-<id>`, where `<name>` is the instance name (`cove` by default). The namespace is the object created first and removed last: it is the record
+ * of what may have leaked, and reclaim starts from the list of `<name>-*` namespaces.
+ */
+export interface Slot {
+  index: number;
+  address: string;
+  gateway: string;
+  prefix: number;
+  hostVeth: string;
+  netns: string;
+}
+
+export interface Network {
+  readonly maxSlots: number;
+  /** Bridge, its address, forwarding and the firewall. Idempotent; run at every start. */
+  init(): Promise<void>;
+  slot(index: number, id: string): Slot;
+  /** Names the network namespace of process `pid` and plumbs it: veth, address, route. */
+  attach(slot: Slot, id: string, pid: number): Promise<void>;
+  /** Removes the veth and the namespace name; succeeds when they are already gone. */
+  detach(slot: Slot): Promise<void>;
+  /** Sandbox ids that own a namespace or a veth on this host. */
+  owners(): Promise<Array<{ id: string; netns?: string; hostVeth?: string }>>;
+}
+
+export interface NetworkOptions {
+  /** Prefix of every host object (bridge `<name>0`, veths, namespaces, nft table), so that
+   * two Cove instances on one host (a test run beside a server) never touch each other's. */
+  name: string;
+  /** First two octets of the /16 the sandboxes live in. */
+  prefix16?: string;
+}
+
+const NETNS_DIR = '/run/netns';
+
+export function createNetwork(opts: NetworkOptions): Network {
+  const { name } = opts;
+  if (!/^[a-z]{1,8}$/.test(name)) throw new CoveError('invalid_argument', `network name ${name}: 1-8 lowercase letters`);
+  const bridge = `${name}0`;
+  const base = opts.prefix16 ?? '10.11';
+  const subnet = `${base}.0.0/16`;
+  const gateway = `${base}.0.1`;
+  const maxSlots = 65_000;
+
+  return {
+    maxSlots,
+
+    async init() {
+      const exists = await run('ip', ['link', 'show', bridge]).then(
+        () => true,
+        () => false,
+      );
+      if (!exists) await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
+      const { stdout } = await run('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge]);
+      if (!stdout.includes(`${gateway}/16`)) await run('ip', ['addr', 'add', `${gateway}/16`, 'dev', bridge]);
+      await run('ip', ['link', 'set', bridge, 'up']);
+      await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
+      await run('nft', ['-f', '-'], { input: firewallRules({ table: name, bridge, subnet }) });
+    },
+
+    slot(index: number, id: string): Slot {
+      if (!Number.isInteger(index) || index < 0 || index >= maxSlots) {
+        throw new CoveError('resource_exhausted', `no network slot ${index}: at most ${maxSlots} sandboxes`);
+      }
+      const n = index + 2;
+      return {
+        index,
+        address: `${base}.${n >> 8}.${n & 255}`,
+        gateway,
+        prefix: 16,
+        hostVeth: `${name}${index}`,
+        netns: `${name}-${id}`,
+      };
+    },
+
+    async attach(slot: Slot, id: string, pid: number) {
+      // Two `ip -batch` calls (host side, then inside the namespace): ~4 ms against ~10 ms
+      // for one `ip` per step. The namespace name comes first so a failure after it is
+      // found again by reclaim.
+      await run('ip', ['-batch', '-'], {
+        input: [
+          `netns attach ${slot.netns} ${pid}`,
+          `link add ${slot.hostVeth} type veth peer name eth0 netns ${slot.netns}`,
+          `link set ${slot.hostVeth} alias ${name}-${id}`,
+          `link set ${slot.hostVeth} master ${bridge}`,
+          // isolated ports forward only to non-isolated ones (the bridge itself): no
+          // sandbox-to-sandbox frames at layer 2
+          `link set ${slot.hostVeth} type bridge_slave isolated on`,
+          `link set ${slot.hostVeth} up`,
+        ].join('\n'),
+      });
+      await run('ip', ['-n', slot.netns, '-batch', '-'], {
+        input: [
+          'link set lo up',
+          `addr add ${slot.address}/${slot.prefix} dev eth0`,
+          'link set eth0 up',
+          `route add default via ${slot.gateway}`,
+        ].join('\n'),
+      });
+    },
+
+    async detach(slot: Slot) {
+      // The host veth first: deleting it is synchronous, while a veth that goes with its
+      // namespace vanishes later and its name cannot be reused at once.
+      await run('ip', ['link', 'del', slot.hostVeth]).catch(ignoreMissing);
+      await run('ip', ['netns', 'del', slot.netns]).catch(ignoreMissing);
+    },
+
+    async owners() {
+      const found = new Map<string, { id: string; netns?: string; hostVeth?: string }>();
+      const names = await readdir(NETNS_DIR).catch(() => [] as string[]);
+      const tag = `${name}-`;
+      for (const ns of names) {
+        if (ns.startsWith(tag)) found.set(ns.slice(tag.length), { id: ns.slice(tag.length), netns: ns });
+      }
+      const { stdout } = await run('ip', ['-j', 'link', 'show', 'type', 'veth']);
+      for (const link of JSON.parse(stdout || '[]') as Array<{ ifname: string; ifalias?: string }>) {
+        if (!link.ifalias?.startsWith(tag) || !/^\d+$/.test(link.ifname.slice(name.length))) continue;
+        const id = link.ifalias.slice(tag.length);
+        found.set(id, { ...found.get(id), id, hostVeth: link.ifname });
+      }
+      return [...found.values()];
+    },
+  };
+}
+
+function ignoreMissing(err: unknown): void {
+  const text = String((err as Error).message);
+  if (/Cannot find device|No such file|does not exist|Cannot remove namespace file/.test(text)) return;
+  throw err;
+}

@@ -1,0 +1,53 @@
+/**
+ * The isolation backend behind every sandbox. The manager imports only this file; crun and
+ * runsc (same OCI bundle, other binary) and the QEMU microVM implement it.
+ *
+ * Lifecycle of one sandbox, as the manager drives it:
+ *   create(spec)  → the sandbox exists, its PID 1 (the agent) is created but not running;
+ *                   returns that process's host pid so the network can be plumbed into it.
+ *   start(id)     → PID 1 runs. The agent then listens on `spec.agentSocket` (host path).
+ *   destroy(id)   → every process is killed and the runtime's state is removed. Idempotent:
+ *                   a second call, or a call for an id the runtime never knew, succeeds.
+ * The driver owns nothing outside the runtime's own state (cgroups included); the root
+ * filesystem and the network belong to the caller, which tears them down after destroy().
+ */
+export interface SandboxSpec {
+  id: string;
+  /** Host path of the mounted root filesystem (the caller mounted it). */
+  rootfs: string;
+  /** Directory for the bundle (config.json) and the runtime's log. */
+  bundleDir: string;
+  /** Host uid/gid that root in the sandbox maps to, and how many ids follow it. */
+  uidBase: number;
+  uidCount: number;
+  limits: { cpus: number; memoryMiB: number; pids: number };
+  /** Host path of the agent binary, bind-mounted read-only into the sandbox. */
+  agentBinary: string;
+  /** Host directory holding the agent's socket, bind-mounted at /.cove/run. */
+  agentRunDir: string;
+  agentToken: string;
+}
+
+export type SandboxStatus = 'created' | 'running' | 'paused' | 'stopped' | 'missing';
+
+export type Capability = 'pause' | 'checkpoint-memory' | 'guest-kernel';
+
+export interface RuntimeDriver {
+  readonly name: string;
+  readonly capabilities: ReadonlySet<Capability>;
+  /** Prepares the host once (state dirs, cgroup parents); safe to call on every start. */
+  init(): Promise<void>;
+  create(spec: SandboxSpec): Promise<{ pid: number }>;
+  start(id: string): Promise<void>;
+  status(id: string): Promise<SandboxStatus>;
+  /** Ids of every sandbox this runtime knows, running or not: what reconcile compares with the store. */
+  list(): Promise<string[]>;
+  destroy(id: string): Promise<void>;
+}
+
+/** Where the agent sits inside every sandbox. */
+export const agentPaths = {
+  binary: '/.cove/agent',
+  runDir: '/.cove/run',
+  socket: '/.cove/run/agent.sock',
+} as const;
