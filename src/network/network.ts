@@ -6,7 +6,7 @@ import { firewallRules } from './policy.ts';
 
 /**
  * A sandbox's place on the network. Slot `index` gives the address (10.11.0.0/16 + 2 + index),
- * the host end of its veth (`<name><index>`, alias `<name>-<id>`) and the named network
+ * the host end of its veth (`<name>-<index>`, alias `<name>-<id>`) and the named network
  * namespace `<name>-<id>`, where `<name>` is the instance name (`cove` by default). The namespace is the object created first and removed last: it is the record
  * of what may have leaked, and reclaim starts from the list of `<name>-*` namespaces.
  */
@@ -77,7 +77,7 @@ export function createNetwork(opts: NetworkOptions): Network {
         address: `${base}.${n >> 8}.${n & 255}`,
         gateway,
         prefix: 16,
-        hostVeth: `${name}${index}`,
+        hostVeth: `${name}-${index}`,
         netns: `${name}-${id}`,
       };
     },
@@ -124,7 +124,7 @@ export function createNetwork(opts: NetworkOptions): Network {
       }
       const { stdout } = await run('ip', ['-j', 'link', 'show', 'type', 'veth']);
       for (const link of JSON.parse(stdout || '[]') as Array<{ ifname: string; ifalias?: string }>) {
-        if (!link.ifalias?.startsWith(tag) || !/^\d+$/.test(link.ifname.slice(name.length))) continue;
+        if (!link.ifalias?.startsWith(tag) || !/^\d+$/.test(link.ifname.slice(tag.length))) continue;
         const id = link.ifalias.slice(tag.length);
         found.set(id, { ...found.get(id), id, hostVeth: link.ifname });
       }

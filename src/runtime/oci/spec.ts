@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { agentPaths, type SandboxSpec } from '../driver.ts';
 import { capabilities, maskedPaths, readonlyPaths, seccompDenied } from './policy.ts';
 
@@ -122,22 +123,39 @@ export const withSeccomp: SpecModifier = (spec) => {
 export const withCapabilities: SpecModifier = (spec) => {
   const set = [...capabilities];
   spec.process.capabilities = { bounding: set, effective: set, permitted: set, inheritable: [], ambient: [] };
-  spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1 << 20, soft: 1 << 20 }];
 };
+
+/** Open files: the runtime sets limits from inside the user namespace, where it cannot
+ * raise them above the host process's own hard limit: pass that limit. */
+export function withOpenFileLimit(limit: number): SpecModifier {
+  return (spec) => {
+    spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: limit, soft: limit }];
+  };
+}
+
+/** This process's hard limit of open files, read from /proc/self/limits. */
+export function hostOpenFileLimit(limits = readFileSync('/proc/self/limits', 'utf8')): number {
+  const line = limits.split('\n').find((l) => l.startsWith('Max open files'));
+  const hard = Number(line?.trim().split(/\s+/)[4]);
+  return Number.isInteger(hard) && hard > 0 ? Math.min(hard, 1 << 20) : 1024;
+}
 
 export const withMaskedPaths: SpecModifier = (spec) => {
   spec.linux.maskedPaths = [...maskedPaths];
   spec.linux.readonlyPaths = [...readonlyPaths];
 };
 
-/** Sysctls of the sandbox's own network namespace. */
-export const withNetworkSysctls: SpecModifier = (spec) => {
+/** Sysctls of the sandbox's own network namespace. `gidCount`: gids mapped in the sandbox. */
+export function withNetworkSysctls(gidCount: number): SpecModifier {
+  return (spec) => {
   spec.linux.sysctl = {
-    'net.ipv4.ping_group_range': '0 2147483647', // ping through ICMP sockets, no NET_RAW needed
+    // ping through ICMP sockets, no NET_RAW needed; the kernel takes only mapped gids here
+    'net.ipv4.ping_group_range': `0 ${gidCount - 1}`,
     'net.ipv4.ip_unprivileged_port_start': '0', // the sandbox's user may serve on port 80
     'net.ipv6.conf.all.disable_ipv6': '1', // IPv4 only: one policy to keep, no link-local v6 path
   };
-};
+  };
+}
 
 export function withHostname(hostname: string): SpecModifier {
   return (spec) => {
@@ -170,8 +188,9 @@ export function sandboxOciSpec(s: SandboxSpec, cgroupParent: string): OciSpec {
     withCgroupLimits(`/${cgroupParent}/${s.id}`, s.limits),
     withSeccomp,
     withCapabilities,
+    withOpenFileLimit(hostOpenFileLimit()),
     withMaskedPaths,
-    withNetworkSysctls,
+    withNetworkSysctls(s.uidCount),
     withHostname(s.id),
     withRootfs(s.rootfs),
     withAgent(s.agentBinary, s.agentRunDir, s.agentToken),
