@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { loadConfig, serverUrl } from '../config/config.ts';
+import { CoveError, exitStatus } from '../core/errors.ts';
+import { createClient } from './client.ts';
+import { sandboxCommands } from './sandbox.ts';
+
+const program = new Command('cove').description('Cove: sandboxes for AI agents, speaking the E2B protocol');
+
+program
+  .command('serve')
+  .description('serve the API and the sandboxes on this host (builds the base template on first run)')
+  .addOption(new Option('--port <port>', 'port to listen on').argParser(Number))
+  .option('--host <address>', 'address to listen on')
+  .option('--home <dir>', 'state directory')
+  .action(async (opts: { port?: number; host?: string; home?: string }) => {
+    const { startCove } = await import('../main.ts');
+    const config = loadConfig({
+      ...(opts.port !== undefined && { port: opts.port }),
+      ...(opts.host && { host: opts.host }),
+      ...(opts.home && { home: opts.home }),
+    });
+    const cove = await startCove(config, { ensureTemplates: ['base'] });
+    const { adopted, removed, orphans } = cove.reconciled;
+    process.stdout.write(
+      `Cove is serving on ${cove.url}\n` +
+        `  adopted ${adopted.length} running sandboxes, removed ${removed.length} dead ones and ${orphans.length} orphans\n` +
+        `  try: npx cove sandbox create && npx cove sandbox list\n`,
+    );
+    const stop = () => {
+      cove.log.info('stopping; sandboxes keep running and are adopted at the next start');
+      void cove.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program.addCommand(sandboxCommands(() => createClient(serverUrl())));
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof CoveError) {
+    process.stderr.write(`cove: ${err.message}\n`);
+    process.exit(exitStatus[err.code]);
+  }
+  process.stderr.write(`cove: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

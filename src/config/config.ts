@@ -1,0 +1,59 @@
+import { join, resolve } from 'node:path';
+import { CoveError } from '../core/errors.ts';
+
+/** Everything Cove reads from its environment, typed once. The only code that reads process.env. */
+export interface Config {
+  /** State root: the database, sandbox directories and the template cache (COVE_HOME). */
+  home: string;
+  /** Where built templates are cached (COVE_TEMPLATES_HOME, default: home). Tests share it. */
+  templatesHome: string;
+  /** Instance name: prefix of every host object (bridge, veths, namespaces, cgroups). */
+  instance: string;
+  host: string;
+  port: number;
+  logLevel: string;
+  /** First two octets of the sandboxes' /16 (COVE_SUBNET, e.g. 10.11). */
+  subnet16: string;
+  maxTimeoutMs: number;
+  agentTimeoutMs: number;
+  /** The checkout: the agent binaries and template recipes live in it. */
+  root: string;
+  agentBinary: string;
+  mountHelper: string;
+  recipesDir: string;
+  crunRoot: string;
+}
+
+export type ConfigOverrides = Partial<Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel'>>;
+
+export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  const root = resolve(import.meta.dirname, '..', '..');
+  const instance = overrides.instance ?? env.COVE_INSTANCE ?? 'cove';
+  if (!/^[a-z]{1,8}$/.test(instance)) throw new CoveError('invalid_argument', 'COVE_INSTANCE: 1-8 lowercase letters');
+  const port = overrides.port ?? Number(env.COVE_PORT ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoveError('invalid_argument', `bad port ${port}`);
+  const subnet16 = overrides.subnet16 ?? env.COVE_SUBNET ?? '10.11';
+  if (!/^\d{1,3}\.\d{1,3}$/.test(subnet16)) throw new CoveError('invalid_argument', `COVE_SUBNET ${subnet16}: two octets like 10.11`);
+  const home = overrides.home ?? env.COVE_HOME ?? '/var/lib/cove';
+  return {
+    home,
+    templatesHome: overrides.templatesHome ?? env.COVE_TEMPLATES_HOME ?? home,
+    instance,
+    host: overrides.host ?? env.COVE_HOST ?? '127.0.0.1',
+    port,
+    logLevel: overrides.logLevel ?? env.COVE_LOG_LEVEL ?? 'info',
+    subnet16,
+    maxTimeoutMs: 24 * 3600_000,
+    agentTimeoutMs: 5_000,
+    root,
+    agentBinary: join(root, 'agent', 'build', 'cove-agent'),
+    mountHelper: join(root, 'agent', 'build', 'cove-mount'),
+    recipesDir: join(root, 'templates'),
+    crunRoot: `/run/${instance}/crun`,
+  };
+}
+
+/** Where a CLI finds the server (COVE_URL), by default the local one. */
+export function serverUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.COVE_URL ?? `http://127.0.0.1:${env.COVE_PORT ?? 3000}`;
+}

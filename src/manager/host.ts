@@ -1,0 +1,107 @@
+import { chown, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CleanupStack } from '../core/cleanup.ts';
+import { run } from '../core/exec.ts';
+import type { Network } from '../network/network.ts';
+import type { RuntimeDriver } from '../runtime/driver.ts';
+
+/**
+ * The host side of one sandbox: its directory, root filesystem mounts, runtime state and
+ * network. `provision` registers each undo before the step it undoes (every undo is
+ * idempotent, so a step that fails half-way is undone too); `teardown` removes everything a
+ * sandbox may own and succeeds when parts are already gone, so that it serves kill, a failed
+ * create and the reclaim of leftovers alike.
+ */
+export interface HostDeps {
+  runtime: RuntimeDriver;
+  network: Network;
+  sandboxesDir: string;
+  agentBinary: string;
+  mountHelper: string;
+}
+
+/** Host uids of a sandbox: its own range of 65536, picked by its slot. Root in the sandbox
+ * is `uidBase`, never a uid of the host's own users (the ranges start at 1,000,000). */
+export const UID_COUNT = 65_536;
+export function uidBase(slot: number): number {
+  return 1_000_000 + slot * UID_COUNT;
+}
+
+export function sandboxDir(deps: HostDeps, id: string): string {
+  return join(deps.sandboxesDir, id);
+}
+
+export function agentSocket(deps: HostDeps, id: string): string {
+  return join(sandboxDir(deps, id), 'run', 'agent.sock');
+}
+
+export interface ProvisionInput {
+  id: string;
+  slot: number;
+  templateRootfs: string;
+  limits: { cpus: number; memoryMiB: number; pids: number };
+  agentToken: string;
+}
+
+/** Creates and starts the sandbox. On failure everything done so far is undone before it throws. */
+export async function provision(deps: HostDeps, input: ProvisionInput): Promise<void> {
+  const { id, slot } = input;
+  const dir = sandboxDir(deps, id);
+  const runDir = join(dir, 'run');
+  const base = uidBase(slot);
+  const netSlot = deps.network.slot(slot, id);
+  const undo = new CleanupStack();
+  try {
+    undo.push('directory', () => rm(dir, { recursive: true, force: true }));
+    await mkdir(runDir, { recursive: true, mode: 0o700 });
+    await chown(runDir, base, base); // the agent (root of the sandbox) creates its socket here
+
+    undo.push('rootfs', () => unmountRootfs(deps, dir));
+    await run(deps.mountHelper, ['up', input.templateRootfs, dir, String(base), String(UID_COUNT)]);
+
+    undo.push('runtime', () => deps.runtime.destroy(id));
+    const { pid } = await deps.runtime.create({
+      id,
+      rootfs: join(dir, 'rootfs'),
+      bundleDir: dir,
+      uidBase: base,
+      uidCount: UID_COUNT,
+      limits: input.limits,
+      agentBinary: deps.agentBinary,
+      agentRunDir: runDir,
+      agentToken: input.agentToken,
+    });
+
+    undo.push('network', () => deps.network.detach(netSlot));
+    await deps.network.attach(netSlot, id, pid);
+
+    await deps.runtime.start(id);
+  } catch (err) {
+    await undo.run().catch((cleanupErr: unknown) => {
+      throw new AggregateError([err, cleanupErr], `create failed and its undo failed too: ${String(cleanupErr)}`);
+    });
+    throw err;
+  }
+}
+
+/**
+ * Removes every host object of sandbox `id`, in the reverse order of provision: the runtime
+ * first (so nothing runs on what is removed next), then the network, mounts and directory.
+ * `slot` is unknown for leftovers found without a record: their veth is found by its alias.
+ */
+export async function teardown(deps: HostDeps, id: string, slot?: number): Promise<void> {
+  const undo = new CleanupStack();
+  undo.push('directory', () => rm(sandboxDir(deps, id), { recursive: true, force: true }));
+  undo.push('rootfs', () => unmountRootfs(deps, sandboxDir(deps, id)));
+  undo.push('network', async () => {
+    if (slot !== undefined) return deps.network.detach(deps.network.slot(slot, id));
+    const owned = (await deps.network.owners()).find((o) => o.id === id);
+    if (owned) await deps.network.detach(owned);
+  });
+  undo.push('runtime', () => deps.runtime.destroy(id));
+  await undo.run();
+}
+
+async function unmountRootfs(deps: HostDeps, dir: string): Promise<void> {
+  await run(deps.mountHelper, ['down', dir]);
+}

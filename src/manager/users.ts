@@ -1,0 +1,39 @@
+import { CoveError } from '../core/errors.ts';
+
+export interface SandboxUser {
+  name: string;
+  uid: number;
+  gid: number;
+  groups: number[];
+  home: string;
+  shell: string;
+}
+
+const MAX_DB = 1 << 20; // /etc/passwd and /etc/group come from the sandbox: bounded, parsed defensively
+
+/**
+ * Resolves a user name (or a numeric uid) from the sandbox's own /etc/passwd and /etc/group,
+ * which the sandbox may have changed: both are untrusted input.
+ */
+export function resolveUser(name: string, passwd: string, group: string): SandboxUser {
+  if (passwd.length > MAX_DB || group.length > MAX_DB) throw new CoveError('invalid_argument', 'user database too large');
+  const numeric = /^\d+$/.test(name) ? Number(name) : undefined;
+  for (const line of passwd.split('\n')) {
+    const f = line.split(':');
+    if (f.length < 7) continue;
+    const uid = Number(f[2]);
+    const gid = Number(f[3]);
+    if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid < 0 || gid < 0) continue;
+    if (f[0] !== name && uid !== numeric) continue;
+    const user = f[0]!;
+    const groups = new Set<number>([gid]);
+    for (const g of group.split('\n')) {
+      const gf = g.split(':');
+      const id = Number(gf[2]);
+      if (gf.length >= 4 && Number.isInteger(id) && id >= 0 && gf[3]!.split(',').includes(user)) groups.add(id);
+    }
+    return { name: user, uid, gid, groups: [...groups].slice(0, 64), home: f[5] || '/', shell: f[6] || '/bin/sh' };
+  }
+  if (numeric !== undefined) return { name, uid: numeric, gid: numeric, groups: [numeric], home: '/', shell: '/bin/sh' };
+  throw new CoveError('invalid_argument', `user ${name} does not exist in the sandbox`);
+}

@@ -1,0 +1,63 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isCoveError } from '../core/errors.ts';
+import { createSqliteStore } from './sqlite.ts';
+import type { SandboxRecord } from './store.ts';
+
+const record = (id: string): Omit<SandboxRecord, 'slot'> => ({
+  id,
+  templateName: 'base',
+  templateHash: 'abc',
+  state: 'starting',
+  agentToken: 't',
+  limits: { cpus: 2, memoryMiB: 512, pids: 1024 },
+  metadata: { a: 'b' },
+  envVars: { X: '1' },
+  startedAt: 1,
+  endAt: 2,
+});
+
+describe('sqlite store', () => {
+  const path = () => join(mkdtempSync(join(tmpdir(), 'cove-store-')), 'cove.db');
+
+  it('hands out the lowest free slot and reuses freed ones', () => {
+    const store = createSqliteStore(path());
+    expect(store.insertSandbox(record('a'), 10).slot).toBe(0);
+    expect(store.insertSandbox(record('b'), 10).slot).toBe(1);
+    expect(store.insertSandbox(record('c'), 10).slot).toBe(2);
+    store.deleteSandbox('b');
+    expect(store.insertSandbox(record('d'), 10).slot).toBe(1);
+  });
+
+  it('refuses duplicates and a full host, and keeps what it had', () => {
+    const store = createSqliteStore(path());
+    store.insertSandbox(record('a'), 2);
+    try {
+      store.insertSandbox(record('a'), 2);
+      expect.unreachable();
+    } catch (err) {
+      expect(isCoveError(err, 'already_exists')).toBe(true);
+    }
+    store.insertSandbox(record('b'), 2);
+    try {
+      store.insertSandbox(record('c'), 2);
+      expect.unreachable();
+    } catch (err) {
+      expect(isCoveError(err, 'resource_exhausted')).toBe(true);
+    }
+    expect(store.listSandboxes().map((r) => r.id)).toEqual(['a', 'b']);
+  });
+
+  it('persists updates across a reopen', () => {
+    const file = path();
+    const store = createSqliteStore(file);
+    store.insertSandbox(record('a'), 10);
+    store.updateSandbox('a', { state: 'running', endAt: 99, metadata: { k: 'v' } });
+    store.close();
+    const again = createSqliteStore(file);
+    expect(again.getSandbox('a')).toMatchObject({ state: 'running', endAt: 99, metadata: { k: 'v' }, envVars: { X: '1' } });
+    expect(() => again.updateSandbox('missing', { state: 'running' })).toThrow(/not found/);
+  });
+});

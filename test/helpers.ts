@@ -1,0 +1,146 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../src/config/config.ts';
+import { createLogger } from '../src/core/log.ts';
+import { startCove, type Cove } from '../src/main.ts';
+import type { Manager } from '../src/manager/manager.ts';
+
+/**
+ * Integration tests run real sandboxes and need root. Without root they skip locally; under
+ * CI (CI=true, set by .ci/run) a missing capability is a failure, so nothing silently stops running.
+ */
+export const canRunSandboxes = process.getuid?.() === 0;
+if (!canRunSandboxes && process.env.CI === 'true') {
+  throw new Error('integration tests need root in CI: run .ci/run as root');
+}
+
+/** A test instance: its own name (host objects `covet-*`), subnet 10.12/16 and state dir;
+ * the template cache is shared with the default install (built by scripts/setup.sh). */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    ...loadConfig({
+      home: mkdtempSync(join(tmpdir(), 'cove-test-')),
+      templatesHome: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
+      instance: 'covet',
+      subnet16: '10.12',
+      port: 0,
+      logLevel: process.env.COVE_LOG_LEVEL ?? 'warn',
+    }),
+    ...overrides,
+  };
+}
+
+export async function startTestCove(config = testConfig()): Promise<Cove & { config: Config }> {
+  return { ...(await startCove(config, { log: createLogger(config.logLevel) })), config };
+}
+
+/** Kills every sandbox, stops the server and returns what the host still holds of the instance. */
+export async function stopTestCove(cove: Cove & { config: Config }): Promise<string[]> {
+  await Promise.all(cove.manager.list().map((s) => cove.manager.kill(s.id)));
+  await cove.close();
+  return hostLeftovers(cove.config.instance, cove.config.home);
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  signal?: string;
+}
+
+/** Runs a command in a sandbox through the manager and collects its output. */
+export async function exec(
+  manager: Manager,
+  id: string,
+  argv: string[],
+  opts: { user?: string; env?: Record<string, string>; cwd?: string } = {},
+): Promise<RunResult> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  return new Promise((resolve, reject) => {
+    manager
+      .exec(id, { argv, ...opts }, {
+        onData: (stream, data) => (stream === 'stderr' ? err : out).push(data),
+        onExit: (r) =>
+          resolve({
+            stdout: Buffer.concat(out).toString(),
+            stderr: Buffer.concat(err).toString(),
+            exitCode: r.exitCode,
+            ...(r.signal && { signal: r.signal }),
+          }),
+      })
+      .catch(reject);
+  });
+}
+
+export function sh(manager: Manager, id: string, script: string, opts: { user?: string } = {}): Promise<RunResult> {
+  return exec(manager, id, ['/bin/bash', '-c', script], opts);
+}
+
+/** Every host object a Cove instance named `instance` could leave behind. */
+export function hostLeftovers(instance: string, home: string): string[] {
+  const found: string[] = [];
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  found.push(...netns.filter((n) => n.startsWith(`${instance}-`)).map((n) => `netns ${n}`));
+  const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth']).toString() || '[]') as Array<{
+    ifname: string;
+    ifalias?: string;
+  }>;
+  found.push(...links.filter((l) => l.ifalias?.startsWith(`${instance}-`)).map((l) => `veth ${l.ifname} ${l.ifalias}`));
+  found.push(
+    ...readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .filter((l) => l.split(' ')[1]?.startsWith(home))
+      .map((l) => `mount ${l.split(' ')[1]}`),
+  );
+  for (const hierarchy of readdirSync('/sys/fs/cgroup')) {
+    const dir = join('/sys/fs/cgroup', hierarchy, instance);
+    if (existsSync(dir)) found.push(...readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => `cgroup ${dir}/${d.name}`));
+  }
+  const crunRoot = `/run/${instance}/crun`;
+  if (existsSync(crunRoot)) found.push(...readdirSync(crunRoot).map((c) => `crun ${c}`));
+  const sandboxes = join(home, 'sandboxes');
+  if (existsSync(sandboxes)) found.push(...readdirSync(sandboxes).map((d) => `dir ${d}`));
+  return found;
+}
+
+/** Starts `cove serve` as a child process (a real restart, a real crash) and waits for its URL. */
+export async function spawnServer(config: Config): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    join(config.root, 'node_modules', '.bin', 'node'),
+    [join(config.root, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--home', config.home],
+    {
+      env: {
+        ...process.env,
+        COVE_INSTANCE: config.instance,
+        COVE_SUBNET: config.subnet16,
+        COVE_TEMPLATES_HOME: config.templatesHome,
+        COVE_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      text += d.toString();
+      const m = /serving on (http:\/\/\S+)/.exec(text);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`cove serve exited ${code}: ${text}`)));
+  });
+  return { child, url };
+}
+
+export function cli(url: string, args: string[]): { stdout: string; stderr: string; status: number } {
+  const root = join(import.meta.dirname, '..');
+  try {
+    const stdout = execFileSync(join(root, 'bin', 'cove'), args, { env: { ...process.env, COVE_URL: url }, stdio: 'pipe' });
+    return { stdout: stdout.toString(), stderr: '', status: 0 };
+  } catch (err) {
+    const e = err as { stdout: Buffer; stderr: Buffer; status: number };
+    return { stdout: e.stdout.toString(), stderr: e.stderr.toString(), status: e.status };
+  }
+}
