@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to run Cove, and nothing when nothing is
+# missing (it checks first, so a second run takes well under two seconds). Run as root by
+# `npm start`, `npm test` and `npm run bench` before they start; safe to run by hand.
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() {
+  say "$*"
+  exit 1
+}
+
+[[ $(uname -s) == Linux ]] || die "Cove runs on Linux only (this is $(uname -s))"
+[[ $EUID -eq 0 ]] || die "must run as root: Cove creates namespaces, cgroups, mounts and veths (try: sudo npm start)"
+
+# 1. Debian packages. podman is only the benchmark's peer; libcap2-bin strips file capabilities
+#    from templates; npm/nodejs only bootstrap the pinned Node 24 from the npm registry.
+packages=(crun runc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin)
+command -v npm >/dev/null || packages+=(nodejs npm)
+if command -v dpkg-query >/dev/null; then
+  mapfile -t installed < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null |
+    awk '$1 == "ii" { print $2 }')
+  missing=()
+  for p in "${packages[@]}"; do
+    [[ " ${installed[*]} " == *" $p "* ]] || missing+=("$p")
+  done
+  if ((${#missing[@]} > 0)); then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+else
+  for c in crun runc mmdebstrap nft ip gcc make flock pgrep getcap npm; do
+    command -v "$c" >/dev/null || die "$c is missing and this is not Debian (no dpkg): install it by hand"
+  done
+fi
+
+# 2. npm dependencies, Node 24 (the `node` package) among them.
+if [[ ! -x node_modules/.bin/node || ! -e node_modules/.package-lock.json ||
+  (-e package-lock.json && package-lock.json -nt node_modules/.package-lock.json) ]]; then
+  if [[ -e package-lock.json ]]; then
+    say "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    say "npm install"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
+fi
+
+# 3. The in-sandbox agent and the host's mount helper (static C binaries).
+if [[ -d agent/src && -d agent/mount ]]; then
+  if ! make -q -C agent >/dev/null 2>&1; then
+    say "building agent/build/cove-agent and agent/build/cove-mount"
+    make -s -C agent
+  fi
+else
+  say "skipping agent build: agent/src or agent/mount does not exist yet"
+fi
+
+# 4. The base template (Debian rootfs, ~1 minute the first time); returns at once when the
+#    cached build matches templates/base/.
+node_modules/.bin/node src/templates/cli-build.ts base
