@@ -124,6 +124,14 @@ describe('createTemplateStore', () => {
     expect((await readdir(nameDir)).sort()).toEqual(['.lock', 'current', t.hash].sort());
   });
 
+  it('reuses a get result only while its build exists', async () => {
+    const store = createTemplateStore({ home, recipesDir, build: fakeBuilder().build });
+    const t = await store.ensure('base');
+    expect(await store.get('base')).toEqual(t);
+    await rm(join(t.rootfs, '..'), { recursive: true });
+    await expect(store.get('base')).rejects.toMatchObject({ code: 'not_found' });
+  });
+
   it('serves the last build of a name whose recipe is gone', async () => {
     const store = createTemplateStore({ home, recipesDir, build: fakeBuilder().build });
     const t = await store.ensure('base');

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, readFile, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoveError, isCoveError } from '../core/errors.ts';
 import { FINALIZE_SCRIPT, buildWithMmdebstrap } from './builder.ts';
@@ -43,7 +44,10 @@ export interface Template {
  * lower layer while unmounted (paused) must put a file in `<rootfs>/../refs/` until it is gone.
  */
 export interface TemplateStore {
-  /** The current build; CoveError('not_found') for an unknown name or one not built for its recipe. */
+  /**
+   * The current build; CoveError('not_found') for an unknown name or one not built for its
+   * recipe. Reflects a changed recipe within a second (results are reused that long).
+   */
   get(name: string): Promise<Template>;
   /** The current build, building it first when missing or when the recipe changed (minutes). */
   ensure(name: string, opts?: { log?: (line: string) => void }): Promise<Template>;
@@ -76,6 +80,7 @@ interface BuildRecord {
 }
 
 const HASH_DIR_RE = /^[0-9a-f]{16}$/;
+const GET_CACHE_MS = 1000;
 
 export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
   const cacheDir = join(opts.home, 'templates');
@@ -122,10 +127,23 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
     }
   };
 
+  // get is on the sandbox-create path: hashing the recipe costs ~0.5 ms, so a result is reused
+  // for a second, as long as its build is still there (another process may have pruned it).
+  const recent = new Map<string, { t: Template; at: number }>();
+
   const get = async (name: string): Promise<Template> => {
     validateTemplateName(name);
+    const hit = recent.get(name);
+    if (
+      hit !== undefined &&
+      Date.now() - hit.at < GET_CACHE_MS &&
+      existsSync(join(hit.t.rootfs, '..', 'build.json'))
+    ) {
+      return structuredClone(hit.t);
+    }
     const hash = await currentHash(name);
     const t = hash === undefined ? undefined : await readBuild(name, hash);
+    if (t !== undefined) recent.set(name, { t: structuredClone(t), at: Date.now() });
     if (t === undefined) {
       throw new CoveError(
         'not_found',
@@ -194,6 +212,7 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
           if (HASH_DIR_RE.test(entry) && entry !== hash)
             await pruneBuild(nameDir, name, entry, mountsNow, log);
         }
+        recent.delete(name);
         log(`built template ${name} (${hash}) in ${record.buildSeconds}s`);
         const t = await readBuild(name, hash);
         if (t === undefined) throw new CoveError('internal', `template ${name}: build ${hash} vanished`);
