@@ -1,0 +1,124 @@
+/* cove-agent: PID 1 of every sandbox. Shared declarations; the wire format is
+ * spec/agent-protocol.md and every constant here is a bound stated there. */
+#ifndef COVE_AGENT_H
+#define COVE_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PROTO_VERSION 1
+#define HDR_LEN 12
+#define MAX_FRAME (128 * 1024)
+#define MAX_CHUNK (64 * 1024)
+#define MAX_TOKEN 256
+#define MAX_PATH 4096
+#define MAX_PROCS 1024
+#define MAX_STREAMS 64
+#define MAX_WATCHES 64
+#define MAX_WATCH_DIRS 8192
+#define MAX_LIST_ENTRIES 10000
+#define MAX_LIST_BYTES (4 * 1024 * 1024)
+#define MAX_LIST_DEPTH 64
+#define MAX_CREDIT (16u * 1024 * 1024)
+#define STDIN_PENDING_CAP (2 * 1024 * 1024)
+/* Above this many queued outgoing bytes the agent stops reading requests: the host is not
+ * reading replies, so generating more would only grow memory. */
+#define OUT_STOP_READING (1024 * 1024)
+#define AUTH_TIMEOUT_MS 2000
+
+enum {
+	T_AUTH = 0x01, T_PING = 0x02, T_CANCEL = 0x03,
+	T_SPAWN = 0x10, T_STDIN = 0x11, T_CLOSE_STDIN = 0x12, T_SIGNAL = 0x13, T_RESIZE = 0x14,
+	T_LIST_PROCS = 0x15, T_ATTACH = 0x16,
+	T_STAT = 0x20, T_LISTDIR = 0x21, T_MKDIR = 0x22, T_RENAME = 0x23, T_REMOVE = 0x24,
+	T_READ = 0x25, T_CREDIT = 0x26, T_WRITE = 0x27, T_WDATA = 0x28, T_WEND = 0x29, T_WATCH = 0x2A,
+	REP_OK = 0x80, REP_ERR = 0x81, REP_STARTED = 0x82, REP_ENTRIES = 0x83, REP_PROC = 0x84, REP_DATA = 0x85,
+	REP_EXIT = 0x86, REP_CHUNK = 0x87, REP_EVENT = 0x88,
+};
+
+/* ---- frame.c: parsing requests, building replies, the bounded outgoing queue ---- */
+struct rd {
+	const uint8_t *p;
+	size_t n;
+	int bad; /* sticky: set on any short read; checked once at the end */
+};
+uint8_t rd_u8(struct rd *r);
+uint16_t rd_u16(struct rd *r);
+uint32_t rd_u32(struct rd *r);
+/* Returns a pointer into the frame and its length (not NUL-terminated). */
+const uint8_t *rd_bytes(struct rd *r, uint32_t *len);
+/* Copies a str field into dst as a C string; -1 (and r->bad stays 0) if it holds NUL or is
+ * longer than cap-1: a semantic error (EINVAL), not a framing one. */
+int rd_cstr(struct rd *r, char *dst, size_t cap);
+int rd_path(struct rd *r, char *dst); /* rd_cstr + must be absolute; dst holds MAX_PATH */
+int rd_done(struct rd *r);            /* 1 when everything parsed exactly */
+
+void tx_begin(uint8_t type, uint32_t id);
+void tx_u8(uint8_t v);
+void tx_u16(uint16_t v);
+void tx_u32(uint32_t v);
+void tx_u64(uint64_t v);
+void tx_bytes(const void *p, size_t n);
+void tx_str(const void *p, size_t n);
+size_t tx_room(void);
+uint8_t *tx_tail(void);   /* where the next byte goes: read(2) straight into the frame */
+void tx_advance(size_t n);
+size_t tx_len(void);
+void tx_end(void);
+void tx_abort(void);
+void send_ok(uint32_t id);
+void send_err(uint32_t id, int err, const char *ctx);
+
+void out_attach(int fd);    /* the authenticated host socket, or -1 */
+int out_fd(void);
+size_t out_pending(void);
+int out_flush(void);        /* on POLLOUT; -1 if the connection broke */
+int out_broken(void);
+
+/* ---- proc.c ---- */
+void proc_spawn(uint32_t id, struct rd *r);
+void proc_stdin(uint32_t id, struct rd *r);
+void proc_close_stdin(uint32_t id, struct rd *r);
+void proc_signal(uint32_t id, struct rd *r);
+void proc_resize(uint32_t id, struct rd *r);
+void proc_list(uint32_t id, struct rd *r);
+void proc_attach(uint32_t id, struct rd *r);
+void proc_reap(void);
+void proc_detach_all(void);
+void proc_kill_all(int sig);
+int proc_count(void);
+int proc_draining(void); /* an exited process still has output to drain */
+/* poll integration: add fds, then handle results. */
+struct pollfd;
+int proc_pollfds(struct pollfd *pfd, int max, int congested);
+void proc_handle(struct pollfd *pfd, int n, int congested);
+
+/* ---- fs.c ---- */
+void fs_as(uid_t uid, gid_t gid);   /* setfsuid/setfsgid; fs_as(0, 0) restores root */
+int fs_mkdirs(char *path, int *created);
+void fs_stat(uint32_t id, struct rd *r);
+void fs_listdir(uint32_t id, struct rd *r);
+void fs_mkdir(uint32_t id, struct rd *r);
+void fs_rename(uint32_t id, struct rd *r);
+void fs_remove(uint32_t id, struct rd *r);
+void fs_read(uint32_t id, struct rd *r);
+void fs_credit(uint32_t id, struct rd *r);
+void fs_write(uint32_t id, struct rd *r);
+void fs_wdata(uint32_t id, struct rd *r);
+void fs_wend(uint32_t id, struct rd *r);
+int fs_cancel(uint32_t id);
+void fs_close_all(void);
+int fs_pump(int congested);          /* sends read chunks; returns 1 if more work is ready */
+int tx_entry(const char *path, const char *shown, int follow_target);
+
+/* ---- watch.c ---- */
+void watch_start(uint32_t id, struct rd *r);
+int watch_cancel(uint32_t id);
+void watch_close_all(void);
+int watch_pollfds(struct pollfd *pfd, int max, int congested);
+void watch_handle(struct pollfd *pfd, int n);
+
+/* ---- main.c ---- */
+void protocol_violation(const char *why);
+#endif

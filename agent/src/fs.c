@@ -1,0 +1,528 @@
+/* File operations, each under the caller's fsuid/fsgid so the kernel applies the user's
+ * permissions and new files belong to the user; streamed reads (credit) and writes. */
+#include "agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void fs_as(uid_t uid, gid_t gid)
+{
+	/* Dropping fsuid from 0 also drops the file capabilities (DAC override, fowner, ...)
+	 * for the operation; returning to 0 restores them. */
+	setfsgid(gid);
+	setfsuid(uid);
+}
+
+static void fs_root(void) { fs_as(0, 0); }
+
+static uint8_t ftype(mode_t m)
+{
+	return S_ISREG(m) ? 1 : S_ISDIR(m) ? 2 : S_ISLNK(m) ? 3 : 4;
+}
+
+/* Appends an entry record (spec §4.1) to the frame being built; returns 0 or an errno. */
+int tx_entry(const char *path, const char *shown, int follow_target)
+{
+	struct stat ls, ts;
+	if (lstat(path, &ls) < 0)
+		return errno;
+	char target[PATH_MAX] = "";
+	uint8_t ttype = ftype(ls.st_mode);
+	uint32_t tmode = ls.st_mode & 07777;
+	if (S_ISLNK(ls.st_mode)) {
+		ttype = 0, tmode = 0;
+		if (stat(path, &ts) == 0)
+			ttype = ftype(ts.st_mode), tmode = ts.st_mode & 07777;
+		if (!follow_target || !realpath(path, target)) {
+			ssize_t n = readlink(path, target, sizeof target - 1);
+			target[n > 0 ? n : 0] = 0;
+		}
+	}
+	tx_u8(ftype(ls.st_mode));
+	tx_u8(ttype);
+	tx_u16(0);
+	tx_u32(ls.st_mode & 07777);
+	tx_u32(tmode);
+	tx_u32(ls.st_uid);
+	tx_u32(ls.st_gid);
+	tx_u64((uint64_t)ls.st_size);
+	tx_u64((uint64_t)((int64_t)ls.st_mtim.tv_sec * 1000000000 + ls.st_mtim.tv_nsec));
+	tx_str(shown, strlen(shown));
+	tx_str(target, strlen(target));
+	return 0;
+}
+
+static void reply_entry(uint32_t id, const char *path)
+{
+	tx_begin(REP_OK, id);
+	int e = tx_entry(path, path, 1);
+	if (e) {
+		tx_abort();
+		return send_err(id, e, "stat");
+	}
+	tx_end();
+}
+
+/* mkdir -p as the current fs identity; *created tells whether the last component was made. */
+int fs_mkdirs(char *path, int *created)
+{
+	*created = 0;
+	for (char *s = path + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = 0;
+		int rc = mkdir(path, 0777);
+		int e = errno;
+		struct stat st;
+		if (rc < 0 && e == EEXIST && stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+			rc = -1, e = ENOTDIR;
+		else if (rc < 0 && e == EEXIST)
+			rc = 0;
+		else if (rc == 0)
+			*created = 1;
+		*s = c;
+		if (rc < 0)
+			return e;
+		if (!c || !s[1])
+			return 0;
+		*created = 0;
+	}
+}
+
+static int mkparents(char *path)
+{
+	char *slash = strrchr(path, '/');
+	if (slash == path)
+		return 0;
+	*slash = 0;
+	int created, e = fs_mkdirs(path, &created);
+	*slash = '/';
+	return e;
+}
+
+#define FS_HEAD(name)                                                                              \
+	uint32_t uid = rd_u32(r), gid = rd_u32(r);                                                 \
+	char path[MAX_PATH];                                                                       \
+	(void)name
+
+void fs_stat(uint32_t id, struct rd *r)
+{
+	FS_HEAD("stat");
+	int bad = rd_path(r, path);
+	if (!rd_done(r))
+		return protocol_violation("stat");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	fs_as(uid, gid);
+	reply_entry(id, path);
+	fs_root();
+}
+
+void fs_mkdir(uint32_t id, struct rd *r)
+{
+	FS_HEAD("mkdir");
+	int bad = rd_path(r, path);
+	if (!rd_done(r))
+		return protocol_violation("mkdir");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	int created;
+	fs_as(uid, gid);
+	int e = fs_mkdirs(path, &created);
+	fs_root();
+	if (e)
+		return send_err(id, e, "mkdir");
+	tx_begin(REP_OK, id);
+	tx_u8((uint8_t)created);
+	tx_end();
+}
+
+void fs_rename(uint32_t id, struct rd *r)
+{
+	FS_HEAD("rename");
+	char to[MAX_PATH];
+	int bad = rd_path(r, path);
+	bad |= rd_path(r, to);
+	if (!rd_done(r))
+		return protocol_violation("rename");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	fs_as(uid, gid);
+	struct stat st;
+	int e = lstat(path, &st) < 0 ? errno : mkparents(to);
+	if (!e && rename(path, to) < 0)
+		e = errno;
+	if (e)
+		send_err(id, e, "rename");
+	else
+		reply_entry(id, to);
+	fs_root();
+}
+
+static int rm_err;
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st, (void)f;
+	if ((flag == FTW_DP ? rmdir(p) : unlink(p)) < 0 && errno != ENOENT) {
+		rm_err = errno;
+		return 1;
+	}
+	return 0;
+}
+
+void fs_remove(uint32_t id, struct rd *r)
+{
+	FS_HEAD("remove");
+	int bad = rd_path(r, path);
+	if (!rd_done(r))
+		return protocol_violation("remove");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	fs_as(uid, gid);
+	struct stat st;
+	int e = 0;
+	if (lstat(path, &st) < 0)
+		e = errno;
+	else if (!S_ISDIR(st.st_mode))
+		e = unlink(path) < 0 ? errno : 0;
+	else {
+		/* FTW_PHYS: a symlink inside is removed, never followed. */
+		rm_err = 0;
+		if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
+			e = rm_err ? rm_err : errno;
+	}
+	fs_root();
+	if (e)
+		return send_err(id, e, "remove");
+	send_ok(id);
+}
+
+/* ---- list ---- */
+struct lctx {
+	uint32_t id;
+	int depth;
+	size_t count, held, bytes, base;
+	char path[MAX_PATH];
+};
+
+static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int walk(struct lctx *c, size_t len, int depth)
+{
+	DIR *d = opendir(c->path[0] ? c->path : "/");
+	if (!d)
+		return errno;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int e = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		/* Everything collected will be emitted, so this bounds memory and output alike. */
+		if (c->count + c->held >= MAX_LIST_ENTRIES) {
+			e = E2BIG;
+			break;
+		}
+		if (n == cap) {
+			char **nn = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof *names);
+			if (!nn) {
+				e = ENOMEM;
+				break;
+			}
+			names = nn;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			e = ENOMEM;
+			break;
+		}
+		n++, c->held++;
+	}
+	closedir(d);
+	if (!e)
+		qsort(names, n, sizeof *names, cmp);
+	for (size_t i = 0; i < n && !e; i++) {
+		size_t nl = strlen(names[i]);
+		if (len + 1 + nl >= MAX_PATH) {
+			e = ENAMETOOLONG;
+			break;
+		}
+		c->path[len] = '/';
+		memcpy(c->path + len + 1, names[i], nl + 1);
+		const char *rel = c->path + c->base + 1;
+		if (tx_room() < 64 + strlen(rel) + PATH_MAX) {
+			tx_end();
+			tx_begin(REP_ENTRIES, c->id);
+		}
+		size_t before = tx_len();
+		if (tx_entry(c->path, rel, 1)) {
+			c->held--, c->count++; /* vanished meanwhile: skip it */
+			continue;
+		}
+		c->bytes += tx_len() - before;
+		c->held--, c->count++;
+		if (c->bytes > MAX_LIST_BYTES)
+			e = E2BIG;
+		struct stat st;
+		if (!e && depth < c->depth && lstat(c->path, &st) == 0 && S_ISDIR(st.st_mode)) {
+			int se = walk(c, len + 1 + nl, depth + 1);
+			if (se == E2BIG || se == ENOMEM || se == ENAMETOOLONG)
+				e = se; /* an unreadable subdirectory is listed but not entered */
+		}
+	}
+	c->path[len] = 0;
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return e;
+}
+
+void fs_listdir(uint32_t id, struct rd *r)
+{
+	static struct lctx c; /* 4 KiB path: kept off the stack */
+	FS_HEAD("list");
+	uint32_t depth = rd_u32(r);
+	int bad = rd_path(r, path);
+	if (!rd_done(r))
+		return protocol_violation("list");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	memset(&c, 0, sizeof c);
+	c.id = id;
+	c.depth = depth < 1 ? 1 : depth > MAX_LIST_DEPTH ? MAX_LIST_DEPTH : (int)depth;
+	strcpy(c.path, path);
+	c.base = strlen(path);
+	while (c.base > 1 && c.path[c.base - 1] == '/')
+		c.path[--c.base] = 0;
+	if (c.base == 1) /* "/": relative names must not start with a slash */
+		c.path[0] = 0, c.base = 0;
+	fs_as(uid, gid);
+	struct stat st;
+	int e = stat(path, &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+	if (!e) {
+		tx_begin(REP_ENTRIES, id);
+		e = walk(&c, c.base, 1);
+		if (!e && tx_len() > HDR_LEN)
+			tx_end();
+		else
+			tx_abort();
+	}
+	fs_root();
+	if (e)
+		return send_err(id, e, "list");
+	send_ok(id);
+}
+
+/* ---- streamed read and write ---- */
+struct stream {
+	uint32_t id; /* 0: free slot */
+	int fd, writing;
+	uint32_t credit;
+	char *path; /* write: for the final stat */
+	uid_t uid;
+	gid_t gid;
+};
+static struct stream streams[MAX_STREAMS];
+
+static struct stream *stream_find(uint32_t id, int writing)
+{
+	for (int i = 0; i < MAX_STREAMS; i++)
+		if (streams[i].id == id && id && streams[i].writing == writing)
+			return &streams[i];
+	return NULL;
+}
+
+static struct stream *stream_free(void)
+{
+	for (int i = 0; i < MAX_STREAMS; i++)
+		if (!streams[i].id)
+			return &streams[i];
+	return NULL;
+}
+
+static void stream_close(struct stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->path);
+	memset(s, 0, sizeof *s);
+	s->fd = -1;
+}
+
+void fs_read(uint32_t id, struct rd *r)
+{
+	FS_HEAD("read");
+	uint32_t credit = rd_u32(r);
+	int bad = rd_path(r, path);
+	if (!rd_done(r))
+		return protocol_violation("read");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	struct stream *s = stream_free();
+	if (!s)
+		return send_err(id, EMFILE, "too many open streams");
+	fs_as(uid, gid);
+	/* O_NONBLOCK: opening a FIFO must not hang the agent. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int e = fd < 0 ? errno : 0;
+	fs_root();
+	struct stat st;
+	if (!e && fstat(fd, &st) < 0)
+		e = errno;
+	if (!e && !S_ISREG(st.st_mode))
+		e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	if (e) {
+		if (fd >= 0)
+			close(fd);
+		return send_err(id, e, "open");
+	}
+	s->id = id, s->fd = fd, s->writing = 0;
+	s->credit = credit > MAX_CREDIT ? MAX_CREDIT : credit;
+}
+
+void fs_credit(uint32_t id, struct rd *r)
+{
+	uint32_t n = rd_u32(r);
+	if (!rd_done(r))
+		return protocol_violation("credit");
+	struct stream *s = stream_find(id, 0);
+	if (s)
+		s->credit = n > MAX_CREDIT - s->credit ? MAX_CREDIT : s->credit + n;
+}
+
+int fs_pump(int congested)
+{
+	int more = 0;
+	for (int i = 0; i < MAX_STREAMS; i++) {
+		struct stream *s = &streams[i];
+		if (!s->id || s->writing || !s->credit)
+			continue;
+		if (congested || out_pending()) {
+			more = 0;
+			break; /* the host's POLLOUT wakes the loop */
+		}
+		tx_begin(REP_CHUNK, s->id);
+		size_t want = s->credit < MAX_CHUNK ? s->credit : MAX_CHUNK;
+		ssize_t n = read(s->fd, tx_tail(), want);
+		if (n > 0) {
+			tx_advance((size_t)n);
+			tx_end();
+			s->credit -= (uint32_t)n;
+			more |= s->credit > 0;
+			continue;
+		}
+		tx_abort();
+		if (n < 0 && errno == EINTR) {
+			more = 1;
+			continue;
+		}
+		uint32_t id = s->id;
+		int e = n < 0 ? errno : 0;
+		stream_close(s);
+		if (e)
+			send_err(id, e, "read");
+		else
+			send_ok(id);
+	}
+	return more && !out_pending();
+}
+
+void fs_write(uint32_t id, struct rd *r)
+{
+	FS_HEAD("write");
+	int bad = rd_path(r, path);
+	if (!rd_done(r))
+		return protocol_violation("write");
+	if (bad)
+		return send_err(id, EINVAL, "path");
+	struct stream *s = stream_free();
+	if (!s)
+		return send_err(id, EMFILE, "too many open streams");
+	fs_as(uid, gid);
+	int e = mkparents(path), fd = -1;
+	if (!e && (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+			     0666)) < 0)
+		e = errno;
+	fs_root();
+	struct stat st;
+	if (!e && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+		e = EINVAL; /* a FIFO or device opened for writing: not a file upload */
+	if (!e && !(s->path = strdup(path)))
+		e = ENOMEM;
+	if (e) {
+		if (fd >= 0)
+			close(fd);
+		return send_err(id, e, "open");
+	}
+	s->id = id, s->fd = fd, s->writing = 1, s->uid = uid, s->gid = gid;
+}
+
+void fs_wdata(uint32_t id, struct rd *r)
+{
+	if (r->n > MAX_CHUNK)
+		return protocol_violation("wdata");
+	struct stream *s = stream_find(id, 1);
+	if (!s)
+		return; /* already failed (ERR sent) or cancelled */
+	for (size_t off = 0; off < r->n;) {
+		ssize_t n = write(s->fd, r->p + off, r->n - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			stream_close(s);
+			return send_err(id, e, "write");
+		}
+		off += (size_t)n;
+	}
+}
+
+void fs_wend(uint32_t id, struct rd *r)
+{
+	if (!rd_done(r))
+		return protocol_violation("wend");
+	struct stream *s = stream_find(id, 1);
+	if (!s)
+		return;
+	int e = close(s->fd) < 0 ? errno : 0;
+	s->fd = -1;
+	if (e) {
+		stream_close(s);
+		return send_err(id, e, "close");
+	}
+	fs_as(s->uid, s->gid);
+	reply_entry(id, s->path);
+	fs_root();
+	stream_close(s);
+}
+
+int fs_cancel(uint32_t id)
+{
+	struct stream *s = stream_find(id, 0);
+	int writing = !s;
+	if (!s && !(s = stream_find(id, 1)))
+		return 0;
+	stream_close(s);
+	if (writing)
+		send_err(id, ECANCELED, "cancelled");
+	else
+		send_ok(id);
+	return 1;
+}
+
+void fs_close_all(void)
+{
+	for (int i = 0; i < MAX_STREAMS; i++)
+		if (streams[i].id)
+			stream_close(&streams[i]);
+}
