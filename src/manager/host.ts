@@ -1,4 +1,5 @@
-import { chown, mkdir, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chown, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CleanupStack } from '../core/cleanup.ts';
 import { run } from '../core/exec.ts';
@@ -59,6 +60,8 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
     undo.push('rootfs', () => unmountRootfs(deps, dir));
     await run(deps.mountHelper, ['up', input.templateRootfs, dir, String(base), String(UID_COUNT)]);
 
+    await writeHosts(join(dir, 'rootfs'), id, deps.network.slot(slot, id).address, base);
+
     undo.push('runtime', () => deps.runtime.destroy(id));
     const { pid } = await deps.runtime.create({
       id,
@@ -100,6 +103,22 @@ export async function teardown(deps: HostDeps, id: string, slot?: number): Promi
   });
   undo.push('runtime', () => deps.runtime.destroy(id));
   await undo.run();
+}
+
+/**
+ * /etc/hosts names the sandbox (sudo and many tools resolve their own hostname). Written
+ * into the fresh overlay, so it is the sandbox's own file to edit: owned by its root. The
+ * rootfs is the untouched template at this point, and O_NOFOLLOW keeps it so anyway.
+ */
+async function writeHosts(rootfs: string, id: string, address: string, owner: number): Promise<void> {
+  const text = `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${address}\t${id}\n`;
+  const file = await open(join(rootfs, 'etc', 'hosts'), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+  try {
+    await file.writeFile(text);
+    await file.chown(owner, owner);
+  } finally {
+    await file.close();
+  }
 }
 
 async function unmountRootfs(deps: HostDeps, dir: string): Promise<void> {

@@ -54,6 +54,8 @@ interface Live {
   agent?: AgentClient;
   timer?: NodeJS.Timeout;
   users: Map<string, SandboxUser>;
+  /** The template's defaults (env, user), read once: exec is a hot path. */
+  template?: Template;
   killing?: Promise<void>;
 }
 
@@ -147,7 +149,7 @@ export function createManager(opts: ManagerOptions) {
       },
       host.network.maxSlots,
     );
-    const entry: Live = { record, users: new Map() };
+    const entry: Live = { record, users: new Map(), template };
     live.set(record.id, entry);
     try {
       await provision(host, {
@@ -252,7 +254,7 @@ export function createManager(opts: ManagerOptions) {
     async exec(id: string, input: ExecInput, handlers: ProcessHandlers): Promise<AgentProcess> {
       const entry = find(id);
       if (input.argv.length === 0) throw new CoveError('invalid_argument', 'a command needs at least one argument');
-      const template = await templates.get(entry.record.templateName);
+      const template = (entry.template ??= await templates.get(entry.record.templateName));
       const who = await user(id, input.user ?? template.defaultUser.name);
       const env = {
         ...template.env,
