@@ -75,6 +75,7 @@ int out_fd(void);
 size_t out_pending(void);
 int out_flush(void);        /* on POLLOUT; -1 if the connection broke */
 int out_broken(void);
+void frame_trim(void);
 
 /* ---- proc.c ---- */
 void proc_spawn(uint32_t id, struct rd *r);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* ---- parsing: every accessor is bounds-checked; a short field sets r->bad ---- */
@@ -79,7 +80,7 @@ int rd_path(struct rd *r, char *dst)
 int rd_done(struct rd *r) { return !r->bad && r->n == 0; }
 
 /* ---- building: one frame at a time in a static scratch buffer ---- */
-static uint8_t txbuf[MAX_FRAME];
+static uint8_t txbuf[MAX_FRAME] __attribute__((aligned(4096)));
 static size_t txlen;
 static int txover;
 
@@ -231,4 +232,15 @@ int out_flush(void)
 		ocap = 0;
 	}
 	return 0;
+}
+
+/* Idle agents are counted by the thousand: give back the pages a burst dirtied. */
+void frame_trim(void)
+{
+	madvise(txbuf, sizeof txbuf, MADV_DONTNEED);
+	if (ooff == olen && obuf) {
+		free(obuf);
+		obuf = NULL;
+		ooff = olen = ocap = 0;
+	}
 }

@@ -7,7 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <stdio.h>
+#include <stdio.h> /* rename(2) only */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>

@@ -7,9 +7,10 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -21,6 +22,8 @@
 
 #define MAX_POLL (4 + 3 * MAX_PROCS + MAX_WATCHES)
 #define SHUTDOWN_GRACE_MS 5000
+/* After this long without events, buffers and free heap go back to the kernel. */
+#define TRIM_AFTER_MS 500
 
 static char token[MAX_TOKEN + 1];
 static size_t token_len;
@@ -30,11 +33,24 @@ static int pfd_conn = -1;            /* a connection that has not authenticated 
 static int64_t pend_deadline;
 static uint8_t pend_buf[HDR_LEN + MAX_TOKEN];
 static size_t pend_len;
-static uint8_t rxbuf[MAX_FRAME];
+static uint8_t rxbuf[MAX_FRAME] __attribute__((aligned(4096)));
 static size_t rxlen;
 static int violated;
 static int64_t shutdown_deadline; /* 0: running */
 static struct pollfd pfds[MAX_POLL];
+static int dirty; /* events since the last trim */
+
+/* No stdio anywhere: printf and its locale machinery are most of a static binary's text. */
+static void die(const char *msg, int code)
+{
+	const char *err = code == 1 ? strerrorname_np(errno) : NULL;
+	if (write(2, "cove-agent: ", 12) < 0 || write(2, msg, strlen(msg)) < 0 ||
+	    (err && (write(2, ": ", 2) < 0 || write(2, err, strlen(err)) < 0)))
+		_exit(code);
+	if (write(2, "\n", 1) < 0)
+		_exit(code);
+	_exit(code);
+}
 
 static int64_t now_ms(void)
 {
@@ -64,14 +80,12 @@ static void take_token(void)
 		if (!strncmp(*e, name, strlen(name)))
 			entry = *e;
 	if (!entry) {
-		fprintf(stderr, "cove-agent: COVE_AGENT_TOKEN is not set\n");
-		exit(2);
+		die("COVE_AGENT_TOKEN is not set", 2);
 	}
 	const char *v = entry + strlen(name);
 	token_len = strlen(v);
 	if (token_len == 0 || token_len > MAX_TOKEN) {
-		fprintf(stderr, "cove-agent: COVE_AGENT_TOKEN must be 1..%d bytes\n", MAX_TOKEN);
-		exit(2);
+		die("COVE_AGENT_TOKEN must be 1..256 bytes", 2);
 	}
 	memcpy(token, v, token_len);
 	unsetenv("COVE_AGENT_TOKEN");
@@ -91,8 +105,7 @@ static int listen_on(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof sa.sun_path) {
-		fprintf(stderr, "cove-agent: socket path too long\n");
-		exit(2);
+		die("socket path too long", 2);
 	}
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -102,10 +115,8 @@ static int listen_on(const char *path)
 	mode_t old = umask(0177); /* born 0600: no window where another user could connect */
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
-		perror("cove-agent: listen");
-		exit(1);
-	}
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0)
+		die(path, 1);
 	return fd;
 }
 
@@ -293,13 +304,11 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--socket") && i + 1 < argc)
 			path = argv[++i];
 		else {
-			fprintf(stderr, "usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN)\n");
-			return 2;
+			die("usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN)", 2);
 		}
 	}
 	if (!path) {
-		fprintf(stderr, "usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN)\n");
-		return 2;
+		die("usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN)", 2);
 	}
 	take_token();
 	/* fds 0-2 must exist, or a pipe could land on them and be clobbered by a child's dup2. */
@@ -322,10 +331,8 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	lfd = listen_on(path);
-	if (sfd < 0) {
-		perror("cove-agent: signalfd");
-		return 1;
-	}
+	if (sfd < 0)
+		die("signalfd", 1);
 	proc_reap(); /* children inherited before signalfd existed */
 
 	for (;;) {
@@ -367,8 +374,21 @@ int main(int argc, char **argv)
 			if (timeout < 0 || left < timeout)
 				timeout = left;
 		}
-		if (poll(pfds, (nfds_t)n, timeout) < 0 && errno != EINTR)
+		int trim = timeout < 0 && dirty;
+		if (trim)
+			timeout = TRIM_AFTER_MS;
+		int ready = poll(pfds, (nfds_t)n, timeout);
+		if (ready < 0 && errno != EINTR)
 			return 1;
+		if (ready == 0 && trim) {
+			dirty = 0;
+			if (!rxlen)
+				madvise(rxbuf, sizeof rxbuf, MADV_DONTNEED);
+			frame_trim();
+			malloc_trim(0);
+		}
+		if (ready > 0)
+			dirty = 1;
 
 		if (pfds[1].revents)
 			on_signal();

@@ -166,12 +166,14 @@ static int parse_spawn(struct rd *r, struct spawn_req *q, char **mem, const uint
 		return -2;
 	/* Every wire string costs 4 bytes more than its C string needs: the payload size
 	 * bounds the blob. */
-	char *blob = *mem = malloc(r->n + 2 * (MAX_ARGS + 1) * sizeof(char *) + 16);
+	/* Pointer arrays sized by the payload: each wire string takes at least 4 bytes. */
+	size_t slots = r->n / 4 + 2;
+	char *blob = *mem = malloc(r->n + (slots + 2) * sizeof(char *));
 	if (!blob)
 		return -3;
 	q->argv = (char **)blob;
-	q->envp = q->argv + MAX_ARGS + 1;
-	blob = (char *)(q->envp + MAX_ARGS + 1);
+	q->envp = q->argv + argc + 1;
+	blob = (char *)(q->argv + slots + 2);
 	int rc = read_strv(r, argc, q->argv, &blob);
 	if (rc)
 		return rc;
@@ -366,7 +368,8 @@ void proc_signal(uint32_t id, struct rd *r)
 void proc_resize(uint32_t id, struct rd *r)
 {
 	uint32_t pid = rd_u32(r);
-	struct winsize ws = { .ws_col = rd_u16(r), .ws_row = rd_u16(r) };
+	uint16_t cols = rd_u16(r), rows = rd_u16(r); /* sequenced: initializer order is not */
+	struct winsize ws = { .ws_col = cols, .ws_row = rows };
 	if (!rd_done(r))
 		return protocol_violation("resize");
 	if (!ws.ws_col || !ws.ws_row || ws.ws_col > 4096 || ws.ws_row > 4096)

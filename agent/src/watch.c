@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -47,7 +46,12 @@ static const char *join(const char *a, const char *b)
 {
 	if (!*b)
 		return *a ? a : "/";
-	snprintf(full, sizeof full, "%s/%s", a, b);
+	size_t la = strlen(a), lb = strlen(b);
+	if (la + 1 + lb >= sizeof full)
+		return "/nonexistent/too-long";
+	memcpy(full, a, la);
+	full[la] = '/';
+	memcpy(full + la + 1, b, lb + 1);
 	return full;
 }
 
@@ -231,9 +235,12 @@ static void handle_one(struct watch *w, const struct inotify_event *ev)
 	if (!ev->len)
 		return;
 	char rel[MAX_PATH];
-	int n = snprintf(rel, sizeof rel, "%s%s%s", d->rel, *d->rel ? "/" : "", ev->name);
-	if (n < 0 || (size_t)n >= sizeof rel)
+	size_t ld = strlen(d->rel), ln = strlen(ev->name), sep = ld ? 1 : 0;
+	if (ld + sep + ln >= sizeof rel)
 		return;
+	memcpy(rel, d->rel, ld);
+	rel[ld] = '/';
+	memcpy(rel + ld + sep, ev->name, ln + 1);
 	/* One inotify event with several bits becomes several, in fsnotify's order. */
 	if (ev->mask & (IN_CREATE | IN_MOVED_TO))
 		event(w->id, 1, rel);

@@ -1,0 +1,156 @@
+/**
+ * connectAgent: dial the agent's socket (retrying while it starts), authenticate, and wrap the
+ * connection in the AgentClient API.
+ */
+import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoveError } from '../core/errors.ts';
+import { Connection } from './connection.ts';
+import * as files from './files.ts';
+import { openProcess, encodeSpawn, readProcEntry } from './process.ts';
+import { FrameDecoder, MAX_FRAME, PROTO_VERSION, R, Reader, T, Writer } from './protocol.ts';
+import type { AgentClient, AgentProcess, ProcessEntry, ProcessHandlers } from './types.ts';
+
+export type * from './types.ts';
+
+const MAX_PROCS_LISTED = 4096;
+
+function createClient(conn: Connection): AgentClient {
+  return {
+    spawn: (opts, handlers) => openProcess(conn, T.SPAWN, encodeSpawn(opts), `spawn ${opts.argv[0]}`, handlers),
+    attach(pid: number, handlers: ProcessHandlers): Promise<AgentProcess> {
+      if (!Number.isInteger(pid) || pid < 1 || pid > 0xffffffff) {
+        return Promise.reject(new CoveError('invalid_argument', `bad pid ${pid}`));
+      }
+      return openProcess(conn, T.ATTACH, new Writer().u32(pid), `attach ${pid}`, handlers, pid);
+    },
+    listProcesses(): Promise<ProcessEntry[]> {
+      const out: ProcessEntry[] = [];
+      return new Promise((resolve, reject) => {
+        conn.open(T.LIST_PROCS, new Writer(), {
+          what: 'list processes',
+          frame: (t, r) => {
+            if (t === R.OK) {
+              r.done();
+              resolve(out);
+              return true;
+            }
+            if (t !== R.PROC || out.length >= MAX_PROCS_LISTED) throw new Error('list processes: bad frame');
+            out.push(readProcEntry(r));
+            return false;
+          },
+          fail: reject,
+        });
+      });
+    },
+    stat: (path, user) => call(() => files.stat(conn, path, user)),
+    list: (path, depth, user) => call(() => files.list(conn, path, depth, user)),
+    mkdir: (path, user) => call(() => files.mkdir(conn, path, user)),
+    rename: (from, to, user) => call(() => files.rename(conn, from, to, user)),
+    remove: (path, user) => call(() => files.remove(conn, path, user)),
+    readFile: (path, user) => files.readFile(conn, path, user),
+    writeFile: (path, data, user) => call(() => files.writeFile(conn, path, data, user)),
+    watch: (path, opts, user) => call(() => files.watch(conn, path, opts.recursive, user)),
+    ping: () => call(() => conn.unary(T.PING, new Writer(), 'ping', (r) => r.done())),
+    close: () => conn.fail(new CoveError('unavailable', 'agent client closed')),
+    closed: conn.closed,
+  };
+}
+
+/** Turns synchronous validation errors into rejections, so every method only ever rejects. */
+function call<V>(fn: () => Promise<V>): Promise<V> {
+  try {
+    return fn();
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
+function dial(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Sends AUTH and waits for its OK (the agent sends nothing else before our first request). */
+function authenticate(s: Socket, token: string, deadline: number): Promise<void> {
+  const tok = Buffer.from(token, 'utf8');
+  if (tok.length < 1 || tok.length > 256) throw new CoveError('invalid_argument', 'token must be 1..256 bytes');
+  return new Promise((resolve, reject) => {
+    const decoder = new FrameDecoder();
+    const fail = (err: CoveError): void => {
+      cleanup();
+      s.destroy();
+      reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        const first = decoder.push(chunk)[0];
+        if (!first) return;
+        const r = new Reader(first.payload);
+        if (first.type !== R.OK || first.id !== 0) throw new Error('bad AUTH reply');
+        const version = r.u32();
+        const maxFrame = r.u32();
+        r.u32(); // the agent's pid in its namespace: informative only
+        r.done();
+        if (version !== PROTO_VERSION || maxFrame !== MAX_FRAME) throw new Error(`agent protocol ${version}`);
+        cleanup();
+        resolve();
+      } catch (err) {
+        fail(new CoveError('unavailable', `agent handshake failed: ${(err as Error).message}`));
+      }
+    };
+    const onClose = (): void => fail(new CoveError('unauthenticated', 'agent closed the connection: wrong token?'));
+    const timer = setTimeout(
+      () => fail(new CoveError('deadline_exceeded', 'agent did not answer AUTH')),
+      Math.max(deadline - Date.now(), 1),
+    );
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.off('close', onClose);
+      s.off('error', onClose);
+    };
+    s.on('data', onData);
+    s.on('close', onClose);
+    s.on('error', onClose);
+    s.write(new Writer().bytes(tok).frame(T.AUTH, 0));
+  });
+}
+
+/**
+ * Connects to the agent listening on socketPath and authenticates with token. While the socket
+ * does not exist or refuses (the agent is starting), retries until timeoutMs (default 5000).
+ */
+export async function connectAgent(
+  socketPath: string,
+  token: string,
+  opts?: { timeoutMs?: number },
+): Promise<AgentClient> {
+  const deadline = Date.now() + (opts?.timeoutMs ?? 5000);
+  let delay = 5;
+  for (;;) {
+    let s: Socket;
+    try {
+      s = await dial(socketPath);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code === 'ENOENT' || code === 'ECONNREFUSED') && Date.now() + delay < deadline) {
+        await sleep(delay);
+        delay = Math.min(delay * 2, 100);
+        continue;
+      }
+      throw new CoveError('unavailable', `cannot connect to agent at ${socketPath}: ${code ?? String(err)}`, {
+        cause: err,
+      });
+    }
+    s.setNoDelay?.(true);
+    await authenticate(s, token, deadline);
+    return createClient(new Connection(s));
+  }
+}

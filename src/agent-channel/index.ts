@@ -1,0 +1,3 @@
+/** Host side of the agent protocol (spec/agent-protocol.md). */
+export { connectAgent } from './client.ts';
+export type * from './types.ts';
