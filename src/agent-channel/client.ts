@@ -17,7 +17,8 @@ const MAX_PROCS_LISTED = 4096;
 
 function createClient(conn: Connection): AgentClient {
   return {
-    spawn: (opts, handlers) => openProcess(conn, T.SPAWN, encodeSpawn(opts), `spawn ${opts.argv[0]}`, handlers),
+    spawn: (opts, handlers) =>
+      openProcess(conn, T.SPAWN, encodeSpawn(opts), `spawn ${opts.argv[0]}`, handlers),
     attach(pid: number, handlers: ProcessHandlers): Promise<AgentProcess> {
       if (!Number.isInteger(pid) || pid < 1 || pid > 0xffffffff) {
         return Promise.reject(new CoveError('invalid_argument', `bad pid ${pid}`));
@@ -62,7 +63,7 @@ function call<V>(fn: () => Promise<V>): Promise<V> {
   try {
     return fn();
   } catch (err) {
-    return Promise.reject(err as Error);
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
 }
 
@@ -80,7 +81,8 @@ function dial(path: string): Promise<Socket> {
 /** Sends AUTH and waits for its OK (the agent sends nothing else before our first request). */
 function authenticate(s: Socket, token: string, deadline: number): Promise<void> {
   const tok = Buffer.from(token, 'utf8');
-  if (tok.length < 1 || tok.length > 256) throw new CoveError('invalid_argument', 'token must be 1..256 bytes');
+  if (tok.length < 1 || tok.length > 256)
+    throw new CoveError('invalid_argument', 'token must be 1..256 bytes');
   return new Promise((resolve, reject) => {
     const decoder = new FrameDecoder();
     const fail = (err: CoveError): void => {
@@ -105,7 +107,8 @@ function authenticate(s: Socket, token: string, deadline: number): Promise<void>
         fail(new CoveError('unavailable', `agent handshake failed: ${(err as Error).message}`));
       }
     };
-    const onClose = (): void => fail(new CoveError('unauthenticated', 'agent closed the connection: wrong token?'));
+    const onClose = (): void =>
+      fail(new CoveError('unauthenticated', 'agent closed the connection: wrong token?'));
     const timer = setTimeout(
       () => fail(new CoveError('deadline_exceeded', 'agent did not answer AUTH')),
       Math.max(deadline - Date.now(), 1),

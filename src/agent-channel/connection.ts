@@ -27,7 +27,10 @@ function errorFrom(r: Reader, what: string): CoveError {
   if (!ERRNO_NAME.test(name)) throw new ProtocolError('bad errno name');
   // E2BIG is the agent's "over a listing/reply bound"; codeForErrno leaves it internal.
   const code = name === 'E2BIG' ? 'resource_exhausted' : codeForErrno(name);
-  return new CoveError(code, `${what}: ${name}${context ? ` (${context.replace(/[^\x20-\x7e]/g, '?')})` : ''}`);
+  return new CoveError(
+    code,
+    `${what}: ${name}${context ? ` (${context.replace(/[^\x20-\x7e]/g, '?')})` : ''}`,
+  );
 }
 
 export class Connection {
@@ -114,8 +117,9 @@ export class Connection {
         if (!s) throw new ProtocolError(`frame 0x${f.type.toString(16)} on unknown stream ${f.id}`);
         const r = new Reader(f.payload);
         if (f.type === R.ERR) {
+          const err = errorFrom(r, s.what); // may throw: the stream must still be open then
           this.streams.delete(f.id);
-          s.fail(errorFrom(r, s.what));
+          s.fail(err);
         } else if (s.frame(f.type, r)) {
           this.streams.delete(f.id);
         }

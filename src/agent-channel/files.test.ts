@@ -30,7 +30,14 @@ describe.skipIf(skip)('cove-agent files', () => {
     writeFileSync(join(d, 'a.txt'), 'hello');
     symlinkSync(join(d, 'a.txt'), join(d, 'link'));
     const f = await c.stat(join(d, 'a.txt'), ROOT);
-    expect(f).toMatchObject({ name: 'a.txt', path: join(d, 'a.txt'), type: 'file', size: 5, mode: 0o644, uid: 0 });
+    expect(f).toMatchObject({
+      name: 'a.txt',
+      path: join(d, 'a.txt'),
+      type: 'file',
+      size: 5,
+      mode: 0o644,
+      uid: 0,
+    });
     expect(Math.abs(f.mtimeMs - statSync(join(d, 'a.txt')).mtimeMs)).toBeLessThan(1);
     expect(await c.stat(d, ROOT)).toMatchObject({ type: 'dir', name: 'fs' });
     expect(await c.stat(join(d, 'link'), ROOT)).toMatchObject({
@@ -82,12 +89,14 @@ describe.skipIf(skip)('cove-agent files', () => {
     }
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
     async function* gen() {
-      for (let i = 0; i < 10; i++) yield Buffer.from(`line ${i}\n`);
+      for (let i = 0; i < 10; i++) yield await Promise.resolve(Buffer.from(`line ${i}\n`));
     }
     await c.writeFile(join(d, 'gen.txt'), gen(), ROOT);
     expect(readFileSync(join(d, 'gen.txt'), 'utf8').split('\n')).toHaveLength(11);
     // A consumer that stops early cancels the read; the connection stays usable.
-    for await (const _ of c.readFile(p, ROOT)) break;
+    const it = c.readFile(p, ROOT)[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    await it.return?.();
     await c.ping();
   });
 
@@ -102,14 +111,10 @@ describe.skipIf(skip)('cove-agent files', () => {
     await expect(c.writeFile(join(d, 'nobody.txt'), Buffer.from('x'), NOBODY)).rejects.toMatchObject({
       code: 'permission_denied',
     });
-    const read = async () => {
-      for await (const _ of c.readFile(join(d, 'secret'), NOBODY));
-    };
+    const read = () => c.readFile(join(d, 'secret'), NOBODY)[Symbol.asyncIterator]().next();
     await expect(read()).rejects.toMatchObject({ code: 'permission_denied' });
     await expect(c.mkdir(join(d, 'nope'), NOBODY)).rejects.toMatchObject({ code: 'permission_denied' });
-    const missing = async () => {
-      for await (const _ of c.readFile(join(d, 'missing'), ROOT));
-    };
+    const missing = () => c.readFile(join(d, 'missing'), ROOT)[Symbol.asyncIterator]().next();
     await expect(missing()).rejects.toMatchObject({ code: 'not_found' });
   });
 
@@ -133,12 +138,17 @@ describe.skipIf(skip)('cove-agent files', () => {
       { type: 'remove', path: 'later/f.txt' },
     ];
     const deadline = Date.now() + 3000;
-    while (!want.every((x) => seen.some((s) => s.type === x.type && s.path === x.path)) && Date.now() < deadline) {
+    while (
+      !want.every((x) => seen.some((s) => s.type === x.type && s.path === x.path)) &&
+      Date.now() < deadline
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
     await w.close();
     await collecting;
     for (const x of want) expect(seen).toContainEqual(x);
-    await expect(c.watch(join(d, 'no-such'), { recursive: false }, ROOT)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(c.watch(join(d, 'no-such'), { recursive: false }, ROOT)).rejects.toMatchObject({
+      code: 'not_found',
+    });
   });
 });

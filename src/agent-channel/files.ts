@@ -24,7 +24,12 @@ const MAX_QUEUED_EVENTS = 10_000;
 const EVENT_TYPES = [undefined, 'create', 'write', 'remove', 'rename', 'chmod'] as const;
 
 export function checkPath(path: string): string {
-  if (typeof path !== 'string' || !path.startsWith('/') || path.includes('\0') || Buffer.byteLength(path) > MAX_PATH) {
+  if (
+    typeof path !== 'string' ||
+    !path.startsWith('/') ||
+    path.includes('\0') ||
+    Buffer.byteLength(path) > MAX_PATH
+  ) {
     throw new CoveError('invalid_argument', `path must be absolute, without NUL, at most ${MAX_PATH} bytes`);
   }
   return path;
@@ -70,9 +75,7 @@ export function remove(conn: Connection, path: string, user: FsUser): Promise<vo
 
 export function list(conn: Connection, path: string, depth: number, user: FsUser): Promise<FileInfo[]> {
   if (!Number.isInteger(depth) || depth < 1) throw new CoveError('invalid_argument', 'depth must be ≥ 1');
-  const w = userHead(user)
-    .u32(Math.min(depth, 64))
-    .str(checkPath(path));
+  const w = userHead(user).u32(Math.min(depth, 64)).str(checkPath(path));
   const what = `list ${path}`;
   const out: FileInfo[] = [];
   return new Promise((resolve, reject) => {
@@ -207,7 +210,8 @@ export async function writeFile(
   try {
     for await (const buf of chunks) {
       for (let off = 0; off < buf.length && !failed; off += MAX_CHUNK) {
-        if (!conn.send(T.WDATA, id, new Writer().bytes(buf.subarray(off, off + MAX_CHUNK)))) await conn.drain();
+        if (!conn.send(T.WDATA, id, new Writer().bytes(buf.subarray(off, off + MAX_CHUNK))))
+          await conn.drain();
       }
       if (failed) break;
     }

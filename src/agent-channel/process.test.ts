@@ -2,7 +2,16 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCoveError } from '../core/errors.ts';
 import { connectAgent } from './client.ts';
-import { NOBODY, ROOT, SH_ENV, TOKEN, buildAgent, skipReason, startAgent, type RunningAgent } from './test-agent.ts';
+import {
+  NOBODY,
+  ROOT,
+  SH_ENV,
+  TOKEN,
+  buildAgent,
+  skipReason,
+  startAgent,
+  type RunningAgent,
+} from './test-agent.ts';
 import type { AgentClient, AgentProcess, SpawnOptions } from './types.ts';
 
 const skip = skipReason();
@@ -20,9 +29,12 @@ function start(c: AgentClient, argv: string[], extra: Partial<SpawnOptions> = {}
   let onExit: (r: { exitCode: number; signal?: string }) => void = () => {};
   const exit = new Promise<{ exitCode: number; signal?: string }>((resolve) => (onExit = resolve));
   const opts: SpawnOptions = { argv, env: SH_ENV, cwd: '/', ...ROOT, ...extra };
-  return c
-    .spawn(opts, { onData: (s, d) => (s === 'stderr' ? err : out).push(d), onExit })
-    .then((proc) => ({ proc, exit, out: () => Buffer.concat(out).toString(), err: () => Buffer.concat(err).toString() }));
+  return c.spawn(opts, { onData: (s, d) => (s === 'stderr' ? err : out).push(d), onExit }).then((proc) => ({
+    proc,
+    exit,
+    out: () => Buffer.concat(out).toString(),
+    err: () => Buffer.concat(err).toString(),
+  }));
 }
 
 async function sh(c: AgentClient, script: string, extra: Partial<SpawnOptions> = {}) {
@@ -54,7 +66,10 @@ describe.skipIf(skip)('cove-agent processes', () => {
   });
 
   it('runs a command with env and cwd, separating stdout, stderr and the exit code', async () => {
-    const r = await sh(c, 'echo "$FOO"; pwd; echo oops >&2; exit 7', { env: { ...SH_ENV, FOO: 'bar' }, cwd: '/tmp' });
+    const r = await sh(c, 'echo "$FOO"; pwd; echo oops >&2; exit 7', {
+      env: { ...SH_ENV, FOO: 'bar' },
+      cwd: '/tmp',
+    });
     expect(r).toEqual({ exitCode: 7, out: 'bar\n/tmp\n', err: 'oops\n' });
   });
 
@@ -76,7 +91,13 @@ describe.skipIf(skip)('cove-agent processes', () => {
     let exited: (v: number) => void = () => {};
     const done = new Promise<number>((r) => (exited = r));
     const p = await c.spawn(
-      { argv: ['sh', '-c', 'tty; read x; stty size'], env: SH_ENV, cwd: '/', ...ROOT, pty: { cols: 80, rows: 24 } },
+      {
+        argv: ['sh', '-c', 'tty; read x; stty size'],
+        env: SH_ENV,
+        cwd: '/',
+        ...ROOT,
+        pty: { cols: 80, rows: 24 },
+      },
       { onData: (s, d) => (expect(s).toBe('pty'), out.push(d)), onExit: (r) => exited(r.exitCode) },
     );
     expect(p.pty).toBe(true);
@@ -123,15 +144,26 @@ describe.skipIf(skip)('cove-agent processes', () => {
     const c2 = await connectAgent(agent.socket, TOKEN);
     c = c2; // the agent serves one host: c2 replaced whatever was there
     const list = await c2.listProcesses();
-    expect(list).toContainEqual({ pid: r.proc.pid, argv: ['sh', '-c', 'read line; echo "got $line"'], cwd: '/', pty: false, tag: 'bg-1' });
+    expect(list).toContainEqual({
+      pid: r.proc.pid,
+      argv: ['sh', '-c', 'read line; echo "got $line"'],
+      cwd: '/',
+      pty: false,
+      tag: 'bg-1',
+    });
     const out: Buffer[] = [];
     let exited: (v: number) => void = () => {};
     const done = new Promise<number>((res) => (exited = res));
-    const p = await c2.attach(r.proc.pid, { onData: (_s, d) => out.push(d), onExit: (e) => exited(e.exitCode) });
+    const p = await c2.attach(r.proc.pid, {
+      onData: (_s, d) => out.push(d),
+      onExit: (e) => exited(e.exitCode),
+    });
     await p.write(Buffer.from('it\n'));
     expect(await done).toBe(0);
     expect(Buffer.concat(out).toString()).toBe('got it\n');
-    await expect(c2.attach(r.proc.pid, { onData() {}, onExit() {} })).rejects.toMatchObject({ code: 'not_found' });
+    await expect(c2.attach(r.proc.pid, { onData() {}, onExit() {} })).rejects.toMatchObject({
+      code: 'not_found',
+    });
   });
 
   it('refuses a wrong token', async () => {
@@ -163,7 +195,9 @@ describe.skipIf(skip)('cove-agent processes', () => {
     const times: number[] = [];
     for (let i = 0; i < 100; i++) {
       const t = performance.now();
-      await (await start(c, ['true'])).exit;
+      await (
+        await start(c, ['true'])
+      ).exit;
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);

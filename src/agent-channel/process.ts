@@ -23,8 +23,10 @@ function noNul(s: string, what: string): string {
 }
 
 export function encodeSpawn(o: SpawnOptions): Writer {
-  if (!Array.isArray(o.argv) || o.argv.length < 1 || o.argv.length > 4096) throw invalid('argv: 1..4096 entries');
-  if (!o.cwd.startsWith('/') || Buffer.byteLength(o.cwd) > MAX_PATH) throw invalid('cwd must be an absolute path');
+  if (!Array.isArray(o.argv) || o.argv.length < 1 || o.argv.length > 4096)
+    throw invalid('argv: 1..4096 entries');
+  if (!o.cwd.startsWith('/') || Buffer.byteLength(o.cwd) > MAX_PATH)
+    throw invalid('cwd must be an absolute path');
   if (!isId(o.uid) || !isId(o.gid)) throw invalid('uid/gid out of range');
   const groups = o.groups ?? [];
   if (groups.length > 64 || !groups.every(isId)) throw invalid('groups: at most 64 ids');
@@ -104,7 +106,10 @@ class Process implements AgentProcess {
     if (no === undefined || !Number.isInteger(no) || no < 1 || no > 64) {
       return Promise.reject(invalid(`unknown signal ${signal}`));
     }
-    const w = new Writer().u32(this.pid).u32(no).u8(opts?.group === false ? 0 : 1);
+    const w = new Writer()
+      .u32(this.pid)
+      .u32(no)
+      .u8(opts?.group === false ? 0 : 1);
     return this.control(T.SIGNAL, w, 'signal');
   }
 
@@ -157,7 +162,8 @@ export function openProcess(
           const code = r.i32();
           const signo = r.u8();
           r.done();
-          if (signo > 64 || (signo === 0 && (code < 0 || code > 255))) throw new ProtocolError(`${what}: bad EXIT`);
+          if (signo > 64 || (signo === 0 && (code < 0 || code > 255)))
+            throw new ProtocolError(`${what}: bad EXIT`);
           const signal = signo ? (SIGNAL_NAMES.get(signo) ?? `SIG${signo}`) : undefined;
           safely(() => handlers.onExit(signal ? { exitCode: 128 + signo, signal } : { exitCode: code }));
           return true;

@@ -32,9 +32,13 @@ export function skipReason(): string | undefined {
 
 /** Test files run in parallel: flock keeps two makes from writing the binary at once. */
 export function buildAgent(): void {
-  execFileSync('flock', ['/tmp/cove-agent-build.lock', 'make', '-s', '-C', join(REPO, 'agent'), 'build/cove-agent'], {
-    stdio: 'inherit',
-  });
+  execFileSync(
+    'flock',
+    ['/tmp/cove-agent-build.lock', 'make', '-s', '-C', join(REPO, 'agent'), 'build/cove-agent'],
+    {
+      stdio: 'inherit',
+    },
+  );
 }
 
 export interface RunningAgent {

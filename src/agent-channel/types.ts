@@ -39,7 +39,10 @@ export interface AgentProcess {
   write(data: Buffer): Promise<void>;
   closeStdin(): Promise<void>;
   /** To the whole process group by default (the child is a session leader); group:false targets the pid only. */
-  signal(signal: 'SIGKILL' | 'SIGTERM' | 'SIGINT' | 'SIGHUP' | number, opts?: { group?: boolean }): Promise<void>;
+  signal(
+    signal: 'SIGKILL' | 'SIGTERM' | 'SIGINT' | 'SIGHUP' | number,
+    opts?: { group?: boolean },
+  ): Promise<void>;
   resize(cols: number, rows: number): Promise<void>;
 }
 
