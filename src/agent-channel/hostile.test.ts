@@ -140,58 +140,59 @@ describe.skipIf(skip)('cove-agent against random frames', () => {
     return s;
   }
 
-  // Types that cannot modify the host's files even with a random payload; SPAWN only as
-  // mutations of a harmless request.
-  const SAFE = [
-    T.PING,
-    T.CANCEL,
-    T.STDIN,
-    T.CLOSE_STDIN,
-    T.SIGNAL,
-    T.RESIZE,
-    T.LIST_PROCS,
-    T.ATTACH,
-    T.STAT,
-    T.LISTDIR,
-    T.READ,
-    T.CREDIT,
-  ];
-  const spawnTrue = new Writer()
-    .u32(65534)
-    .u32(65534)
-    .u8(0)
-    .u16(0)
-    .u16(0)
-    .u32(0)
-    .str('/')
-    .str('')
-    .u32(1)
-    .str('/bin/true')
-    .u32(0);
+  // Well-formed requests that cannot modify the host's files, mutated a few bytes at a time so
+  // that most of them parse far enough to reach the handlers; SPAWN only of /bin/true as nobody.
+  function templates(): Array<[number, Writer]> {
+    const u = (): Writer => new Writer().u32(65534).u32(65534);
+    const dir = agent.dir;
+    return [
+      [T.PING, new Writer()],
+      [T.CANCEL, new Writer()],
+      [T.STAT, u().str(dir)],
+      [T.LISTDIR, u().u32(2).str(dir)],
+      [T.READ, u().u32(65536).str(join(dir, 'agent.sock'))],
+      [T.CREDIT, new Writer().u32(1000)],
+      [T.WATCH, u().u8(1).str(dir)],
+      [T.LIST_PROCS, new Writer()],
+      [T.STDIN, new Writer().u32(1).bytes(Buffer.from('x'))],
+      [T.CLOSE_STDIN, new Writer().u32(1)],
+      [T.SIGNAL, new Writer().u32(1).u32(0).u8(1)],
+      [T.RESIZE, new Writer().u32(1).u16(80).u16(24)],
+      [T.ATTACH, new Writer().u32(1)],
+      [T.SPAWN, u().u8(0).u16(0).u16(0).u32(0).str('/').str('').u32(1).str('/bin/true').u32(0)],
+    ];
+  }
+
+  function mutate(f: Buffer): Buffer {
+    const r = Math.random();
+    if (r < 0.2) return f; // intact: exercises the real handlers between the broken ones
+    const out = Buffer.from(f);
+    const n = 1 + Math.floor(Math.random() * 3);
+    for (let k = 0; k < n && out.length > 12; k++)
+      out[12 + Math.floor(Math.random() * (out.length - 12))] = Math.floor(Math.random() * 256);
+    if (r > 0.9) return Buffer.concat([out, randomBytes(1 + Math.floor(Math.random() * 8))]); // length mismatch
+    if (r > 0.8 && out.length > 13) return out.subarray(0, out.length - 1); // truncated stream
+    return out;
+  }
 
   it('survives random and mutated frames', async () => {
-    for (let round = 0; round < 30; round++) {
+    const tpl = templates();
+    let answered = 0;
+    for (let round = 0; round < 40; round++) {
       const s = await raw();
+      s.on('data', () => answered++);
       const closed = new Promise((r) => s.once('close', r));
-      for (let i = 0; i < 50; i++) {
-        const pick = Math.random();
-        const id = 1 + Math.floor(Math.random() * 20);
-        if (pick < 0.6) {
-          const type = SAFE[Math.floor(Math.random() * SAFE.length)]!;
-          s.write(new Writer().bytes(randomBytes(Math.floor(Math.random() * 64))).frame(type, id));
-        } else if (pick < 0.9) {
-          const f = spawnTrue.frame(T.SPAWN, id);
-          for (let k = 0; k < 3; k++)
-            f[12 + Math.floor(Math.random() * (f.length - 12))] = Math.floor(Math.random() * 256);
-          s.write(f);
-        } else {
-          s.write(randomBytes(1 + Math.floor(Math.random() * 40)));
-        }
+      for (let i = 0; i < 40; i++) {
+        const [type, w] = tpl[Math.floor(Math.random() * tpl.length)]!;
+        const id = 1 + Math.floor(Math.random() * 30);
+        if (Math.random() < 0.03) s.write(randomBytes(1 + Math.floor(Math.random() * 40)));
+        else s.write(mutate(w.frame(type, id)));
       }
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 50))]);
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 30))]);
       s.destroy();
       expect(agent.proc.exitCode).toBeNull();
     }
+    expect(answered).toBeGreaterThan(0);
     const c = await connectAgent(agent.socket, TOKEN);
     await c.ping();
     c.close();

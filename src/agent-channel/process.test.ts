@@ -166,6 +166,12 @@ describe.skipIf(skip)('cove-agent processes', () => {
     });
   });
 
+  it('scrubs its token from /proc/PID/environ', () => {
+    const environ = readFileSync(`/proc/${agent.proc.pid}/environ`);
+    expect(environ.includes(Buffer.from(TOKEN))).toBe(false);
+    expect(environ.includes(Buffer.from('COVE_AGENT_TOKEN'))).toBe(false);
+  });
+
   it('refuses a wrong token', async () => {
     await expect(connectAgent(agent.socket, 'wrong-token', { timeoutMs: 3000 })).rejects.toMatchObject({
       code: 'unauthenticated',
