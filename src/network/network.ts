@@ -26,8 +26,9 @@ export interface Network {
   slot(index: number, id: string): Slot;
   /** Names the network namespace of process `pid` and plumbs it: veth, address, route. */
   attach(slot: Slot, id: string, pid: number): Promise<void>;
-  /** Removes the veth and the namespace name; succeeds when they are already gone. */
-  detach(slot: Slot): Promise<void>;
+  /** Removes the veth and the namespace name; succeeds when they are already gone. Takes a
+   * slot, or what owners() found of a sandbox that has no record. */
+  detach(target: { hostVeth?: string; netns?: string }): Promise<void>;
   /** Sandbox ids that own a namespace or a veth on this host. */
   owners(): Promise<Array<{ id: string; netns?: string; hostVeth?: string }>>;
 }
@@ -108,11 +109,11 @@ export function createNetwork(opts: NetworkOptions): Network {
       });
     },
 
-    async detach(slot: Slot) {
+    async detach(target) {
       // The host veth first: deleting it is synchronous, while a veth that goes with its
       // namespace vanishes later and its name cannot be reused at once.
-      await run('ip', ['link', 'del', slot.hostVeth]).catch(ignoreMissing);
-      await run('ip', ['netns', 'del', slot.netns]).catch(ignoreMissing);
+      if (target.hostVeth) await run('ip', ['link', 'del', target.hostVeth]).catch(ignoreMissing);
+      if (target.netns) await run('ip', ['netns', 'del', target.netns]).catch(ignoreMissing);
     },
 
     async owners() {
