@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
@@ -26,6 +26,13 @@ export interface Cove {
 export async function startCove(config: Config, opts: { log?: Logger; ensureTemplates?: string[] } = {}): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
   await mkdir(join(config.home, 'sandboxes'), { recursive: true, mode: 0o711 });
+  // The runtime opens each sandbox's rootfs as the sandbox's mapped root, a host uid with no
+  // rights of its own: every directory above it must be searchable (o+x) by anyone.
+  const { mode } = await stat(config.home);
+  if ((mode & 0o001) === 0) {
+    log.info({ home: config.home }, 'making the state directory searchable (o+x) for sandbox roots');
+    await chmod(config.home, (mode & 0o7777) | 0o001);
+  }
 
   const store = createSqliteStore(join(config.home, 'cove.db'));
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync, rmSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { canRunSandboxes, sh, startTestCove, stopTestCove } from './helpers.ts';
  * 169.254.169.254, routed from the host. If the firewall under test were broken, the
  * sandbox's packets would end here, on this machine, and the test would see the answer.
  */
-function startMetadataHost(): () => void {
+async function startMetadataHost(): Promise<() => void> {
   const ns = 'covet-metadata';
   const ip = (args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
   try {
@@ -33,14 +33,20 @@ function startMetadataHost(): () => void {
   ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
   ip(['-n', ns, 'link', 'set', 'lo', 'up']);
   ip(['-n', ns, 'route', 'add', 'default', 'via', '169.254.169.253']);
-  const server = execFileSync('sh', ['-c', `ip netns exec ${ns} python3 -m http.server 80 --bind 169.254.169.254 >/dev/null 2>&1 & echo $!`]);
-  const pid = Number(server.toString().trim());
+  const server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '80', '--bind', '169.254.169.254'], {
+    stdio: 'ignore',
+  });
+  // python takes a second or more to listen on a busy machine: wait for it, bounded.
+  for (let i = 0; i < 100; i++) {
+    const up = await fetch('http://169.254.169.254/', { signal: AbortSignal.timeout(500) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return () => {
-    try {
-      process.kill(pid);
-    } catch {
-      // gone
-    }
+    server.kill();
     ip(['link', 'del', 'covetmeta0']);
     ip(['netns', 'del', ns]);
   };
@@ -59,7 +65,7 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
       cove.manager.create({ template: 'base', timeoutMs: 600_000 }),
       cove.manager.create({ template: 'base', timeoutMs: 600_000 }),
     ]);
-    stopMetadata = startMetadataHost();
+    stopMetadata = await startMetadataHost();
     // A service that listens on the host's bridge address: reachable from the host only.
     hostOnly = createServer((s) => s.end('host-secret\n'));
     await new Promise<void>((r) => hostOnly.listen(18080, '10.12.0.1', r));
@@ -98,7 +104,7 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
     const r = await sh(
       cove.manager,
       a.id,
-      'mount -t tmpfs none /mnt 2>&1; echo m=$?; unshare -U true 2>&1; echo u=$?; cat /proc/kcore 2>&1 | head -c 10 | wc -c; echo 1 > /proc/sys/kernel/panic 2>&1; echo p=$?',
+      'mount -t tmpfs none /mnt 2>&1; echo m=$?; unshare -U true 2>&1; echo u=$?; cat /proc/kcore 2>/dev/null | wc -c; echo 1 > /proc/sys/kernel/panic 2>&1; echo p=$?',
       { user: 'root' },
     );
     expect(r.stdout).toMatch(/m=[1-9]/);

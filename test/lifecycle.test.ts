@@ -35,7 +35,7 @@ describe.skipIf(!canRunSandboxes)('the server can crash and restart without losi
 
     const bad = cli(server.url, ['sandbox', 'create', '--template', 'nope']);
     expect(bad.status).toBe(3);
-    expect(bad.stderr).toMatch(/not found/i);
+    expect(bad.stderr).toMatch(/template nope does not exist/);
     expect(cli(server.url, ['sandbox', 'create', '--timeout', '-1']).status).toBe(2);
     expect(cli(server.url, ['sandbox', 'exec', 'aaaaaaaaaaaaaaaaaaaa', '--', 'true']).status).toBe(3);
 
@@ -53,6 +53,8 @@ describe.skipIf(!canRunSandboxes)('the server can crash and restart without losi
     mkdirSync(`${config.home}/sandboxes/${ghost}/run`, { recursive: true });
     execFileSync('ip', ['netns', 'add', `${config.instance}-${ghost}`]);
     server = await spawnServer(config);
+    const list = JSON.parse(cli(server.url, ['sandbox', 'list', '--json']).stdout) as Array<{ sandboxID: string }>;
+    for (const s of list) cli(server.url, ['sandbox', 'kill', s.sandboxID]);
     expect(hostLeftovers(config.instance, config.home)).toEqual([]);
     server.child.kill('SIGTERM');
   });

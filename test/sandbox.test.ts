@@ -72,7 +72,7 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     const user = { uid: 1000, gid: 1000 };
     const written = await agent.writeFile('/home/user/dir/a.txt', Buffer.from('hello file'), user);
     expect(written).toMatchObject({ name: 'a.txt', type: 'file', size: 10, uid: 1000 });
-    expect((await sh(cove.manager, id, 'cat /home/user/dir/a.txt; stat -c %U /home/user/dir')).stdout).toBe('hello file\nuser\n');
+    expect((await sh(cove.manager, id, 'cat /home/user/dir/a.txt; echo; stat -c %U /home/user/dir')).stdout).toBe('hello file\nuser\n');
 
     const chunks: Buffer[] = [];
     for await (const c of agent.readFile('/home/user/dir/a.txt', user)) chunks.push(c);

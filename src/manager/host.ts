@@ -54,7 +54,8 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
   const undo = new CleanupStack();
   try {
     undo.push('directory', () => rm(dir, { recursive: true, force: true }));
-    await mkdir(runDir, { recursive: true, mode: 0o700 });
+    await mkdir(dir, { mode: 0o711 }); // searchable: the sandbox's root walks through it to its rootfs
+    await mkdir(runDir, { mode: 0o700 });
     await chown(runDir, base, base); // the agent (root of the sandbox) creates its socket here
 
     undo.push('rootfs', () => unmountRootfs(deps, dir));
