@@ -16,9 +16,26 @@ export default tseslint.config(
   },
   {
     // Lower layers never import the edge (api, gateway, cli).
-    files: ['src/runtime/**', 'src/network/**', 'src/store/**', 'src/templates/**', 'src/manager/**', 'src/agent-channel/**'],
+    files: [
+      'src/runtime/**',
+      'src/network/**',
+      'src/store/**',
+      'src/templates/**',
+      'src/manager/**',
+      'src/agent-channel/**',
+    ],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/api/**', '**/gateway/**', '**/cli/**'], message: 'lower layers must not import the edge' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/api/**', '**/gateway/**', '**/cli/**'],
+              message: 'lower layers must not import the edge',
+            },
+          ],
+        },
+      ],
     },
   },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },

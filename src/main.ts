@@ -23,7 +23,10 @@ export interface Cove {
 }
 
 /** The one place where Cove's components are built from config and wired together. */
-export async function startCove(config: Config, opts: { log?: Logger; ensureTemplates?: string[] } = {}): Promise<Cove> {
+export async function startCove(
+  config: Config,
+  opts: { log?: Logger; ensureTemplates?: string[] } = {},
+): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
   await mkdir(join(config.home, 'sandboxes'), { recursive: true, mode: 0o711 });
   // The runtime opens each sandbox's rootfs as the sandbox's mapped root, a host uid with no
@@ -36,7 +39,8 @@ export async function startCove(config: Config, opts: { log?: Logger; ensureTemp
 
   const store = createSqliteStore(join(config.home, 'cove.db'));
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
-  for (const name of opts.ensureTemplates ?? []) await templates.ensure(name, { log: (line) => log.info(line) });
+  for (const name of opts.ensureTemplates ?? [])
+    await templates.ensure(name, { log: (line) => log.info(line) });
 
   const manager = createManager({
     store,
@@ -46,7 +50,11 @@ export async function startCove(config: Config, opts: { log?: Logger; ensureTemp
     maxTimeoutMs: config.maxTimeoutMs,
     agentTimeoutMs: config.agentTimeoutMs,
     host: {
-      runtime: createCrunDriver({ stateRoot: config.crunRoot, mountHelper: config.mountHelper, cgroupParent: config.instance }),
+      runtime: createCrunDriver({
+        stateRoot: config.crunRoot,
+        mountHelper: config.mountHelper,
+        cgroupParent: config.instance,
+      }),
       network: createNetwork({ name: config.instance, prefix16: config.subnet16 }),
       sandboxesDir: join(config.home, 'sandboxes'),
       agentBinary: config.agentBinary,

@@ -61,21 +61,30 @@ export async function exec(
   const err: Buffer[] = [];
   return new Promise((resolve, reject) => {
     manager
-      .exec(id, { argv, ...opts }, {
-        onData: (stream, data) => (stream === 'stderr' ? err : out).push(data),
-        onExit: (r) =>
-          resolve({
-            stdout: Buffer.concat(out).toString(),
-            stderr: Buffer.concat(err).toString(),
-            exitCode: r.exitCode,
-            ...(r.signal && { signal: r.signal }),
-          }),
-      })
+      .exec(
+        id,
+        { argv, ...opts },
+        {
+          onData: (stream, data) => (stream === 'stderr' ? err : out).push(data),
+          onExit: (r) =>
+            resolve({
+              stdout: Buffer.concat(out).toString(),
+              stderr: Buffer.concat(err).toString(),
+              exitCode: r.exitCode,
+              ...(r.signal && { signal: r.signal }),
+            }),
+        },
+      )
       .catch(reject);
   });
 }
 
-export function sh(manager: Manager, id: string, script: string, opts: { user?: string } = {}): Promise<RunResult> {
+export function sh(
+  manager: Manager,
+  id: string,
+  script: string,
+  opts: { user?: string } = {},
+): Promise<RunResult> {
   return exec(manager, id, ['/bin/bash', '-c', script], opts);
 }
 
@@ -84,11 +93,15 @@ export function hostLeftovers(instance: string, home: string): string[] {
   const found: string[] = [];
   const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
   found.push(...netns.filter((n) => n.startsWith(`${instance}-`)).map((n) => `netns ${n}`));
-  const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth']).toString() || '[]') as Array<{
+  const links = JSON.parse(
+    execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth']).toString() || '[]',
+  ) as Array<{
     ifname: string;
     ifalias?: string;
   }>;
-  found.push(...links.filter((l) => l.ifalias?.startsWith(`${instance}-`)).map((l) => `veth ${l.ifname} ${l.ifalias}`));
+  found.push(
+    ...links.filter((l) => l.ifalias?.startsWith(`${instance}-`)).map((l) => `veth ${l.ifname} ${l.ifalias}`),
+  );
   found.push(
     ...readFileSync('/proc/mounts', 'utf8')
       .split('\n')
@@ -97,7 +110,12 @@ export function hostLeftovers(instance: string, home: string): string[] {
   );
   for (const hierarchy of readdirSync('/sys/fs/cgroup')) {
     const dir = join('/sys/fs/cgroup', hierarchy, instance);
-    if (existsSync(dir)) found.push(...readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => `cgroup ${dir}/${d.name}`));
+    if (existsSync(dir))
+      found.push(
+        ...readdirSync(dir, { withFileTypes: true })
+          .filter((d) => d.isDirectory())
+          .map((d) => `cgroup ${dir}/${d.name}`),
+      );
   }
   const crunRoot = `/run/${instance}/crun`;
   if (existsSync(crunRoot)) found.push(...readdirSync(crunRoot).map((c) => `crun ${c}`));
@@ -124,7 +142,7 @@ export async function spawnServer(config: Config): Promise<{ child: ChildProcess
   );
   const url = await new Promise<string>((resolve, reject) => {
     let text = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       text += d.toString();
       const m = /serving on (http:\/\/\S+)/.exec(text);
       if (m) resolve(m[1]!);
@@ -137,7 +155,10 @@ export async function spawnServer(config: Config): Promise<{ child: ChildProcess
 export function cli(url: string, args: string[]): { stdout: string; stderr: string; status: number } {
   const root = join(import.meta.dirname, '..');
   try {
-    const stdout = execFileSync(join(root, 'bin', 'cove'), args, { env: { ...process.env, COVE_URL: url }, stdio: 'pipe' });
+    const stdout = execFileSync(join(root, 'bin', 'cove'), args, {
+      env: { ...process.env, COVE_URL: url },
+      stdio: 'pipe',
+    });
     return { stdout: stdout.toString(), stderr: '', status: 0 };
   } catch (err) {
     const e = err as { stdout: Buffer; stderr: Buffer; status: number };

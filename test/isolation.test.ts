@@ -33,9 +33,13 @@ async function startMetadataHost(): Promise<() => void> {
   ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
   ip(['-n', ns, 'link', 'set', 'lo', 'up']);
   ip(['-n', ns, 'route', 'add', 'default', 'via', '169.254.169.253']);
-  const server = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '80', '--bind', '169.254.169.254'], {
-    stdio: 'ignore',
-  });
+  const server = spawn(
+    'ip',
+    ['netns', 'exec', ns, '/usr/bin/python3', '-m', 'http.server', '80', '--bind', '169.254.169.254'],
+    {
+      stdio: 'ignore',
+    },
+  );
   // python takes a second or more to listen on a busy machine: wait for it, bounded.
   for (let i = 0; i < 100; i++) {
     const up = await fetch('http://169.254.169.254/', { signal: AbortSignal.timeout(500) }).then(
@@ -78,7 +82,9 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
   });
 
   it('sees only its own processes, with the agent as PID 1 and the sandbox id as hostname', async () => {
-    const r = await sh(cove.manager, a.id, 'ps -e -o pid=,comm= | sort -n | head -3; hostname', { user: 'root' });
+    const r = await sh(cove.manager, a.id, 'ps -e -o pid=,comm= | sort -n | head -3; hostname', {
+      user: 'root',
+    });
     expect(r.stdout.split('\n')[0]?.trim()).toMatch(/^1 /);
     expect(r.stdout).toContain(a.id);
     const count = await sh(cove.manager, a.id, 'ls -d /proc/[0-9]* | wc -l');
@@ -114,16 +120,41 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
   });
 
   it('reaches the host only through replies: no other sandbox, no host service, no metadata', async () => {
-    await sh(cove.manager, b.id, 'nohup python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 & sleep 1');
+    await sh(
+      cove.manager,
+      b.id,
+      'nohup python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 & sleep 1',
+    );
     // The host reaches sandbox B (the port proxy relies on it) and the metadata test host answers.
-    expect(execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${b.address}:8000/`]).toString()).toBe('200');
-    expect(execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://169.254.169.254/']).toString()).toBe('200');
-    const probe = (url: string) => sh(cove.manager, a.id, `curl -s -m 2 -o /dev/null -w '%{http_code}' ${url}; echo " rc=$?"`);
+    expect(
+      execFileSync('curl', [
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        `http://${b.address}:8000/`,
+      ]).toString(),
+    ).toBe('200');
+    expect(
+      execFileSync('curl', [
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        'http://169.254.169.254/',
+      ]).toString(),
+    ).toBe('200');
+    const probe = (url: string) =>
+      sh(cove.manager, a.id, `curl -s -m 2 -o /dev/null -w '%{http_code}' ${url}; echo " rc=$?"`);
     expect((await probe(`http://${b.address}:8000/`)).stdout).toMatch(/rc=(7|28)/);
     expect((await probe('http://10.12.0.1:18080/')).stdout).toMatch(/rc=(7|28|52|56)/);
     expect((await probe('http://169.254.169.254/')).stdout).toMatch(/rc=(7|28)/);
     // ping uses ICMP sockets (no NET_RAW) and works toward the gateway's L2 neighbour: itself
-    expect((await sh(cove.manager, a.id, `ping -c1 -W1 ${a.address} >/dev/null; echo $?`)).stdout).toBe('0\n');
+    expect((await sh(cove.manager, a.id, `ping -c1 -W1 ${a.address} >/dev/null; echo $?`)).stdout).toBe(
+      '0\n',
+    );
   });
 
   it('holds its memory limit: a hog is killed, the sandbox lives on', async () => {

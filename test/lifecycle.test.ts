@@ -16,7 +16,10 @@ describe.skipIf(!canRunSandboxes)('the server can crash and restart without losi
     expect(created.status).toBe(0);
     const id = created.stdout.trim();
     const short = cli(server.url, ['sandbox', 'create', '--timeout', '4']).stdout.trim();
-    expect(cli(server.url, ['sandbox', 'exec', id, '--', 'sh', '-c', 'echo before > /tmp/state; sleep 1000 &']).status).toBe(0);
+    expect(
+      cli(server.url, ['sandbox', 'exec', id, '--', 'sh', '-c', 'echo before > /tmp/state; sleep 1000 &'])
+        .status,
+    ).toBe(0);
 
     // A crash: no graceful shutdown at all.
     server.child.kill('SIGKILL');
@@ -25,7 +28,15 @@ describe.skipIf(!canRunSandboxes)('the server can crash and restart without losi
 
     const list = cli(server.url, ['sandbox', 'list']).stdout;
     expect(list).toContain(id);
-    const exec = cli(server.url, ['sandbox', 'exec', id, '--', 'sh', '-c', 'cat /tmp/state; pgrep -c sleep; exit 5']);
+    const exec = cli(server.url, [
+      'sandbox',
+      'exec',
+      id,
+      '--',
+      'sh',
+      '-c',
+      'cat /tmp/state; pgrep -c sleep; exit 5',
+    ]);
     expect(exec.stdout).toBe('before\n1\n');
     expect(exec.status).toBe(5);
 
@@ -53,7 +64,9 @@ describe.skipIf(!canRunSandboxes)('the server can crash and restart without losi
     mkdirSync(`${config.home}/sandboxes/${ghost}/run`, { recursive: true });
     execFileSync('ip', ['netns', 'add', `${config.instance}-${ghost}`]);
     server = await spawnServer(config);
-    const list = JSON.parse(cli(server.url, ['sandbox', 'list', '--json']).stdout) as Array<{ sandboxID: string }>;
+    const list = JSON.parse(cli(server.url, ['sandbox', 'list', '--json']).stdout) as Array<{
+      sandboxID: string;
+    }>;
     for (const s of list) cli(server.url, ['sandbox', 'kill', s.sandboxID]);
     expect(hostLeftovers(config.instance, config.home)).toEqual([]);
     server.child.kill('SIGTERM');

@@ -10,7 +10,13 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
 
   beforeAll(async () => {
     cove = await startTestCove();
-    id = (await cove.manager.create({ template: 'base', timeoutMs: 600_000, envVars: { SANDBOX_VAR: 'from-create' } })).id;
+    id = (
+      await cove.manager.create({
+        template: 'base',
+        timeoutMs: 600_000,
+        envVars: { SANDBOX_VAR: 'from-create' },
+      })
+    ).id;
   });
 
   afterAll(async () => {
@@ -46,7 +52,9 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
   });
 
   it('rejects an unknown user and an empty command', async () => {
-    await expect(sh(cove.manager, id, 'true', { user: 'nosuchuser' })).rejects.toSatisfy((e) => isCoveError(e, 'invalid_argument'));
+    await expect(sh(cove.manager, id, 'true', { user: 'nosuchuser' })).rejects.toSatisfy((e) =>
+      isCoveError(e, 'invalid_argument'),
+    );
     await expect(exec(cove.manager, id, [])).rejects.toSatisfy((e) => isCoveError(e, 'invalid_argument'));
   });
 
@@ -56,7 +64,11 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     const done = new Promise<number>((r) => (exited = r));
     const proc = await cove.manager.exec(
       id,
-      { argv: ['/bin/bash', '-c', 'tty; read line; stty size; echo got:$line'], pty: { cols: 80, rows: 24 }, stdin: true },
+      {
+        argv: ['/bin/bash', '-c', 'tty; read line; stty size; echo got:$line'],
+        pty: { cols: 80, rows: 24 },
+        stdin: true,
+      },
       { onData: (_s, d) => (out += d.toString()), onExit: (r) => exited(r.exitCode) },
     );
     await proc.resize(100, 40);
@@ -72,7 +84,9 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     const user = { uid: 1000, gid: 1000 };
     const written = await agent.writeFile('/home/user/dir/a.txt', Buffer.from('hello file'), user);
     expect(written).toMatchObject({ name: 'a.txt', type: 'file', size: 10, uid: 1000 });
-    expect((await sh(cove.manager, id, 'cat /home/user/dir/a.txt; echo; stat -c %U /home/user/dir')).stdout).toBe('hello file\nuser\n');
+    expect(
+      (await sh(cove.manager, id, 'cat /home/user/dir/a.txt; echo; stat -c %U /home/user/dir')).stdout,
+    ).toBe('hello file\nuser\n');
 
     const chunks: Buffer[] = [];
     for await (const c of agent.readFile('/home/user/dir/a.txt', user)) chunks.push(c);
@@ -81,7 +95,11 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     expect(await agent.mkdir('/home/user/dir/x/y', user)).toBe(true);
     expect(await agent.mkdir('/home/user/dir/x/y', user)).toBe(false);
     const listed = await agent.list('/home/user/dir', 2, user);
-    expect(listed.map((f) => f.path).sort()).toEqual(['/home/user/dir/a.txt', '/home/user/dir/x', '/home/user/dir/x/y']);
+    expect(listed.map((f) => f.path).sort()).toEqual([
+      '/home/user/dir/a.txt',
+      '/home/user/dir/x',
+      '/home/user/dir/x/y',
+    ]);
     expect((await agent.rename('/home/user/dir/a.txt', '/home/user/dir/b.txt', user)).name).toBe('b.txt');
     expect((await agent.stat('/home/user/dir/b.txt', user)).size).toBe(10);
     await agent.remove('/home/user/dir', user);
@@ -100,7 +118,9 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     const chunks: Buffer[] = [];
     for await (const c of agent.readFile('/tmp/big.bin', user)) chunks.push(c);
     expect(Buffer.concat(chunks).equals(big)).toBe(true);
-    expect((await sh(cove.manager, id, 'sha256sum < /tmp/big.bin | cut -c1-16')).stdout.trim()).toHaveLength(16);
+    expect((await sh(cove.manager, id, 'sha256sum < /tmp/big.bin | cut -c1-16')).stdout.trim()).toHaveLength(
+      16,
+    );
   });
 
   it('watches a directory recursively', async () => {
@@ -108,7 +128,11 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     const user = { uid: 1000, gid: 1000 };
     await agent.mkdir('/home/user/watched', user);
     const watch = await agent.watch('/home/user/watched', { recursive: true }, user);
-    await sh(cove.manager, id, 'mkdir /home/user/watched/sub && sleep 0.2 && echo hi > /home/user/watched/sub/f.txt');
+    await sh(
+      cove.manager,
+      id,
+      'mkdir /home/user/watched/sub && sleep 0.2 && echo hi > /home/user/watched/sub/f.txt',
+    );
     const seen: string[] = [];
     for await (const event of watch.events) {
       seen.push(`${event.type} ${event.path}`);
@@ -121,9 +145,15 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
 
   it('gives clear errors for bad input and keeps state intact', async () => {
     const m = cove.manager;
-    await expect(m.create({ template: 'no-such-template', timeoutMs: 1000 })).rejects.toSatisfy((e) => isCoveError(e, 'not_found'));
-    await expect(m.create({ template: 'Bad Name!', timeoutMs: 1000 })).rejects.toSatisfy((e) => isCoveError(e, 'invalid_argument'));
-    await expect(m.create({ template: 'base', timeoutMs: -5 })).rejects.toSatisfy((e) => isCoveError(e, 'invalid_argument'));
+    await expect(m.create({ template: 'no-such-template', timeoutMs: 1000 })).rejects.toSatisfy((e) =>
+      isCoveError(e, 'not_found'),
+    );
+    await expect(m.create({ template: 'Bad Name!', timeoutMs: 1000 })).rejects.toSatisfy((e) =>
+      isCoveError(e, 'invalid_argument'),
+    );
+    await expect(m.create({ template: 'base', timeoutMs: -5 })).rejects.toSatisfy((e) =>
+      isCoveError(e, 'invalid_argument'),
+    );
     expect(() => m.get('aaaaaaaaaaaaaaaaaaaa')).toThrow(/not found/);
     await expect(m.kill('aaaaaaaaaaaaaaaaaaaa')).rejects.toSatisfy((e) => isCoveError(e, 'not_found'));
     expect(m.list().map((s) => s.id)).toEqual([id]);

@@ -13,8 +13,12 @@ function files(dir: string): string[] {
 
 describe('the code reads as STYLE.md says', () => {
   it('every src folder has a README', () => {
-    const folders = readdirSync(join(root, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory() && e.name !== 'gen');
-    const missing = folders.filter((f) => !existsSync(join(root, 'src', f.name, 'README.md'))).map((f) => f.name);
+    const folders = readdirSync(join(root, 'src'), { withFileTypes: true }).filter(
+      (e) => e.isDirectory() && e.name !== 'gen',
+    );
+    const missing = folders
+      .filter((f) => !existsSync(join(root, 'src', f.name, 'README.md')))
+      .map((f) => f.name);
     expect(missing).toEqual([]);
   });
 

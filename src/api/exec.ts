@@ -34,9 +34,15 @@ export function execRoutes(manager: Manager): Hono {
         try {
           proc = await manager.exec(
             id,
-            { argv: req.argv, ...(req.user && { user: req.user }), ...(req.cwd && { cwd: req.cwd }), env: req.env ?? {} },
             {
-              onData: (stream, data) => send({ type: stream === 'stderr' ? 'stderr' : 'stdout', data: data.toString('base64') }),
+              argv: req.argv,
+              ...(req.user && { user: req.user }),
+              ...(req.cwd && { cwd: req.cwd }),
+              env: req.env ?? {},
+            },
+            {
+              onData: (stream, data) =>
+                send({ type: stream === 'stderr' ? 'stderr' : 'stdout', data: data.toString('base64') }),
               onExit: (result) => {
                 send({ type: 'exit', ...result });
                 done = true;

@@ -49,7 +49,10 @@ export function sandboxRoutes(manager: Manager): Hono {
         metadata: req.metadata ?? {},
         envVars: req.envVars ?? {},
       });
-      return c.json({ sandboxID: info.id, templateID: info.templateName, clientID: 'cove', envdVersion: ENVD_VERSION }, 201);
+      return c.json(
+        { sandboxID: info.id, templateID: info.templateName, clientID: 'cove', envdVersion: ENVD_VERSION },
+        201,
+      );
     });
   }
 

@@ -22,7 +22,9 @@ export function createClient(baseUrl: string) {
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
     } catch (err) {
-      throw new CoveError('unavailable', `cannot reach Cove at ${baseUrl} (is \`cove serve\` running?)`, { cause: err });
+      throw new CoveError('unavailable', `cannot reach Cove at ${baseUrl} (is \`cove serve\` running?)`, {
+        cause: err,
+      });
     }
     if (res.ok) return res;
     const text = await res.text();

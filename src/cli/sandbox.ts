@@ -28,18 +28,27 @@ export function sandboxCommands(client: () => Client): Command {
     .command('create')
     .description('create a sandbox and print its id')
     .option('--template <name>', 'template', 'base')
-    .addOption(new Option('--timeout <seconds>', 'seconds until the sandbox is killed').default(300).argParser(Number))
+    .addOption(
+      new Option('--timeout <seconds>', 'seconds until the sandbox is killed').default(300).argParser(Number),
+    )
     .option('--metadata <key=value>', 'metadata (repeatable)', pairs)
     .option('--env <key=value>', 'environment of every process (repeatable)', pairs)
-    .action(async (o: { template: string; timeout: number; metadata?: Record<string, string>; env?: Record<string, string> }) => {
-      const created = await client().json<{ sandboxID: string }>('POST', '/v2/sandboxes', {
-        templateID: o.template,
-        timeout: o.timeout,
-        metadata: o.metadata,
-        envVars: o.env,
-      });
-      process.stdout.write(`${created.sandboxID}\n`);
-    });
+    .action(
+      async (o: {
+        template: string;
+        timeout: number;
+        metadata?: Record<string, string>;
+        env?: Record<string, string>;
+      }) => {
+        const created = await client().json<{ sandboxID: string }>('POST', '/v2/sandboxes', {
+          templateID: o.template,
+          timeout: o.timeout,
+          metadata: o.metadata,
+          envVars: o.env,
+        });
+        process.stdout.write(`${created.sandboxID}\n`);
+      },
+    );
 
   cmd
     .command('list')
@@ -50,10 +59,24 @@ export function sandboxCommands(client: () => Client): Command {
       if (o.json) return void process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       const rows = [['ID', 'TEMPLATE', 'STATE', 'STARTED', 'ENDS', 'CPU', 'MEMORY']];
       for (const s of list) {
-        rows.push([s.sandboxID, s.templateID, s.state, s.startedAt, s.endAt, String(s.cpuCount), `${s.memoryMB} MiB`]);
+        rows.push([
+          s.sandboxID,
+          s.templateID,
+          s.state,
+          s.startedAt,
+          s.endAt,
+          String(s.cpuCount),
+          `${s.memoryMB} MiB`,
+        ]);
       }
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-      for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+      for (const r of rows)
+        process.stdout.write(
+          r
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd() + '\n',
+        );
     });
 
   cmd
@@ -64,15 +87,21 @@ export function sandboxCommands(client: () => Client): Command {
     .option('--user <name>', 'user to run as (default: the template user)')
     .option('--cwd <dir>', 'working directory')
     .option('--env <key=value>', 'environment variable (repeatable)', pairs)
-    .action(async (id: string, argv: string[], o: { user?: string; cwd?: string; env?: Record<string, string> }) => {
-      const res = await client().request('POST', `/cove/v1/sandboxes/${encodeURIComponent(id)}/exec`, {
-        argv,
-        user: o.user,
-        cwd: o.cwd,
-        env: o.env,
-      });
-      process.exitCode = await streamExec(res);
-    });
+    .action(
+      async (
+        id: string,
+        argv: string[],
+        o: { user?: string; cwd?: string; env?: Record<string, string> },
+      ) => {
+        const res = await client().request('POST', `/cove/v1/sandboxes/${encodeURIComponent(id)}/exec`, {
+          argv,
+          user: o.user,
+          cwd: o.cwd,
+          env: o.env,
+        });
+        process.exitCode = await streamExec(res);
+      },
+    );
 
   cmd
     .command('kill')
@@ -94,7 +123,13 @@ async function streamExec(res: Response): Promise<number> {
     buffered += decoder.decode(chunk as Uint8Array, { stream: true });
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {
-      const event = JSON.parse(buffered.slice(0, nl)) as { type: string; data?: string; exitCode?: number; code?: string; message?: string };
+      const event = JSON.parse(buffered.slice(0, nl)) as {
+        type: string;
+        data?: string;
+        exitCode?: number;
+        code?: string;
+        message?: string;
+      };
       buffered = buffered.slice(nl + 1);
       if (event.type === 'stdout') process.stdout.write(Buffer.from(event.data ?? '', 'base64'));
       else if (event.type === 'stderr') process.stderr.write(Buffer.from(event.data ?? '', 'base64'));
@@ -105,6 +140,7 @@ async function streamExec(res: Response): Promise<number> {
       }
     }
   }
-  if (exitCode === undefined) throw new CoveError('unavailable', 'the exec stream ended before the process exited');
+  if (exitCode === undefined)
+    throw new CoveError('unavailable', 'the exec stream ended before the process exited');
   return exitCode;
 }

@@ -24,16 +24,21 @@ export interface Config {
   crunRoot: string;
 }
 
-export type ConfigOverrides = Partial<Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel'>>;
+export type ConfigOverrides = Partial<
+  Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel'>
+>;
 
 export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const root = resolve(import.meta.dirname, '..', '..');
   const instance = overrides.instance ?? env.COVE_INSTANCE ?? 'cove';
-  if (!/^[a-z]{1,8}$/.test(instance)) throw new CoveError('invalid_argument', 'COVE_INSTANCE: 1-8 lowercase letters');
+  if (!/^[a-z]{1,8}$/.test(instance))
+    throw new CoveError('invalid_argument', 'COVE_INSTANCE: 1-8 lowercase letters');
   const port = overrides.port ?? Number(env.COVE_PORT ?? 3000);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoveError('invalid_argument', `bad port ${port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new CoveError('invalid_argument', `bad port ${port}`);
   const subnet16 = overrides.subnet16 ?? env.COVE_SUBNET ?? '10.11';
-  if (!/^\d{1,3}\.\d{1,3}$/.test(subnet16)) throw new CoveError('invalid_argument', `COVE_SUBNET ${subnet16}: two octets like 10.11`);
+  if (!/^\d{1,3}\.\d{1,3}$/.test(subnet16))
+    throw new CoveError('invalid_argument', `COVE_SUBNET ${subnet16}: two octets like 10.11`);
   const home = overrides.home ?? env.COVE_HOME ?? '/var/lib/cove';
   return {
     home,

@@ -82,7 +82,10 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
     await deps.runtime.start(id);
   } catch (err) {
     await undo.run().catch((cleanupErr: unknown) => {
-      throw new AggregateError([err, cleanupErr], `create failed and its undo failed too: ${String(cleanupErr)}`);
+      throw new AggregateError(
+        [err, cleanupErr],
+        `create failed and its undo failed too: ${String(cleanupErr)}`,
+      );
     });
     throw err;
   }
@@ -113,7 +116,11 @@ export async function teardown(deps: HostDeps, id: string, slot?: number): Promi
  */
 async function writeHosts(rootfs: string, id: string, address: string, owner: number): Promise<void> {
   const text = `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${address}\t${id}\n`;
-  const file = await open(join(rootfs, 'etc', 'hosts'), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+  const file = await open(
+    join(rootfs, 'etc', 'hosts'),
+    constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+    0o644,
+  );
   try {
     await file.writeFile(text);
     await file.chown(owner, owner);

@@ -91,9 +91,13 @@ export function createManager(opts: ManagerOptions) {
 
   function checkTimeout(timeoutMs: number): void {
     // E2B's messages (infra timeout_helper.go), so that users see the same text.
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new CoveError('invalid_argument', 'Timeout must be greater than 0');
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+      throw new CoveError('invalid_argument', 'Timeout must be greater than 0');
     if (timeoutMs > opts.maxTimeoutMs) {
-      throw new CoveError('invalid_argument', `Timeout cannot be greater than ${opts.maxTimeoutMs / 3600_000} hours`);
+      throw new CoveError(
+        'invalid_argument',
+        `Timeout cannot be greater than ${opts.maxTimeoutMs / 3600_000} hours`,
+      );
     }
   }
 
@@ -102,7 +106,9 @@ export function createManager(opts: ManagerOptions) {
     const delay = Math.max(0, entry.record.endAt - Date.now());
     entry.timer = setTimeout(() => {
       log.info({ sandbox: entry.record.id }, 'sandbox timed out');
-      kill(entry.record.id).catch((err: unknown) => log.error({ err, sandbox: entry.record.id }, 'kill on timeout failed'));
+      kill(entry.record.id).catch((err: unknown) =>
+        log.error({ err, sandbox: entry.record.id }, 'kill on timeout failed'),
+      );
     }, delay);
     entry.timer.unref();
   }
@@ -166,7 +172,9 @@ export function createManager(opts: ManagerOptions) {
     } catch (err) {
       live.delete(record.id);
       store.deleteSandbox(record.id);
-      throw err instanceof CoveError ? err : new CoveError('internal', `sandbox create failed: ${String(err)}`, { cause: err });
+      throw err instanceof CoveError
+        ? err
+        : new CoveError('internal', `sandbox create failed: ${String(err)}`, { cause: err });
     }
     store.updateSandbox(record.id, { state: 'running' });
     record.state = 'running';
@@ -196,14 +204,18 @@ export function createManager(opts: ManagerOptions) {
     if (cached) return cached;
     const agent = channel(entry);
     const root = { uid: 0, gid: 0 };
-    const [passwd, group] = await Promise.all([readSmall(agent, '/etc/passwd', root), readSmall(agent, '/etc/group', root)]);
+    const [passwd, group] = await Promise.all([
+      readSmall(agent, '/etc/passwd', root),
+      readSmall(agent, '/etc/group', root),
+    ]);
     const resolved = resolveUser(name, passwd, group);
     entry.users.set(name, resolved);
     return resolved;
   }
 
   function channel(entry: Live): AgentClient {
-    if (!entry.agent) throw new CoveError('unavailable', `sandbox ${entry.record.id} is not reachable right now`);
+    if (!entry.agent)
+      throw new CoveError('unavailable', `sandbox ${entry.record.id} is not reachable right now`);
     return entry.agent;
   }
 
@@ -253,7 +265,8 @@ export function createManager(opts: ManagerOptions) {
 
     async exec(id: string, input: ExecInput, handlers: ProcessHandlers): Promise<AgentProcess> {
       const entry = find(id);
-      if (input.argv.length === 0) throw new CoveError('invalid_argument', 'a command needs at least one argument');
+      if (input.argv.length === 0)
+        throw new CoveError('invalid_argument', 'a command needs at least one argument');
       const template = (entry.template ??= await templates.get(entry.record.templateName));
       const who = await user(id, input.user ?? template.defaultUser.name);
       const env = {
@@ -293,12 +306,17 @@ export function createManager(opts: ManagerOptions) {
   };
 }
 
-async function readSmall(agent: AgentClient, path: string, as: { uid: number; gid: number }): Promise<string> {
+async function readSmall(
+  agent: AgentClient,
+  path: string,
+  as: { uid: number; gid: number },
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of agent.readFile(path, as)) {
     size += chunk.length;
-    if (size > 1 << 20) throw new CoveError('invalid_argument', `${path} in the sandbox is larger than 1 MiB`);
+    if (size > 1 << 20)
+      throw new CoveError('invalid_argument', `${path} in the sandbox is larger than 1 MiB`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');

@@ -16,7 +16,8 @@ const MAX_DB = 1 << 20; // /etc/passwd and /etc/group come from the sandbox: bou
  * which the sandbox may have changed: both are untrusted input.
  */
 export function resolveUser(name: string, passwd: string, group: string): SandboxUser {
-  if (passwd.length > MAX_DB || group.length > MAX_DB) throw new CoveError('invalid_argument', 'user database too large');
+  if (passwd.length > MAX_DB || group.length > MAX_DB)
+    throw new CoveError('invalid_argument', 'user database too large');
   const numeric = /^\d+$/.test(name) ? Number(name) : undefined;
   for (const line of passwd.split('\n')) {
     const f = line.split(':');
@@ -30,10 +31,19 @@ export function resolveUser(name: string, passwd: string, group: string): Sandbo
     for (const g of group.split('\n')) {
       const gf = g.split(':');
       const id = Number(gf[2]);
-      if (gf.length >= 4 && Number.isInteger(id) && id >= 0 && gf[3]!.split(',').includes(user)) groups.add(id);
+      if (gf.length >= 4 && Number.isInteger(id) && id >= 0 && gf[3]!.split(',').includes(user))
+        groups.add(id);
     }
-    return { name: user, uid, gid, groups: [...groups].slice(0, 64), home: f[5] || '/', shell: f[6] || '/bin/sh' };
+    return {
+      name: user,
+      uid,
+      gid,
+      groups: [...groups].slice(0, 64),
+      home: f[5] || '/',
+      shell: f[6] || '/bin/sh',
+    };
   }
-  if (numeric !== undefined) return { name, uid: numeric, gid: numeric, groups: [numeric], home: '/', shell: '/bin/sh' };
+  if (numeric !== undefined)
+    return { name, uid: numeric, gid: numeric, groups: [numeric], home: '/', shell: '/bin/sh' };
   throw new CoveError('invalid_argument', `user ${name} does not exist in the sandbox`);
 }

@@ -45,7 +45,8 @@ const NETNS_DIR = '/run/netns';
 
 export function createNetwork(opts: NetworkOptions): Network {
   const { name } = opts;
-  if (!/^[a-z]{1,8}$/.test(name)) throw new CoveError('invalid_argument', `network name ${name}: 1-8 lowercase letters`);
+  if (!/^[a-z]{1,8}$/.test(name))
+    throw new CoveError('invalid_argument', `network name ${name}: 1-8 lowercase letters`);
   const bridge = `${name}0`;
   const base = opts.prefix16 ?? '10.11';
   const subnet = `${base}.0.0/16`;

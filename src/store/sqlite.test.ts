@@ -57,7 +57,12 @@ describe('sqlite store', () => {
     store.updateSandbox('a', { state: 'running', endAt: 99, metadata: { k: 'v' } });
     store.close();
     const again = createSqliteStore(file);
-    expect(again.getSandbox('a')).toMatchObject({ state: 'running', endAt: 99, metadata: { k: 'v' }, envVars: { X: '1' } });
+    expect(again.getSandbox('a')).toMatchObject({
+      state: 'running',
+      endAt: 99,
+      metadata: { k: 'v' },
+      envVars: { X: '1' },
+    });
     expect(() => again.updateSandbox('missing', { state: 'running' })).toThrow(/not found/);
   });
 });

@@ -63,7 +63,8 @@ export function createSqliteStore(path: string): Store {
           if (row.slot !== slot) break;
           slot++;
         }
-        if (slot >= maxSlots) throw new CoveError('resource_exhausted', `all ${maxSlots} sandbox slots are in use`);
+        if (slot >= maxSlots)
+          throw new CoveError('resource_exhausted', `all ${maxSlots} sandbox slots are in use`);
         if (byId.get(record.id)) throw new CoveError('already_exists', `sandbox ${record.id} already exists`);
         insert.run(
           record.id,
@@ -98,9 +99,13 @@ export function createSqliteStore(path: string): Store {
     updateSandbox(id, patch) {
       const sets: string[] = [];
       const values: Array<string | number> = [];
-      if (patch.state !== undefined) sets.push('state = ?'), values.push(patch.state);
-      if (patch.endAt !== undefined) sets.push('end_at = ?'), values.push(patch.endAt);
-      if (patch.metadata !== undefined) sets.push('metadata = ?'), values.push(JSON.stringify(patch.metadata));
+      const set = (column: string, value: string | number) => {
+        sets.push(`${column} = ?`);
+        values.push(value);
+      };
+      if (patch.state !== undefined) set('state', patch.state);
+      if (patch.endAt !== undefined) set('end_at', patch.endAt);
+      if (patch.metadata !== undefined) set('metadata', JSON.stringify(patch.metadata));
       if (sets.length === 0) return;
       const result = db.prepare(`UPDATE sandboxes SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
       if (result.changes === 0) throw new CoveError('not_found', `sandbox ${id} not found`);

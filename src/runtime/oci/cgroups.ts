@@ -16,7 +16,12 @@ export function detectCgroupMode(mounts = readFileSync('/proc/mounts', 'utf8')):
 }
 
 /** The directories that hold one sandbox's cgroup (`<parent>/<id>`), in every hierarchy of this host. */
-export function cgroupDirs(mode: CgroupMode, parent: string, id: string, mounts = readFileSync('/proc/mounts', 'utf8')): string[] {
+export function cgroupDirs(
+  mode: CgroupMode,
+  parent: string,
+  id: string,
+  mounts = readFileSync('/proc/mounts', 'utf8'),
+): string[] {
   if (mode === 'v2') return [`/sys/fs/cgroup/${parent}/${id}`];
   return mounts
     .split('\n')

@@ -28,9 +28,10 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
   // container's PID 1 holds no pipe of ours and outlives this process.
   function crunLogged(args: string[], log: string, wrapHybrid: boolean): Promise<void> {
     const fd = openSync(log, 'a', 0o600);
-    const [file, argv] = wrapHybrid && mode === 'hybrid'
-      ? [opts.mountHelper, ['exec-without-unified', crun, ...global, ...args]]
-      : [crun, [...global, ...args]];
+    const [file, argv] =
+      wrapHybrid && mode === 'hybrid'
+        ? [opts.mountHelper, ['exec-without-unified', crun, ...global, ...args]]
+        : [crun, [...global, ...args]];
     return new Promise<void>((resolve, reject) => {
       const child = spawn(file, argv, { stdio: ['ignore', fd, fd], detached: false });
       closeSync(fd);
@@ -66,9 +67,14 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
       const config = sandboxOciSpec(spec, opts.cgroupParent);
       await writeFile(join(spec.bundleDir, 'config.json'), JSON.stringify(config));
       const pidFile = join(spec.bundleDir, 'pid');
-      await crunLogged(['create', '--bundle', spec.bundleDir, '--pid-file', pidFile, spec.id], join(spec.bundleDir, 'runtime.log'), true);
+      await crunLogged(
+        ['create', '--bundle', spec.bundleDir, '--pid-file', pidFile, spec.id],
+        join(spec.bundleDir, 'runtime.log'),
+        true,
+      );
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
-      if (!Number.isInteger(pid) || pid <= 1) throw new CoveError('internal', `crun wrote a bad pid file for ${spec.id}`);
+      if (!Number.isInteger(pid) || pid <= 1)
+        throw new CoveError('internal', `crun wrote a bad pid file for ${spec.id}`);
       return { pid };
     },
 
@@ -80,7 +86,8 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
       try {
         const { stdout } = await run(crun, [...global, 'state', id]);
         const status = (JSON.parse(stdout) as { status?: string }).status;
-        if (status === 'created' || status === 'running' || status === 'paused' || status === 'stopped') return status;
+        if (status === 'created' || status === 'running' || status === 'paused' || status === 'stopped')
+          return status;
         return 'missing';
       } catch {
         return 'missing';

@@ -62,24 +62,44 @@ const CLONE_NEWUSER = 0x10000000;
  * ~12 ms per create) and blocks the nested user namespace that the allow list lets through.
  */
 export const seccompDenied: SeccompRule[] = [
-  { names: ['mount', 'umount2', 'pivot_root'], errno: 'EPERM', reason: 'no new mounts: the rootfs is fixed by the host' },
+  {
+    names: ['mount', 'umount2', 'pivot_root'],
+    errno: 'EPERM',
+    reason: 'no new mounts: the rootfs is fixed by the host',
+  },
   {
     names: ['fsopen', 'fsconfig', 'fsmount', 'fspick', 'open_tree', 'move_mount', 'mount_setattr'],
     errno: 'EPERM',
     reason: 'the new mount API, same reason as mount',
   },
-  { names: ['kexec_load', 'kexec_file_load', 'reboot'], errno: 'EPERM', reason: 'replace or stop the kernel' },
+  {
+    names: ['kexec_load', 'kexec_file_load', 'reboot'],
+    errno: 'EPERM',
+    reason: 'replace or stop the kernel',
+  },
   { names: ['init_module', 'finit_module', 'delete_module'], errno: 'EPERM', reason: 'kernel modules' },
   { names: ['bpf'], errno: 'EPERM', reason: 'eBPF: a large kernel attack surface' },
   { names: ['perf_event_open'], errno: 'EPERM', reason: 'host-wide profiling and a history of kernel bugs' },
-  { names: ['keyctl', 'add_key', 'request_key'], errno: 'EPERM', reason: 'kernel keyrings are not namespaced' },
-  { names: ['ptrace', 'process_vm_readv', 'process_vm_writev'], errno: 'EPERM', reason: 'reading other processes' },
+  {
+    names: ['keyctl', 'add_key', 'request_key'],
+    errno: 'EPERM',
+    reason: 'kernel keyrings are not namespaced',
+  },
+  {
+    names: ['ptrace', 'process_vm_readv', 'process_vm_writev'],
+    errno: 'EPERM',
+    reason: 'reading other processes',
+  },
   {
     names: ['open_by_handle_at', 'name_to_handle_at'],
     errno: 'EPERM',
     reason: 'file handles bypass the mount namespace (the "shocker" escape)',
   },
-  { names: ['setns', 'unshare'], errno: 'EPERM', reason: 'no nested namespaces: they reopen the mount and bpf surfaces' },
+  {
+    names: ['setns', 'unshare'],
+    errno: 'EPERM',
+    reason: 'no nested namespaces: they reopen the mount and bpf surfaces',
+  },
   {
     names: ['clone'],
     errno: 'EPERM',
@@ -107,5 +127,9 @@ export const seccompDenied: SeccompRule[] = [
   },
   { names: ['quotactl', 'quotactl_fd'], errno: 'EPERM', reason: 'host filesystem quotas' },
   { names: ['iopl', 'ioperm'], errno: 'EPERM', reason: 'raw port I/O' },
-  { names: ['lookup_dcookie', 'nfsservctl', 'vm86', 'vm86old', 'uselib'], errno: 'EPERM', reason: 'obsolete calls with a bug history' },
+  {
+    names: ['lookup_dcookie', 'nfsservctl', 'vm86', 'vm86old', 'uselib'],
+    errno: 'EPERM',
+    reason: 'obsolete calls with a bug history',
+  },
 ];

@@ -19,7 +19,15 @@ const spec = sandboxOciSpec(
 
 describe('the OCI spec of a sandbox', () => {
   it('has every namespace, the user namespace mapped to its own range', () => {
-    expect(spec.linux.namespaces.map((n) => n.type).sort()).toEqual(['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts']);
+    expect(spec.linux.namespaces.map((n) => n.type).sort()).toEqual([
+      'cgroup',
+      'ipc',
+      'mount',
+      'network',
+      'pid',
+      'user',
+      'uts',
+    ]);
     expect(spec.linux.namespaces.every((n) => n.path === undefined)).toBe(true);
     expect(spec.linux.uidMappings).toEqual([{ containerID: 0, hostID: 1_065_536, size: 65_536 }]);
     expect(spec.linux.gidMappings).toEqual(spec.linux.uidMappings);
@@ -35,10 +43,23 @@ describe('the OCI spec of a sandbox', () => {
   });
 
   it('denies the dangerous syscalls and drops NET_RAW and SYS_ADMIN', () => {
-    const seccomp = spec.linux.seccomp as { defaultAction: string; syscalls: Array<{ names: string[]; errnoRet: number }> };
+    const seccomp = spec.linux.seccomp as {
+      defaultAction: string;
+      syscalls: Array<{ names: string[]; errnoRet: number }>;
+    };
     expect(seccomp.defaultAction).toBe('SCMP_ACT_ALLOW');
     const denied = seccomp.syscalls.flatMap((s) => s.names);
-    for (const name of ['mount', 'bpf', 'kexec_load', 'init_module', 'perf_event_open', 'keyctl', 'ptrace', 'unshare', 'io_uring_setup']) {
+    for (const name of [
+      'mount',
+      'bpf',
+      'kexec_load',
+      'init_module',
+      'perf_event_open',
+      'keyctl',
+      'ptrace',
+      'unshare',
+      'io_uring_setup',
+    ]) {
       expect(denied).toContain(name);
     }
     expect(seccomp.syscalls.find((s) => s.names.includes('clone3'))?.errnoRet).toBe(38);
@@ -65,16 +86,24 @@ describe('the OCI spec of a sandbox', () => {
 describe('host facts', () => {
   it('tells the cgroup layouts apart', () => {
     expect(detectCgroupMode('cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n')).toBe('v2');
-    expect(detectCgroupMode('tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n')).toBe('hybrid');
+    expect(
+      detectCgroupMode('tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n'),
+    ).toBe('hybrid');
     expect(detectCgroupMode('cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n')).toBe('v1');
-    expect(cgroupDirs('hybrid', 'cove', 'id', 'cgroup /sys/fs/cgroup/memory cgroup rw 0 0\ncgroup /sys/fs/cgroup/pids cgroup rw 0 0\n')).toEqual([
-      '/sys/fs/cgroup/memory/cove/id',
-      '/sys/fs/cgroup/pids/cove/id',
-    ]);
+    expect(
+      cgroupDirs(
+        'hybrid',
+        'cove',
+        'id',
+        'cgroup /sys/fs/cgroup/memory cgroup rw 0 0\ncgroup /sys/fs/cgroup/pids cgroup rw 0 0\n',
+      ),
+    ).toEqual(['/sys/fs/cgroup/memory/cove/id', '/sys/fs/cgroup/pids/cove/id']);
   });
 
   it('reads the hard open-file limit', () => {
-    expect(hostOpenFileLimit('Max open files            1024                 20000                files\n')).toBe(20000);
+    expect(
+      hostOpenFileLimit('Max open files            1024                 20000                files\n'),
+    ).toBe(20000);
     expect(hostOpenFileLimit('garbage')).toBe(1024);
   });
 });

@@ -53,17 +53,37 @@ export function baseSpec(): OciSpec {
     hostname: 'sandbox',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
       {
         destination: '/dev/pts',
         type: 'devpts',
         source: 'devpts',
         options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
       },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+      },
+      {
+        destination: '/dev/mqueue',
+        type: 'mqueue',
+        source: 'mqueue',
+        options: ['nosuid', 'noexec', 'nodev'],
+      },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+      {
+        destination: '/sys/fs/cgroup',
+        type: 'cgroup',
+        source: 'cgroup',
+        options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
+      },
     ],
     linux: { namespaces: [] },
   };
@@ -80,7 +100,9 @@ export function buildSpec(spec: OciSpec, ...modifiers: SpecModifier[]): OciSpec 
  * start (a namespace made on the host would make crun bind the host's /sys read-write).
  */
 export const withNamespaces: SpecModifier = (spec) => {
-  spec.linux.namespaces = ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup', 'user'].map((type) => ({ type }));
+  spec.linux.namespaces = ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup', 'user'].map((type) => ({
+    type,
+  }));
 };
 
 export function withUserNamespace(uidBase: number, size: number): SpecModifier {
@@ -113,7 +135,12 @@ export const withSeccomp: SpecModifier = (spec) => {
       errnoRet: rule.errno === 'EPERM' ? 1 : 38,
       ...(rule.argMasked && {
         args: [
-          { index: rule.argMasked.index, value: rule.argMasked.mask, valueTwo: rule.argMasked.mask, op: 'SCMP_CMP_MASKED_EQ' },
+          {
+            index: rule.argMasked.index,
+            value: rule.argMasked.mask,
+            valueTwo: rule.argMasked.mask,
+            op: 'SCMP_CMP_MASKED_EQ',
+          },
         ],
       }),
     })),
@@ -148,12 +175,12 @@ export const withMaskedPaths: SpecModifier = (spec) => {
 /** Sysctls of the sandbox's own network namespace. `gidCount`: gids mapped in the sandbox. */
 export function withNetworkSysctls(gidCount: number): SpecModifier {
   return (spec) => {
-  spec.linux.sysctl = {
-    // ping through ICMP sockets, no NET_RAW needed; the kernel takes only mapped gids here
-    'net.ipv4.ping_group_range': `0 ${gidCount - 1}`,
-    'net.ipv4.ip_unprivileged_port_start': '0', // the sandbox's user may serve on port 80
-    'net.ipv6.conf.all.disable_ipv6': '1', // IPv4 only: one policy to keep, no link-local v6 path
-  };
+    spec.linux.sysctl = {
+      // ping through ICMP sockets, no NET_RAW needed; the kernel takes only mapped gids here
+      'net.ipv4.ping_group_range': `0 ${gidCount - 1}`,
+      'net.ipv4.ip_unprivileged_port_start': '0', // the sandbox's user may serve on port 80
+      'net.ipv6.conf.all.disable_ipv6': '1', // IPv4 only: one policy to keep, no link-local v6 path
+    };
   };
 }
 
@@ -173,8 +200,18 @@ export function withRootfs(path: string): SpecModifier {
 export function withAgent(binary: string, runDir: string, token: string): SpecModifier {
   return (spec) => {
     spec.mounts.push(
-      { destination: agentPaths.binary, type: 'bind', source: binary, options: ['bind', 'ro', 'nosuid', 'nodev'] },
-      { destination: agentPaths.runDir, type: 'bind', source: runDir, options: ['bind', 'rw', 'nosuid', 'nodev', 'noexec'] },
+      {
+        destination: agentPaths.binary,
+        type: 'bind',
+        source: binary,
+        options: ['bind', 'ro', 'nosuid', 'nodev'],
+      },
+      {
+        destination: agentPaths.runDir,
+        type: 'bind',
+        source: runDir,
+        options: ['bind', 'rw', 'nosuid', 'nodev', 'noexec'],
+      },
     );
     spec.process.env.push(`COVE_AGENT_TOKEN=${token}`);
   };
