@@ -51,13 +51,9 @@ if [[ ! -x node_modules/.bin/node || ! -e node_modules/.package-lock.json ||
 fi
 
 # 3. The in-sandbox agent and the host's mount helper (static C binaries).
-if [[ -d agent/src && -d agent/mount ]]; then
-  if ! make -q -C agent >/dev/null 2>&1; then
-    say "building agent/build/cove-agent and agent/build/cove-mount"
-    make -s -C agent
-  fi
-else
-  say "skipping agent build: agent/src or agent/mount does not exist yet"
+if ! make -q -C agent >/dev/null 2>&1; then
+  say "building agent/build/cove-agent and agent/build/cove-mount"
+  make -s -C agent
 fi
 
 # 4. The base template (Debian rootfs, ~1 minute the first time); returns at once when the
