@@ -1,0 +1,213 @@
+import { chmod, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../src/config/config.ts';
+import { createLogger } from '../src/core/log.ts';
+import { startCove } from '../src/main.ts';
+import type { Manager } from '../src/manager/manager.ts';
+import { mountsUnder, sh } from './sh.ts';
+import { since } from './stats.ts';
+import type { Subject } from './subject.ts';
+
+/** The bench's own Cove instance: its bridge, namespaces, cgroups and crun root are `coveb*`. */
+const INSTANCE = 'coveb';
+
+/** Runs `true` in a sandbox through the manager and resolves at its exit. */
+function execTrue(manager: Manager, id: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    manager
+      .exec(
+        id,
+        { argv: ['true'] },
+        {
+          onData() {},
+          onExit(r) {
+            if (r.exitCode === 0) resolve();
+            else reject(new Error(`true exited ${r.exitCode} in ${id}`));
+          },
+        },
+      )
+      .catch(reject);
+  });
+}
+
+/** Reads an NDJSON exec stream until its exit event; rejects on an error event or a non-zero exit. */
+async function readExit(res: Response): Promise<void> {
+  if (!res.ok || !res.body) throw new Error(`exec: HTTP ${res.status} ${await res.text()}`);
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for await (const chunk of res.body) {
+    buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      const event = JSON.parse(line) as { type: string; exitCode?: number; message?: string };
+      if (event.type === 'error') throw new Error(`exec: ${event.message}`);
+      if (event.type === 'exit') {
+        if (event.exitCode !== 0) throw new Error(`exec: true exited ${event.exitCode}`);
+        await res.body.cancel().catch(() => undefined);
+        return;
+      }
+    }
+  }
+  throw new Error('exec: stream ended without an exit event');
+}
+
+export interface CoveBench {
+  /** In-process manager API, then the same Cove over HTTP. */
+  subjects: Subject[];
+  /** Kills every sandbox left, stops Cove and removes its bridge, table, cgroups and home. */
+  close(): Promise<string[]>;
+  /** Cove's home (a temporary directory) and the template it uses, for the report. */
+  home: string;
+}
+
+export async function coveBench(opts: { templatesHome: string; subnet16: string }): Promise<CoveBench> {
+  const home = await mkdtemp(join(tmpdir(), 'coveb-home-'));
+  // mkdtemp makes it 0700: a sandbox's mapped root could not reach its rootfs below it.
+  await chmod(home, 0o711);
+  const logLevel = process.env.COVE_LOG_LEVEL ?? 'warn';
+  const config = loadConfig({
+    home,
+    templatesHome: opts.templatesHome,
+    instance: INSTANCE,
+    subnet16: opts.subnet16,
+    port: 0,
+    logLevel,
+  });
+  const cove = await startCove(config, { log: createLogger(logLevel) });
+  const { manager } = cove;
+
+  async function killAll(): Promise<void> {
+    for (const s of manager.list()) await manager.kill(s.id).catch(() => undefined);
+  }
+
+  let longInProcess: string | undefined;
+  let longHttp: string | undefined;
+
+  const inProcess: Subject = {
+    runtime: 'cove',
+    notes: [
+      'in-process: manager.create({template:"base"}) then manager.exec(["true"]) to its exit; kill = manager.kill',
+      'user namespace (own uid range), idmapped overlay on the template, netns + veth on a bridge, seccomp, v1 cgroups, agent as PID 1',
+    ],
+    async create() {
+      const start = performance.now();
+      const info = await manager.create({ template: 'base', timeoutMs: 60_000 });
+      try {
+        const created = since(start);
+        const execStart = performance.now();
+        await execTrue(manager, info.id);
+        const first = since(execStart);
+        const total = since(start);
+        const killStart = performance.now();
+        await manager.kill(info.id);
+        return { total, create: created, first, kill: since(killStart) };
+      } finally {
+        await manager.kill(info.id).catch(() => undefined);
+      }
+    },
+    async startLong() {
+      longInProcess = (await manager.create({ template: 'base', timeoutMs: 3600_000 })).id;
+    },
+    async roundTrip() {
+      if (!longInProcess) throw new Error('cove: no long-lived sandbox');
+      const start = performance.now();
+      await execTrue(manager, longInProcess);
+      return since(start);
+    },
+    async cleanup() {
+      await killAll();
+      return [];
+    },
+  };
+
+  const post = (path: string, body: object) =>
+    fetch(cove.url + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  async function httpCreate(timeout: number): Promise<string> {
+    const res = await post('/v2/sandboxes', { templateID: 'base', timeout });
+    if (res.status !== 201) throw new Error(`POST /v2/sandboxes: HTTP ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { sandboxID: string }).sandboxID;
+  }
+  async function httpExec(id: string): Promise<void> {
+    await readExit(await post(`/cove/v1/sandboxes/${id}/exec`, { argv: ['true'] }));
+  }
+  async function httpKill(id: string): Promise<void> {
+    const res = await fetch(`${cove.url}/sandboxes/${id}`, { method: 'DELETE' });
+    await res.arrayBuffer();
+    if (res.status !== 204 && res.status !== 200)
+      throw new Error(`DELETE /sandboxes/${id}: HTTP ${res.status}`);
+  }
+
+  const http: Subject = {
+    runtime: 'cove-http',
+    notes: [
+      'HTTP on 127.0.0.1 (fetch, keep-alive): POST /v2/sandboxes, POST /cove/v1/sandboxes/:id/exec (NDJSON to the exit line), DELETE /sandboxes/:id',
+    ],
+    async create() {
+      const start = performance.now();
+      const id = await httpCreate(60);
+      try {
+        const created = since(start);
+        const execStart = performance.now();
+        await httpExec(id);
+        const first = since(execStart);
+        const total = since(start);
+        const killStart = performance.now();
+        await httpKill(id);
+        return { total, create: created, first, kill: since(killStart) };
+      } finally {
+        await manager.kill(id).catch(() => undefined);
+      }
+    },
+    async startLong() {
+      longHttp = await httpCreate(3600);
+    },
+    async roundTrip() {
+      if (!longHttp) throw new Error('cove-http: no long-lived sandbox');
+      const start = performance.now();
+      await httpExec(longHttp);
+      return since(start);
+    },
+    async cleanup() {
+      await killAll();
+      return [];
+    },
+  };
+
+  return {
+    subjects: [inProcess, http],
+    home,
+    async close() {
+      const left: string[] = [];
+      await killAll();
+      await cove.close();
+      // What Cove keeps between restarts (bridge, firewall table, cgroup parents, crun root)
+      // belongs to the bench's instance only: remove it so the bench leaves nothing behind.
+      const netns = (await sh('ip', ['netns', 'list'])).stdout
+        .split('\n')
+        .filter((l) => l.startsWith(`${INSTANCE}-`));
+      if (netns.length) left.push(`network namespaces ${netns.join(', ')}`);
+      const containers = (await sh('crun', ['--root', config.crunRoot, 'list', '-q'])).stdout.trim();
+      if (containers) left.push(`crun containers in ${config.crunRoot}: ${containers.replace(/\n/g, ' ')}`);
+      const mounts = await mountsUnder(home);
+      if (mounts.length) left.push(`mounts ${mounts.join(', ')}`);
+      if (left.length === 0) {
+        await sh('ip', ['link', 'del', `${INSTANCE}0`]);
+        await sh('nft', ['delete', 'table', 'inet', INSTANCE]);
+        await rm(config.crunRoot, { recursive: true, force: true });
+        await rmdir(join(config.crunRoot, '..')).catch(() => undefined);
+        for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [])) {
+          await rmdir(join('/sys/fs/cgroup', hierarchy, INSTANCE)).catch(() => undefined);
+        }
+        await rm(home, { recursive: true, force: true });
+      }
+      return left;
+    },
+  };
+}

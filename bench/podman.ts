@@ -1,0 +1,119 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mountsUnder, must, sh } from './sh.ts';
+import { since } from './stats.ts';
+import type { Subject } from './subject.ts';
+
+/** Every container the bench starts carries this label, so that cleanup finds them all. */
+const LABEL = 'coveb-bench';
+
+/**
+ * The flags DESIGN.md measured: podman's default runtime (crun) fails on hybrid cgroups, and
+ * runc needs finite ulimits here. `--rootfs` takes a writable directory (podman writes
+ * /etc/hostname and /run into it): an overlay of the template under /tmp, mounted once.
+ */
+const RUN_FLAGS = [
+  '--runtime',
+  'runc',
+  '--ulimit',
+  'nofile=1024:1024',
+  '--ulimit',
+  'nproc=1024:1024',
+  '--network=none',
+  '--label',
+  LABEL,
+];
+
+export async function podmanPeer(opts: {
+  rootfs: string;
+  createRuns?: number;
+  roundTripRuns?: number;
+}): Promise<Subject> {
+  const dir = await mkdtemp(join(tmpdir(), 'coveb-podman-'));
+  // Two overlays: one for the create loop, one for the long-lived container.
+  const overlays: Record<'run' | 'long', string> = {
+    run: join(dir, 'run', 'merged'),
+    long: join(dir, 'long', 'merged'),
+  };
+  for (const name of ['run', 'long'] as const) {
+    const base = join(dir, name);
+    for (const sub of ['upper', 'work', 'merged']) await mkdir(join(base, sub), { recursive: true });
+    await must('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${opts.rootfs},upperdir=${join(base, 'upper')},workdir=${join(base, 'work')}`,
+      overlays[name],
+    ]);
+  }
+  let seq = 0;
+  let longId: string | undefined;
+
+  async function run(rootfs: string, name: string): Promise<string> {
+    const r = await must('podman', [
+      'run',
+      '-d',
+      '--name',
+      name,
+      ...RUN_FLAGS,
+      '--rootfs',
+      rootfs,
+      'sleep',
+      'infinity',
+    ]);
+    return r.stdout.trim();
+  }
+
+  return {
+    runtime: 'podman',
+    createRuns: opts.createRuns,
+    roundTripRuns: opts.roundTripRuns,
+    notes: [
+      `podman ${RUN_FLAGS.join(' ')} --rootfs <overlay of the template, mounted once>`,
+      'create + first command = `podman run -d … sleep infinity` + `podman exec ID true`; kill = `podman rm -f -t 0 ID`',
+    ],
+
+    async create() {
+      const name = `coveb-${process.pid}-${seq++}`;
+      const start = performance.now();
+      const id = await run(overlays.run, name);
+      const created = since(start);
+      const execStart = performance.now();
+      await must('podman', ['exec', id, 'true']);
+      const exec = since(execStart);
+      const total = since(start);
+      const killStart = performance.now();
+      await must('podman', ['rm', '-f', '-t', '0', id]);
+      return { total, create: created, first: exec, kill: since(killStart) };
+    },
+
+    async startLong() {
+      longId = await run(overlays.long, `coveb-${process.pid}-long`);
+    },
+
+    async roundTrip() {
+      if (!longId) throw new Error('podman: no long-lived container');
+      const start = performance.now();
+      await must('podman', ['exec', longId, 'true']);
+      return since(start);
+    },
+
+    async cleanup() {
+      const left: string[] = [];
+      const ids = (await sh('podman', ['ps', '-aq', '--filter', `label=${LABEL}`])).stdout
+        .split('\n')
+        .filter(Boolean);
+      if (ids.length) await sh('podman', ['rm', '-f', '-t', '0', ...ids]);
+      const still = (await sh('podman', ['ps', '-aq', '--filter', `label=${LABEL}`])).stdout.trim();
+      if (still) left.push(`podman containers ${still.replace(/\n/g, ' ')}`);
+      for (const mnt of (await mountsUnder(dir)).reverse()) {
+        const u = await sh('umount', [mnt]);
+        if (u.code !== 0) left.push(`mount ${mnt} (${u.stderr.trim()})`);
+      }
+      if ((await mountsUnder(dir)).length === 0) await rm(dir, { recursive: true, force: true });
+      return left;
+    },
+  };
+}
