@@ -77,8 +77,26 @@ int out_flush(void);        /* on POLLOUT; -1 if the connection broke */
 int out_broken(void);
 void frame_trim(void);
 
-/* ---- proc.c ---- */
-void proc_spawn(uint32_t id, struct rd *r);
+/* ---- proc.c (the process table) and spawn.c (starting a process) ---- */
+struct proc {
+	struct proc *next;
+	pid_t pid;
+	uint32_t stream; /* subscribed host stream, 0 = output is dropped */
+	int out, err, in; /* pty: out is the master and in/err are -1 */
+	int pty, exited, status;
+	int iout, ierr, iin; /* indices into the poll array of this round, -1 if absent */
+	uint8_t *pend;       /* stdin not yet taken by the pipe; its request waits for it */
+	size_t pend_len, pend_off;
+	uint32_t pend_id;
+	uint8_t *info; /* cwd, tag, argc, argv exactly as on the wire: replayed in PROC frames */
+	size_t info_len;
+};
+void closefd(int *fd);          /* closes *fd if open and sets it to -1 */
+int proc_full(void);            /* 1 when the table holds MAX_PROCS entries (exited included) */
+/* Links a started process (calloc'd, fields set) into the table, which owns it from now on
+ * and frees it after its EXIT. */
+void proc_add(struct proc *p);
+void proc_spawn(uint32_t id, struct rd *r); /* spawn.c */
 void proc_stdin(uint32_t id, struct rd *r);
 void proc_close_stdin(uint32_t id, struct rd *r);
 void proc_signal(uint32_t id, struct rd *r);
@@ -95,9 +113,19 @@ struct pollfd;
 int proc_pollfds(struct pollfd *pfd, int max, int congested);
 void proc_handle(struct pollfd *pfd, int n, int congested);
 
-/* ---- fs.c ---- */
+/* ---- fs.c (one-shot operations) and fs-stream.c (streamed read/write) ---- */
 void fs_as(uid_t uid, gid_t gid);   /* setfsuid/setfsgid; fs_as(0, 0) restores root */
+void fs_root(void);                 /* fs_as(0, 0) */
 int fs_mkdirs(char *path, int *created);
+int mkparents(char *path);          /* fs_mkdirs of path's parent; 0 or an errno */
+/* Sends OK with the entry record of path (followed target), or ERR if it cannot be stat'd. */
+void reply_entry(uint32_t id, const char *path);
+/* Every file request starts with uid, gid, then a path read into this buffer. */
+#define FS_HEAD(name)                                                                              \
+	uint32_t uid = rd_u32(r), gid = rd_u32(r);                                                 \
+	char path[MAX_PATH];                                                                       \
+	(void)name
+
 void fs_stat(uint32_t id, struct rd *r);
 void fs_listdir(uint32_t id, struct rd *r);
 void fs_mkdir(uint32_t id, struct rd *r);
@@ -120,6 +148,12 @@ void watch_close_all(void);
 int watch_pollfds(struct pollfd *pfd, int max, int congested);
 void watch_handle(struct pollfd *pfd, int n);
 
-/* ---- main.c ---- */
+/* ---- main.c (startup) and loop.c (the poll loop) ---- */
+/* 1 if p/n is the token from COVE_AGENT_TOKEN; constant time in the content. */
+int token_ok(const uint8_t *p, size_t n);
+/* Runs the loop on the listening socket and the signalfd. Never returns normally: shutdown
+ * exits the process; returns 1 only if poll fails. */
+int agent_loop(int listen_fd, int signal_fd);
+/* Marks the host connection as broken; it is dropped after the current frame. */
 void protocol_violation(const char *why);
 #endif

@@ -1,44 +1,23 @@
-/* cove-agent --socket PATH: PID 1 of a sandbox. One poll loop, no threads; see
+/* cove-agent --socket PATH: PID 1 of a sandbox. Startup only: arguments, the token, fds 0-2,
+ * signals and the listening socket; then loop.c runs the one poll loop (no threads). See
  * spec/agent-protocol.md for the wire contract and agent/README.md for the bounds. */
 #include "agent.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <malloc.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#define MAX_POLL (4 + 3 * MAX_PROCS + MAX_WATCHES)
-#define SHUTDOWN_GRACE_MS 5000
-/* After this long without events, buffers and free heap go back to the kernel. */
-#define TRIM_AFTER_MS 500
 
 static char token[MAX_TOKEN + 1];
 static size_t token_len;
-static int lfd = -1, sfd = -1;
-static int hfd = -1;                 /* the authenticated host */
-static int pfd_conn = -1;            /* a connection that has not authenticated yet */
-static int64_t pend_deadline;
-static uint8_t pend_buf[HDR_LEN + MAX_TOKEN];
-static size_t pend_len;
-static uint8_t rxbuf[MAX_FRAME] __attribute__((aligned(4096)));
-static size_t rxlen;
-static int violated;
-static int64_t shutdown_deadline; /* 0: running */
-static struct pollfd pfds[MAX_POLL];
-static int dirty; /* events since the last trim */
 
 /* No stdio anywhere: printf and its locale machinery are most of a static binary's text. */
 static void die(const char *msg, int code)
@@ -50,24 +29,6 @@ static void die(const char *msg, int code)
 	if (write(2, "\n", 1) < 0)
 		_exit(code);
 	_exit(code);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-void protocol_violation(const char *why)
-{
-	(void)why;
-	violated = 1;
 }
 
 /* The token must not stay readable in /proc/1/environ, which shows the initial environment
@@ -92,7 +53,7 @@ static void take_token(void)
 	memset(entry, 0, strlen(entry));
 }
 
-static int token_ok(const uint8_t *p, size_t n)
+int token_ok(const uint8_t *p, size_t n)
 {
 	/* Constant time in the content; the length is not secret (it is fixed per deployment). */
 	unsigned diff = (unsigned)(n ^ token_len);
@@ -118,183 +79,6 @@ static int listen_on(const char *path)
 	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0)
 		die(path, 1);
 	return fd;
-}
-
-static void drop_host(void)
-{
-	if (hfd < 0)
-		return;
-	close(hfd);
-	hfd = -1;
-	rxlen = 0;
-	out_attach(-1);
-	proc_detach_all();
-	fs_close_all();
-	watch_close_all();
-}
-
-static void dispatch(uint8_t type, uint32_t id, struct rd *r)
-{
-	switch (type) {
-	case T_PING:
-		if (!rd_done(r))
-			return protocol_violation("ping");
-		send_ok(id);
-		return;
-	case T_CANCEL:
-		if (!rd_done(r))
-			return protocol_violation("cancel");
-		if (!fs_cancel(id))
-			watch_cancel(id);
-		return;
-	case T_SPAWN: return proc_spawn(id, r);
-	case T_STDIN: return proc_stdin(id, r);
-	case T_CLOSE_STDIN: return proc_close_stdin(id, r);
-	case T_SIGNAL: return proc_signal(id, r);
-	case T_RESIZE: return proc_resize(id, r);
-	case T_LIST_PROCS: return proc_list(id, r);
-	case T_ATTACH: return proc_attach(id, r);
-	case T_STAT: return fs_stat(id, r);
-	case T_LISTDIR: return fs_listdir(id, r);
-	case T_MKDIR: return fs_mkdir(id, r);
-	case T_RENAME: return fs_rename(id, r);
-	case T_REMOVE: return fs_remove(id, r);
-	case T_READ: return fs_read(id, r);
-	case T_CREDIT: return fs_credit(id, r);
-	case T_WRITE: return fs_write(id, r);
-	case T_WDATA: return fs_wdata(id, r);
-	case T_WEND: return fs_wend(id, r);
-	case T_WATCH: return watch_start(id, r);
-	default: return protocol_violation("unknown type");
-	}
-}
-
-/* Handles the complete frames buffered from the host, while replies can still be queued. */
-static void process_rx(void)
-{
-	size_t off = 0;
-	while (hfd >= 0 && !violated && out_pending() <= OUT_STOP_READING && rxlen - off >= HDR_LEN) {
-		const uint8_t *h = rxbuf + off;
-		uint32_t len = le32(h);
-		if (len < HDR_LEN || len > MAX_FRAME || h[5] || h[6] || h[7] || (h[4] == T_AUTH)) {
-			violated = 1;
-			break;
-		}
-		if (rxlen - off < len)
-			break;
-		uint32_t id = le32(h + 8);
-		struct rd r = { .p = h + HDR_LEN, .n = len - HDR_LEN };
-		if (id == 0)
-			violated = 1;
-		else
-			dispatch(h[4], id, &r);
-		off += len;
-	}
-	if (violated || out_broken()) {
-		violated = 0;
-		drop_host();
-		return;
-	}
-	if (off) {
-		memmove(rxbuf, rxbuf + off, rxlen - off);
-		rxlen -= off;
-	}
-}
-
-static int rx_has_frame(void)
-{
-	return rxlen >= HDR_LEN && le32(rxbuf) <= rxlen;
-}
-
-static void read_host(void)
-{
-	ssize_t n = read(hfd, rxbuf + rxlen, sizeof rxbuf - rxlen);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		drop_host();
-		return;
-	}
-	if (n > 0)
-		rxlen += (size_t)n;
-}
-
-static void drop_pending(void)
-{
-	if (pfd_conn >= 0)
-		close(pfd_conn);
-	pfd_conn = -1;
-	pend_len = 0;
-}
-
-static void accept_conn(void)
-{
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0)
-		return;
-	drop_pending(); /* the newest unauthenticated connection wins; the host is the only peer */
-	pfd_conn = fd;
-	pend_deadline = now_ms() + AUTH_TIMEOUT_MS;
-}
-
-static void read_pending(void)
-{
-	size_t want = pend_len < HDR_LEN ? HDR_LEN : le32(pend_buf);
-	ssize_t n = read(pfd_conn, pend_buf + pend_len, want - pend_len);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-		return drop_pending();
-	if (n < 0)
-		return;
-	pend_len += (size_t)n;
-	if (pend_len == HDR_LEN) {
-		uint32_t len = le32(pend_buf);
-		if (len <= HDR_LEN || len > sizeof pend_buf || pend_buf[4] != T_AUTH || pend_buf[5] ||
-		    pend_buf[6] || pend_buf[7] || le32(pend_buf + 8) != 0)
-			return drop_pending();
-	}
-	if (pend_len < HDR_LEN || pend_len < le32(pend_buf))
-		return;
-	if (!token_ok(pend_buf + HDR_LEN, pend_len - HDR_LEN))
-		return drop_pending();
-	drop_host(); /* a restarted host re-adopts the sandbox */
-	hfd = pfd_conn;
-	pfd_conn = -1;
-	pend_len = 0;
-	out_attach(hfd);
-	tx_begin(REP_OK, 0);
-	tx_u32(PROTO_VERSION);
-	tx_u32(MAX_FRAME);
-	tx_u32((uint32_t)getpid());
-	tx_end();
-}
-
-static void on_signal(void)
-{
-	struct signalfd_siginfo si;
-	while (read(sfd, &si, sizeof si) == sizeof si) {
-		if (si.ssi_signo == SIGCHLD) {
-			proc_reap();
-		} else if (!shutdown_deadline) {
-			/* SIGTERM/SIGINT/SIGHUP: ask everything to stop, then SIGKILL after a grace
-			 * period and exit. As PID 1, kill(-1) reaches every process in the sandbox,
-			 * orphans included. */
-			shutdown_deadline = now_ms() + SHUTDOWN_GRACE_MS;
-			proc_kill_all(SIGTERM);
-			if (getpid() == 1)
-				kill(-1, SIGTERM);
-		}
-	}
-}
-
-static void check_shutdown(void)
-{
-	if (!shutdown_deadline)
-		return;
-	if (proc_count() > 0 && now_ms() < shutdown_deadline)
-		return;
-	proc_kill_all(SIGKILL);
-	if (getpid() == 1)
-		kill(-1, SIGKILL);
-	out_flush();
-	exit(0);
 }
 
 int main(int argc, char **argv)
@@ -329,86 +113,10 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	lfd = listen_on(path);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	int lfd = listen_on(path);
 	if (sfd < 0)
 		die("signalfd", 1);
 	proc_reap(); /* children inherited before signalfd existed */
-
-	for (;;) {
-		process_rx();
-		int congested = out_pending() > 0;
-		int n = 0;
-		pfds[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
-		pfds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		int hidx = -1, pidx = -1;
-		if (hfd >= 0) {
-			short ev = 0;
-			if (out_pending() <= OUT_STOP_READING && !rx_has_frame())
-				ev |= POLLIN;
-			if (out_pending())
-				ev |= POLLOUT;
-			hidx = n;
-			pfds[n++] = (struct pollfd){ .fd = hfd, .events = ev };
-		}
-		if (pfd_conn >= 0) {
-			pidx = n;
-			pfds[n++] = (struct pollfd){ .fd = pfd_conn, .events = POLLIN };
-		}
-		int pstart = n;
-		n += proc_pollfds(pfds + n, MAX_POLL - n, congested);
-		int wstart = n;
-		n += watch_pollfds(pfds + n, MAX_POLL - n, congested);
-
-		int timeout = -1;
-		int64_t t = now_ms();
-		if (fs_pump(congested) || (!congested && proc_draining()))
-			timeout = 0;
-		if (pfd_conn >= 0) {
-			int left = pend_deadline > t ? (int)(pend_deadline - t) : 0;
-			if (timeout < 0 || left < timeout)
-				timeout = left;
-		}
-		if (shutdown_deadline) {
-			int left = shutdown_deadline > t ? (int)(shutdown_deadline - t) : 0;
-			if (timeout < 0 || left < timeout)
-				timeout = left;
-		}
-		int trim = timeout < 0 && dirty;
-		if (trim)
-			timeout = TRIM_AFTER_MS;
-		int ready = poll(pfds, (nfds_t)n, timeout);
-		if (ready < 0 && errno != EINTR)
-			return 1;
-		if (ready == 0 && trim) {
-			dirty = 0;
-			if (!rxlen)
-				madvise(rxbuf, sizeof rxbuf, MADV_DONTNEED);
-			frame_trim();
-			malloc_trim(0);
-		}
-		if (ready > 0)
-			dirty = 1;
-
-		if (pfds[1].revents)
-			on_signal();
-		if (hidx >= 0 && hfd >= 0) {
-			short re = pfds[hidx].revents;
-			if ((re & POLLOUT) && out_flush() < 0)
-				drop_host();
-			else if (re & (POLLIN | POLLHUP | POLLERR))
-				read_host();
-		}
-		proc_handle(pfds + pstart, wstart - pstart, congested);
-		watch_handle(pfds + wstart, n - wstart);
-		if (hfd >= 0 && out_broken())
-			drop_host();
-		if (pidx >= 0 && pfd_conn >= 0 && pfds[pidx].revents)
-			read_pending();
-		if (pfd_conn >= 0 && now_ms() >= pend_deadline)
-			drop_pending();
-		if (pfds[0].revents & POLLIN)
-			accept_conn();
-		check_shutdown();
-	}
+	return agent_loop(lfd, sfd);
 }
