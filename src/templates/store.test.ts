@@ -30,6 +30,9 @@ describe('createTemplateStore', () => {
     await cp(join(import.meta.dirname, '..', '..', 'templates', 'base'), join(recipesDir, 'base'), {
       recursive: true,
     });
+    // A recipe of its own: with the real base recipe's hash, pruning would see the real
+    // template's mounts (sandboxes of tests running beside this one) and keep the build.
+    await setDescription(`store test ${dir}`);
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
