@@ -136,7 +136,8 @@ export async function connectAgent(
   opts?: { timeoutMs?: number },
 ): Promise<AgentClient> {
   const deadline = Date.now() + (opts?.timeoutMs ?? 5000);
-  let delay = 5;
+  // The agent is usually listening 1-3 ms after `crun start`: poll fast first, then back off.
+  let delay = 1;
   for (;;) {
     let s: Socket;
     try {
