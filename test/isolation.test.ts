@@ -92,9 +92,15 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
   });
 
   it("keeps the agent's socket and token from the sandbox's user", async () => {
-    const r = await sh(cove.manager, a.id, 'ls /.cove/run 2>&1; echo rc=$?; tr "\\0" "\\n" < /proc/1/environ 2>&1 | grep -c TOKEN');
+    const r = await sh(
+      cove.manager,
+      a.id,
+      'ls /.cove/run 2>&1; echo rc=$?; tr "\\0" "\\n" < /proc/1/environ 2>&1 | grep -c TOKEN',
+    );
     expect(r.stdout).toMatch(/Permission denied[\s\S]*rc=2/);
-    const root = await sh(cove.manager, a.id, 'tr "\\0" "\\n" < /proc/1/environ | grep -c COVE_AGENT_TOKEN', { user: 'root' });
+    const root = await sh(cove.manager, a.id, 'tr "\\0" "\\n" < /proc/1/environ | grep -c COVE_AGENT_TOKEN', {
+      user: 'root',
+    });
     expect(root.stdout.trim()).toBe('0');
   });
 
