@@ -1,9 +1,13 @@
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
+import { createServer, type RequestListener } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
 import type { Config } from './config/config.ts';
+import { createEnvd } from './envd/index.ts';
+import { envdServices } from './envd/services.ts';
+import { createGateway } from './gateway/gateway.ts';
 import { createLogger, type Logger } from './core/log.ts';
 import { createManager, type Manager } from './manager/manager.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
@@ -64,9 +68,13 @@ export async function startCove(
   const reconciled = await manager.start();
 
   const app = createApi(manager, log);
-  const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
-    s.once('error', reject);
+  const envd = createEnvd({ manager, log }, envdServices);
+  const honoListener = getRequestListener(app.fetch);
+  const api: RequestListener = (req, res) => void honoListener(req, res);
+  const server = createServer({ keepAliveTimeout: 65_000 }, createGateway({ manager, envd, api }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -79,7 +87,7 @@ export async function startCove(
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streaming responses (exec, watches) would hold close() open: end them.
-      if ('closeAllConnections' in server) server.closeAllConnections();
+      server.closeAllConnections();
       await closed;
       manager.close();
       store.close();

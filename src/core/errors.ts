@@ -40,6 +40,20 @@ export const httpStatus = {
   internal: 500,
 } as const satisfies Record<ErrorCode, number>;
 
+/** Connect RPC code for each code (envd's services); names as the Connect protocol spells them. */
+export const connectCode = {
+  invalid_argument: 'invalid_argument',
+  not_found: 'not_found',
+  already_exists: 'already_exists',
+  conflict: 'aborted',
+  unauthenticated: 'unauthenticated',
+  permission_denied: 'permission_denied',
+  resource_exhausted: 'resource_exhausted',
+  unavailable: 'unavailable',
+  deadline_exceeded: 'deadline_exceeded',
+  internal: 'internal',
+} as const satisfies Record<ErrorCode, string>;
+
 /** Process exit status for the CLI: distinct per class so scripts can tell them apart. */
 export const exitStatus = {
   invalid_argument: 2,

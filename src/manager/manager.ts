@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { AgentClient, AgentProcess, ProcessHandlers } from '../agent-channel/client.ts';
 import { CoveError } from '../core/errors.ts';
 import { newSandboxId, newToken } from '../core/ids.ts';
@@ -17,11 +18,15 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   limits: SandboxRecord['limits'];
   address: string;
+  /** envd's access token (E2B `secure` sandboxes); callers at the edge check it. */
+  envdAccessToken?: string;
 }
 
 export interface CreateSandboxInput {
   template: string;
   timeoutMs: number;
+  /** E2B `secure`: envd then requires this sandbox's access token. */
+  secure?: boolean;
   metadata?: Record<string, string>;
   envVars?: Record<string, string>;
 }
@@ -61,6 +66,13 @@ interface Live {
 
 export type Manager = ReturnType<typeof createManager>;
 
+/** What the manager tells the edges: `killed` fires as soon as a sandbox stops being
+ * reachable (kill, timeout or death), before its teardown, so that gateways can drop its
+ * open connections. */
+export interface ManagerEvents {
+  killed: [id: string];
+}
+
 /**
  * The sandbox state machine: starting → running → (killing) → gone. A state is written to
  * the store before it is acknowledged; timers kill a sandbox at its end time; `start()`
@@ -69,6 +81,7 @@ export type Manager = ReturnType<typeof createManager>;
 export function createManager(opts: ManagerOptions) {
   const { store, templates, host, log } = opts;
   const live = new Map<string, Live>();
+  const events = new EventEmitter<ManagerEvents>();
 
   function info(record: SandboxRecord): SandboxInfo {
     return {
@@ -80,6 +93,7 @@ export function createManager(opts: ManagerOptions) {
       metadata: record.metadata,
       limits: record.limits,
       address: host.network.slot(record.slot, record.id).address,
+      ...(record.envdAccessToken && { envdAccessToken: record.envdAccessToken }),
     };
   }
 
@@ -147,6 +161,7 @@ export function createManager(opts: ManagerOptions) {
         templateHash: template.hash,
         state: 'starting',
         agentToken: newToken(),
+        ...(input.secure && { envdAccessToken: newToken() }),
         limits: template.limits,
         metadata: input.metadata ?? {},
         envVars: input.envVars ?? {},
@@ -189,6 +204,7 @@ export function createManager(opts: ManagerOptions) {
     entry.killing ??= (async () => {
       clearTimeout(entry.timer);
       store.updateSandbox(id, { state: 'killing' });
+      events.emit('killed', id); // unreachable from here on: edges drop its connections now
       entry.agent?.close();
       await teardown(host, id, entry.record.slot);
       store.deleteSandbox(id);
@@ -220,6 +236,8 @@ export function createManager(opts: ManagerOptions) {
   }
 
   return {
+    events,
+
     /** Reconciles the store with the host: adopts what runs, removes what nobody owns. */
     async start(): Promise<ReconcileReport> {
       await host.runtime.init();
@@ -229,7 +247,10 @@ export function createManager(opts: ManagerOptions) {
         host,
         log,
         adopt: async (record) => {
-          const entry: Live = { record, users: new Map() };
+          // A template rebuilt or removed since keeps its running sandboxes: its defaults
+          // are then read again at the next exec, or fall back to root.
+          const template = await templates.get(record.templateName).catch(() => undefined);
+          const entry: Live = { record, users: new Map(), ...(template && { template }) };
           await attachAgent(entry);
           live.set(record.id, entry);
           schedule(entry);
@@ -257,6 +278,16 @@ export function createManager(opts: ManagerOptions) {
       entry.record.endAt = endAt;
       schedule(entry);
       return info(entry.record);
+    },
+
+    /** The user a sandbox's processes run as when a request names none (E2B: the template's). */
+    defaultUser(id: string): string {
+      return find(id).template?.defaultUser.name ?? 'root';
+    },
+
+    /** The sandbox-wide environment given at create (E2B `envVars`). */
+    envVars(id: string): Record<string, string> {
+      return { ...find(id).record.envVars };
     },
 
     agent(id: string): AgentClient {

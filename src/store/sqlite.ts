@@ -16,6 +16,7 @@ const migrations = [
      started_at INTEGER NOT NULL,
      end_at INTEGER NOT NULL
    ) STRICT`,
+  `ALTER TABLE sandboxes ADD COLUMN envd_access_token TEXT`,
 ];
 
 interface Row {
@@ -25,6 +26,7 @@ interface Row {
   state: string;
   slot: number;
   agent_token: string;
+  envd_access_token: string | null;
   limits: string;
   metadata: string;
   env_vars: string;
@@ -46,8 +48,8 @@ export function createSqliteStore(path: string): Store {
   }
 
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, limits, metadata, env_vars, started_at, end_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const slots = db.prepare('SELECT slot FROM sandboxes ORDER BY slot');
   const byId = db.prepare('SELECT * FROM sandboxes WHERE id = ?');
@@ -73,6 +75,7 @@ export function createSqliteStore(path: string): Store {
           record.state,
           slot,
           record.agentToken,
+          record.envdAccessToken ?? null,
           JSON.stringify(record.limits),
           JSON.stringify(record.metadata),
           JSON.stringify(record.envVars),
@@ -129,6 +132,7 @@ function fromRow(row: Row): SandboxRecord {
     state: row.state as SandboxRecord['state'],
     slot: row.slot,
     agentToken: row.agent_token,
+    ...(row.envd_access_token !== null && { envdAccessToken: row.envd_access_token }),
     limits: JSON.parse(row.limits) as SandboxRecord['limits'],
     metadata: JSON.parse(row.metadata) as Record<string, string>,
     envVars: JSON.parse(row.env_vars) as Record<string, string>,

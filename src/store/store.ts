@@ -12,6 +12,8 @@ export interface SandboxRecord {
   /** Network slot; also picks the sandbox's host uid range. Unique among live sandboxes. */
   slot: number;
   agentToken: string;
+  /** envd's X-Access-Token for this sandbox (E2B `secure`); absent: envd needs no token. */
+  envdAccessToken?: string;
   limits: { cpus: number; memoryMiB: number; pids: number };
   metadata: Record<string, string>;
   envVars: Record<string, string>;
