@@ -23,8 +23,10 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     ...loadConfig({
       home: mkdtempSync(join(tmpdir(), 'cove-test-')),
       templatesHome: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
-      instance: 'covet',
-      subnet16: '10.12',
+      // Several test runs may share a machine (parallel sessions): COVE_TEST_INSTANCE and
+      // COVE_TEST_SUBNET give each its own host objects, so that reconcile never sees another's.
+      instance: process.env.COVE_TEST_INSTANCE ?? 'covet',
+      subnet16: process.env.COVE_TEST_SUBNET ?? '10.12',
       port: 0,
       logLevel: process.env.COVE_LOG_LEVEL ?? 'warn',
     }),

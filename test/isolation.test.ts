@@ -13,7 +13,7 @@ import { canRunSandboxes, sh, startTestCove, stopTestCove } from './helpers.ts';
  * sandbox's packets would end here, on this machine, and the test would see the answer.
  */
 async function startMetadataHost(): Promise<() => void> {
-  const ns = 'covet-metadata';
+  const ns = 'cove-test-metadata'; // not <instance>-*: reconcile would take it for a sandbox's
   const ip = (args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
   try {
     ip(['netns', 'del', ns]);
@@ -21,14 +21,14 @@ async function startMetadataHost(): Promise<() => void> {
     // not there
   }
   try {
-    ip(['link', 'del', 'covetmeta0']);
+    ip(['link', 'del', 'cvtmeta0']);
   } catch {
     // not there
   }
   ip(['netns', 'add', ns]);
-  ip(['link', 'add', 'covetmeta0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-  ip(['addr', 'add', '169.254.169.253/30', 'dev', 'covetmeta0']);
-  ip(['link', 'set', 'covetmeta0', 'up']);
+  ip(['link', 'add', 'cvtmeta0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+  ip(['addr', 'add', '169.254.169.253/30', 'dev', 'cvtmeta0']);
+  ip(['link', 'set', 'cvtmeta0', 'up']);
   ip(['-n', ns, 'addr', 'add', '169.254.169.254/30', 'dev', 'eth0']);
   ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
   ip(['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -51,7 +51,7 @@ async function startMetadataHost(): Promise<() => void> {
   }
   return () => {
     server.kill();
-    ip(['link', 'del', 'covetmeta0']);
+    ip(['link', 'del', 'cvtmeta0']);
     ip(['netns', 'del', ns]);
   };
 }
@@ -72,7 +72,7 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
     stopMetadata = await startMetadataHost();
     // A service that listens on the host's bridge address: reachable from the host only.
     hostOnly = createServer((s) => s.end('host-secret\n'));
-    await new Promise<void>((r) => hostOnly.listen(18080, '10.12.0.1', r));
+    await new Promise<void>((r) => hostOnly.listen(18080, `${cove.config.subnet16}.0.1`, r));
   });
 
   afterAll(async () => {
@@ -162,7 +162,7 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
     const probe = (url: string) =>
       sh(cove.manager, a.id, `curl -s -m 2 -o /dev/null -w '%{http_code}' ${url}; echo " rc=$?"`);
     expect((await probe(`http://${b.address}:8000/`)).stdout).toMatch(/rc=(7|28)/);
-    expect((await probe('http://10.12.0.1:18080/')).stdout).toMatch(/rc=(7|28|52|56)/);
+    expect((await probe(`http://${cove.config.subnet16}.0.1:18080/`)).stdout).toMatch(/rc=(7|28|52|56)/);
     expect((await probe('http://169.254.169.254/')).stdout).toMatch(/rc=(7|28)/);
     // ping uses ICMP sockets (no NET_RAW) and works toward the gateway's L2 neighbour: itself
     expect((await sh(cove.manager, a.id, `ping -c1 -W1 ${a.address} >/dev/null; echo $?`)).stdout).toBe(
@@ -179,7 +179,7 @@ describe.skipIf(!canRunSandboxes)('a sandbox is isolated from the host and from 
   it('holds its pids limit against a fork bomb, and kill cleans it up', async () => {
     const bomb = await cove.manager.create({ template: 'base', timeoutMs: 60_000 });
     await sh(cove.manager, bomb.id, 'bomb() { bomb | bomb & }; (bomb) >/dev/null 2>&1 & sleep 3; echo done');
-    const pids = readFileSync(`/sys/fs/cgroup/pids/covet/${bomb.id}/pids.current`, 'utf8');
+    const pids = readFileSync(`/sys/fs/cgroup/pids/${cove.config.instance}/${bomb.id}/pids.current`, 'utf8');
     expect(Number(pids)).toBeLessThanOrEqual(bomb.limits.pids);
     // the host still forks normally
     expect(execFileSync('sh', ['-c', 'echo host-ok']).toString()).toBe('host-ok\n');
