@@ -13,7 +13,7 @@ import { canRunSandboxes, sh, startTestCove, stopTestCove } from './helpers.ts';
  * sandbox's packets would end here, on this machine, and the test would see the answer.
  */
 async function startMetadataHost(): Promise<() => void> {
-  const ns = 'cove-test-metadata'; // not <instance>-*: reconcile would take it for a sandbox's
+  const ns = 'cvt-metadata'; // not <instance>-*: reconcile would take it for a sandbox's
   const ip = (args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
   try {
     ip(['netns', 'del', ns]);
