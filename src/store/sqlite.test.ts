@@ -65,4 +65,29 @@ describe('sqlite store', () => {
     });
     expect(() => again.updateSandbox('missing', { state: 'running' })).toThrow(/not found/);
   });
+
+  it('keeps API keys by hash and refuses a duplicate id or hash', () => {
+    const file = path();
+    const store = createSqliteStore(file);
+    const key = { id: 'key_1', name: 'a', hash: 'h1', mask: 'e2b_1234…', createdAt: 5 };
+    store.insertApiKey(key);
+    for (const dup of [
+      { ...key, hash: 'h2' },
+      { ...key, id: 'key_2' },
+    ]) {
+      try {
+        store.insertApiKey(dup);
+        expect.unreachable();
+      } catch (err) {
+        expect(isCoveError(err, 'already_exists')).toBe(true);
+      }
+    }
+    store.touchApiKey('key_1', 9);
+    // A second process opening the same file (the CLI beside the server) sees the same keys.
+    const other = createSqliteStore(file);
+    expect(other.apiKeyByHash('h1')).toEqual({ ...key, lastUsedAt: 9 });
+    expect(other.deleteApiKey('key_1')).toBe(true);
+    expect(store.listApiKeys()).toEqual([]);
+    expect(store.deleteApiKey('key_1')).toBe(false);
+  });
 });

@@ -1,6 +1,6 @@
 import { DatabaseSync } from 'node:sqlite';
 import { CoveError } from '../core/errors.ts';
-import type { SandboxRecord, Store } from './store.ts';
+import type { ApiKeyRecord, SandboxRecord, Store } from './store.ts';
 
 const migrations = [
   `CREATE TABLE sandboxes (
@@ -17,6 +17,14 @@ const migrations = [
      end_at INTEGER NOT NULL
    ) STRICT`,
   `ALTER TABLE sandboxes ADD COLUMN envd_access_token TEXT`,
+  `CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     mask TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     last_used_at INTEGER
+   ) STRICT`,
 ];
 
 interface Row {
@@ -34,18 +42,27 @@ interface Row {
   end_at: number;
 }
 
+interface KeyRow {
+  id: string;
+  name: string;
+  hash: string;
+  mask: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
 /**
  * The embedded store: Node's built-in SQLite (no native addon to build), WAL journal with
  * synchronous=NORMAL, which survives a crash of Cove (not of the host's power) at a fraction
  * of FULL's cost. Statements are synchronous: each write is on disk before the call returns.
+ * Several processes may share the file (`cove serve` and `cove keys`): WAL lets readers run
+ * beside the one writer, and busy_timeout makes a writer wait for the other instead of failing.
  */
 export function createSqliteStore(path: string): Store {
   const db = new DatabaseSync(path);
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
-  const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
-  for (let v = version; v < migrations.length; v++) {
-    db.exec(`BEGIN; ${migrations[v]}; PRAGMA user_version = ${v + 1}; COMMIT;`);
-  }
+  // busy_timeout first: switching to WAL needs a lock another process may hold.
+  db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+  migrate(db);
 
   const insert = db.prepare(
     `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at)
@@ -55,6 +72,13 @@ export function createSqliteStore(path: string): Store {
   const byId = db.prepare('SELECT * FROM sandboxes WHERE id = ?');
   const all = db.prepare('SELECT * FROM sandboxes ORDER BY started_at');
   const remove = db.prepare('DELETE FROM sandboxes WHERE id = ?');
+  const insertKey = db.prepare(
+    'INSERT INTO api_keys (id, name, hash, mask, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  const keyByHash = db.prepare('SELECT * FROM api_keys WHERE hash = ?');
+  const allKeys = db.prepare('SELECT * FROM api_keys ORDER BY created_at, id');
+  const touchKey = db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?');
+  const removeKey = db.prepare('DELETE FROM api_keys WHERE id = ?');
 
   return {
     insertSandbox(record, maxSlots) {
@@ -118,9 +142,72 @@ export function createSqliteStore(path: string): Store {
       remove.run(id);
     },
 
+    insertApiKey(key) {
+      try {
+        insertKey.run(key.id, key.name, key.hash, key.mask, key.createdAt, key.lastUsedAt ?? null);
+      } catch (err) {
+        const code = (err as { errcode?: number }).errcode;
+        if (code === SQLITE_CONSTRAINT_UNIQUE || code === SQLITE_CONSTRAINT_PRIMARYKEY)
+          throw new CoveError('already_exists', `API key ${key.id} already exists`, { cause: err });
+        throw err;
+      }
+    },
+
+    apiKeyByHash(hash) {
+      const row = keyByHash.get(hash) as KeyRow | undefined;
+      return row && keyFromRow(row);
+    },
+
+    listApiKeys() {
+      return (allKeys.all() as unknown as KeyRow[]).map(keyFromRow);
+    },
+
+    touchApiKey(id, at) {
+      touchKey.run(at, id);
+    },
+
+    deleteApiKey(id) {
+      return removeKey.run(id).changes > 0;
+    },
+
     close() {
       db.close();
     },
+  };
+}
+
+// Extended result codes: a UNIQUE and a PRIMARY KEY violation (sqlite3.h).
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+
+/** Applies the migrations this file lacks. Each one re-reads the version inside its write
+ * transaction, so that two processes opening a fresh file never apply one twice. */
+function migrate(db: DatabaseSync): void {
+  for (;;) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const { user_version: v } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+      if (v >= migrations.length) {
+        db.exec('COMMIT');
+        return;
+      }
+      db.exec(`${migrations[v]}; PRAGMA user_version = ${v + 1};`);
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+}
+
+function keyFromRow(row: KeyRow): ApiKeyRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    hash: row.hash,
+    mask: row.mask,
+    createdAt: row.created_at,
+    ...(row.last_used_at !== null && { lastUsedAt: row.last_used_at }),
   };
 }
 

@@ -22,6 +22,22 @@ export interface SandboxRecord {
   endAt: number;
 }
 
+/**
+ * An API key as the store keeps it: only a hash of the secret, never the secret itself.
+ * `mask` is the key's first characters (`e2b_1a2b…`) so that a list can be matched to keys
+ * people hold; it reveals 16 of the key's 160 random bits.
+ */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  /** sha256 of the whole key, hex. */
+  hash: string;
+  mask: string;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
 export interface Store {
   /** Inserts with the lowest free slot (chosen in the same transaction) and returns it.
    * Throws CoveError('already_exists') for a duplicate id, 'resource_exhausted' when no slot is free. */
@@ -30,5 +46,15 @@ export interface Store {
   listSandboxes(): SandboxRecord[];
   updateSandbox(id: string, patch: Partial<Pick<SandboxRecord, 'state' | 'endAt' | 'metadata'>>): void;
   deleteSandbox(id: string): void;
+
+  /** Throws CoveError('already_exists') when the id or the hash is taken. */
+  insertApiKey(record: ApiKeyRecord): void;
+  apiKeyByHash(hash: string): ApiKeyRecord | undefined;
+  /** Oldest first. */
+  listApiKeys(): ApiKeyRecord[];
+  touchApiKey(id: string, at: number): void;
+  /** False when there was no such key. */
+  deleteApiKey(id: string): boolean;
+
   close(): void;
 }
