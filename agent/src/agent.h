@@ -26,6 +26,17 @@
  * reading replies, so generating more would only grow memory. */
 #define OUT_STOP_READING (1024 * 1024)
 #define AUTH_TIMEOUT_MS 2000
+/* Header flag bit 0 of a file request: act with the agent's file capabilities (root's reach)
+ * while what is created belongs to uid/gid, as E2B's envd (root, then chown) does. */
+#define F_ELEVATED 0x01
+/* File metadata (E2B's `user.e2b.*` xattrs): key ≤ 246 bytes so that the xattr name fits the
+ * kernel's 255; a set costs Σ(9 + key + value) ≤ 4096 (envd's bound, one ext4 block). */
+#define META_PREFIX "user.e2b."
+#define META_MAX_KEY 246
+#define META_MAX_SET 4096
+/* What an entry record may carry of metadata set from inside the sandbox (setfattr): more is
+ * left out rather than failing the stat. */
+#define META_MAX_RECORD 8192
 
 enum {
 	T_AUTH = 0x01, T_PING = 0x02, T_CANCEL = 0x03,
@@ -33,6 +44,7 @@ enum {
 	T_LIST_PROCS = 0x15, T_ATTACH = 0x16,
 	T_STAT = 0x20, T_LISTDIR = 0x21, T_MKDIR = 0x22, T_RENAME = 0x23, T_REMOVE = 0x24,
 	T_READ = 0x25, T_CREDIT = 0x26, T_WRITE = 0x27, T_WDATA = 0x28, T_WEND = 0x29, T_WATCH = 0x2A,
+	T_SETMETA = 0x2B,
 	REP_OK = 0x80, REP_ERR = 0x81, REP_STARTED = 0x82, REP_ENTRIES = 0x83, REP_PROC = 0x84, REP_DATA = 0x85,
 	REP_EXIT = 0x86, REP_CHUNK = 0x87, REP_EVENT = 0x88,
 };
@@ -114,8 +126,10 @@ int proc_pollfds(struct pollfd *pfd, int max, int congested);
 void proc_handle(struct pollfd *pfd, int n, int congested);
 
 /* ---- fs.c (one-shot operations) and fs-stream.c (streamed read/write) ---- */
-void fs_as(uid_t uid, gid_t gid);   /* setfsuid/setfsgid; fs_as(0, 0) restores root */
-void fs_root(void);                 /* fs_as(0, 0) */
+extern uint8_t req_flags;           /* header flags of the request being dispatched */
+/* setfsuid/setfsgid; elevated (F_ELEVATED) keeps the file capabilities as well. */
+void fs_as(uid_t uid, gid_t gid, int elevated);
+void fs_root(void);                 /* back to root */
 int fs_mkdirs(char *path, int *created);
 int mkparents(char *path);          /* fs_mkdirs of path's parent; 0 or an errno */
 /* Sends OK with the entry record of path (followed target), or ERR if it cannot be stat'd. */
@@ -123,6 +137,7 @@ void reply_entry(uint32_t id, const char *path);
 /* Every file request starts with uid, gid, then a path read into this buffer. */
 #define FS_HEAD(name)                                                                              \
 	uint32_t uid = rd_u32(r), gid = rd_u32(r);                                                 \
+	int elevated = req_flags & F_ELEVATED;                                                     \
 	char path[MAX_PATH];                                                                       \
 	(void)name
 
@@ -140,6 +155,12 @@ int fs_cancel(uint32_t id);
 void fs_close_all(void);
 int fs_pump(int congested);          /* sends read chunks; returns 1 if more work is ready */
 int tx_entry(const char *path, const char *shown, int follow_target);
+
+/* ---- fs-meta.c: E2B file metadata ---- */
+/* Reads path's user.e2b.* xattrs (following symlinks) into an encoded block (u16 n, then n ×
+ * key str, value str); returns its length, 0 when there is none. */
+size_t meta_read(const char *path, uint8_t *out, size_t cap);
+void fs_setmeta(uint32_t id, struct rd *r);
 
 /* ---- watch.c ---- */
 void watch_start(uint32_t id, struct rd *r);

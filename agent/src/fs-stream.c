@@ -12,7 +12,7 @@
 
 struct stream {
 	uint32_t id; /* 0: free slot */
-	int fd, writing;
+	int fd, writing, elevated;
 	uint32_t credit;
 	char *path; /* write: for the final stat */
 	uid_t uid;
@@ -57,7 +57,7 @@ void fs_read(uint32_t id, struct rd *r)
 	struct stream *s = stream_free();
 	if (!s)
 		return send_err(id, EMFILE, "too many open streams");
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	/* O_NONBLOCK: opening a FIFO must not hang the agent. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	int e = fd < 0 ? errno : 0;
@@ -134,7 +134,7 @@ void fs_write(uint32_t id, struct rd *r)
 	struct stream *s = stream_free();
 	if (!s)
 		return send_err(id, EMFILE, "too many open streams");
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	int e = mkparents(path), fd = -1;
 	if (!e && (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
 			     0666)) < 0)
@@ -143,6 +143,9 @@ void fs_write(uint32_t id, struct rd *r)
 	struct stat st;
 	if (!e && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
 		e = EINVAL; /* a FIFO or device opened for writing: not a file upload */
+	/* Elevated, an existing file of someone else becomes the writer's, as envd chowns it. */
+	else if (!e && elevated && (st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+		e = errno;
 	if (!e && !(s->path = strdup(path)))
 		e = ENOMEM;
 	if (e) {
@@ -150,7 +153,7 @@ void fs_write(uint32_t id, struct rd *r)
 			close(fd);
 		return send_err(id, e, "open");
 	}
-	s->id = id, s->fd = fd, s->writing = 1, s->uid = uid, s->gid = gid;
+	s->id = id, s->fd = fd, s->writing = 1, s->uid = uid, s->gid = gid, s->elevated = elevated;
 }
 
 void fs_wdata(uint32_t id, struct rd *r)
@@ -186,7 +189,7 @@ void fs_wend(uint32_t id, struct rd *r)
 		stream_close(s);
 		return send_err(id, e, "close");
 	}
-	fs_as(s->uid, s->gid);
+	fs_as(s->uid, s->gid, s->elevated);
 	reply_entry(id, s->path);
 	fs_root();
 	stream_close(s);

@@ -7,22 +7,36 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <stdio.h> /* rename(2) only */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-void fs_as(uid_t uid, gid_t gid)
+uint8_t req_flags;
+
+void fs_as(uid_t uid, gid_t gid, int elevated)
 {
 	/* Dropping fsuid from 0 also drops the file capabilities (DAC override, fowner, ...)
 	 * for the operation; returning to 0 restores them. */
 	setfsgid(gid);
 	setfsuid(uid);
+	if (!elevated || !uid)
+		return;
+	/* They stay in the permitted set: raising them again keeps fsuid/fsgid (the owner of
+	 * what gets created) while permission checks pass as root's would. */
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) == 0) {
+		d[0].effective = d[0].permitted, d[1].effective = d[1].permitted;
+		syscall(SYS_capset, &h, d);
+	}
 }
 
-void fs_root(void) { fs_as(0, 0); }
+void fs_root(void) { fs_as(0, 0, 0); }
 
 static uint8_t ftype(mode_t m)
 {
@@ -36,6 +50,7 @@ int tx_entry(const char *path, const char *shown, int follow_target)
 	if (lstat(path, &ls) < 0)
 		return errno;
 	char target[PATH_MAX] = "";
+	static uint8_t meta[META_MAX_RECORD];
 	uint8_t ttype = ftype(ls.st_mode);
 	uint32_t tmode = ls.st_mode & 07777;
 	if (S_ISLNK(ls.st_mode)) {
@@ -47,9 +62,10 @@ int tx_entry(const char *path, const char *shown, int follow_target)
 			target[n > 0 ? n : 0] = 0;
 		}
 	}
+	size_t nmeta = meta_read(path, meta, sizeof meta);
 	tx_u8(ftype(ls.st_mode));
 	tx_u8(ttype);
-	tx_u16(0);
+	tx_u16(nmeta ? 1 : 0); /* flags: bit 0, a metadata block follows */
 	tx_u32(ls.st_mode & 07777);
 	tx_u32(tmode);
 	tx_u32(ls.st_uid);
@@ -58,6 +74,7 @@ int tx_entry(const char *path, const char *shown, int follow_target)
 	tx_u64((uint64_t)((int64_t)ls.st_mtim.tv_sec * 1000000000 + ls.st_mtim.tv_nsec));
 	tx_str(shown, strlen(shown));
 	tx_str(target, strlen(target));
+	tx_bytes(meta, nmeta);
 	return 0;
 }
 
@@ -118,7 +135,7 @@ void fs_stat(uint32_t id, struct rd *r)
 		return protocol_violation("stat");
 	if (bad)
 		return send_err(id, EINVAL, "path");
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	reply_entry(id, path);
 	fs_root();
 }
@@ -132,7 +149,7 @@ void fs_mkdir(uint32_t id, struct rd *r)
 	if (bad)
 		return send_err(id, EINVAL, "path");
 	int created;
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	int e = fs_mkdirs(path, &created);
 	fs_root();
 	if (e)
@@ -152,7 +169,7 @@ void fs_rename(uint32_t id, struct rd *r)
 		return protocol_violation("rename");
 	if (bad)
 		return send_err(id, EINVAL, "path");
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	struct stat st;
 	int e = lstat(path, &st) < 0 ? errno : mkparents(to);
 	if (!e && rename(path, to) < 0)
@@ -183,7 +200,7 @@ void fs_remove(uint32_t id, struct rd *r)
 		return protocol_violation("remove");
 	if (bad)
 		return send_err(id, EINVAL, "path");
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	struct stat st;
 	int e = 0;
 	if (lstat(path, &st) < 0)
@@ -255,7 +272,7 @@ static int walk(struct lctx *c, size_t len, int depth)
 		c->path[len] = '/';
 		memcpy(c->path + len + 1, names[i], nl + 1);
 		const char *rel = c->path + c->base + 1;
-		if (tx_room() < 64 + strlen(rel) + PATH_MAX) {
+		if (tx_room() < 64 + strlen(rel) + PATH_MAX + META_MAX_RECORD) {
 			tx_end();
 			tx_begin(REP_ENTRIES, c->id);
 		}
@@ -301,7 +318,7 @@ void fs_listdir(uint32_t id, struct rd *r)
 		c.path[--c.base] = 0;
 	if (c.base == 1) /* "/": relative names must not start with a slash */
 		c.path[0] = 0, c.base = 0;
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	struct stat st;
 	int e = stat(path, &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
 	if (!e) {

@@ -64,6 +64,14 @@ static void drop_host(void)
 	watch_close_all();
 }
 
+/* F_ELEVATED is the only flag, and only requests that open a file operation take it. */
+static int flags_ok(uint8_t type, uint8_t flags)
+{
+	int fs = (type >= T_STAT && type <= T_REMOVE) || type == T_READ || type == T_WRITE ||
+		 type == T_WATCH || type == T_SETMETA;
+	return !flags || (flags == F_ELEVATED && fs);
+}
+
 static void dispatch(uint8_t type, uint32_t id, struct rd *r)
 {
 	switch (type) {
@@ -96,6 +104,7 @@ static void dispatch(uint8_t type, uint32_t id, struct rd *r)
 	case T_WDATA: return fs_wdata(id, r);
 	case T_WEND: return fs_wend(id, r);
 	case T_WATCH: return watch_start(id, r);
+	case T_SETMETA: return fs_setmeta(id, r);
 	default: return protocol_violation("unknown type");
 	}
 }
@@ -107,7 +116,8 @@ static void process_rx(void)
 	while (hfd >= 0 && !violated && out_pending() <= OUT_STOP_READING && rxlen - off >= HDR_LEN) {
 		const uint8_t *h = rxbuf + off;
 		uint32_t len = le32(h);
-		if (len < HDR_LEN || len > MAX_FRAME || h[5] || h[6] || h[7] || (h[4] == T_AUTH)) {
+		if (len < HDR_LEN || len > MAX_FRAME || !flags_ok(h[4], h[5]) || h[6] || h[7] ||
+		    (h[4] == T_AUTH)) {
 			violated = 1;
 			break;
 		}
@@ -115,6 +125,7 @@ static void process_rx(void)
 			break;
 		uint32_t id = le32(h + 8);
 		struct rd r = { .p = h + HDR_LEN, .n = len - HDR_LEN };
+		req_flags = h[5];
 		if (id == 0)
 			violated = 1;
 		else

@@ -21,7 +21,7 @@ struct wdir {
 
 struct watch {
 	uint32_t id; /* 0: free slot */
-	int fd, recursive, pidx;
+	int fd, recursive, pidx, elevated;
 	uid_t uid;
 	gid_t gid;
 	char *root; /* without trailing slash; "" for "/" */
@@ -146,6 +146,7 @@ static int scan(struct watch *w, const char *rel, int emit, int depth)
 void watch_start(uint32_t id, struct rd *r)
 {
 	uint32_t uid = rd_u32(r), gid = rd_u32(r);
+	int elevated = req_flags & F_ELEVATED;
 	uint8_t rec = rd_u8(r);
 	char path[MAX_PATH];
 	int bad = rd_path(r, path);
@@ -162,13 +163,13 @@ void watch_start(uint32_t id, struct rd *r)
 	size_t len = strlen(path);
 	while (len > 0 && path[len - 1] == '/')
 		path[--len] = 0;
-	fs_as(uid, gid);
+	fs_as(uid, gid, elevated);
 	struct stat st;
 	int e = stat(len ? path : "/", &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
 	if (!e && (w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		e = errno;
 	else if (!e) {
-		w->id = id, w->recursive = rec, w->uid = uid, w->gid = gid;
+		w->id = id, w->recursive = rec, w->uid = uid, w->gid = gid, w->elevated = elevated;
 		if (!(w->root = strdup(path)))
 			e = ENOMEM;
 		else if (!(e = add_dir(w, "")) && rec)
@@ -176,7 +177,7 @@ void watch_start(uint32_t id, struct rd *r)
 		if (e)
 			wclose(w);
 	}
-	fs_as(0, 0);
+	fs_root();
 	if (e)
 		return send_err(id, e, "watch");
 	tx_begin(REP_STARTED, id);
@@ -253,10 +254,10 @@ static void handle_one(struct watch *w, const struct inotify_event *ev)
 	if (ev->mask & IN_DELETE)
 		event(w->id, 3, rel);
 	if (w->recursive && (ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
-		fs_as(w->uid, w->gid);
+		fs_as(w->uid, w->gid, w->elevated);
 		if (add_dir(w, rel) == 0)
 			scan(w, rel, 1, 1);
-		fs_as(0, 0);
+		fs_root();
 	}
 }
 

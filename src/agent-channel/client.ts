@@ -51,6 +51,7 @@ function createClient(conn: Connection): AgentClient {
     remove: (path, user) => call(() => files.remove(conn, path, user)),
     readFile: (path, user) => files.readFile(conn, path, user),
     writeFile: (path, data, user) => call(() => files.writeFile(conn, path, data, user)),
+    setMetadata: (path, metadata, user) => call(() => files.setMetadata(conn, path, metadata, user)),
     watch: (path, opts, user) => call(() => files.watch(conn, path, opts.recursive, user)),
     ping: () => call(() => conn.unary(T.PING, new Writer(), 'ping', (r) => r.done())),
     close: () => conn.fail(new CoveError('unavailable', 'agent client closed')),

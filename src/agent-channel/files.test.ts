@@ -118,6 +118,55 @@ describe.skipIf(skip)('cove-agent files', () => {
     await expect(missing()).rejects.toMatchObject({ code: 'not_found' });
   });
 
+  it('elevated: reaches like root, creates and takes over files as the user', async () => {
+    const NOBODY_E = { ...NOBODY, elevated: true };
+    mkdirSync(join(d, 'rootonly'), { mode: 0o700 });
+    const info = await c.writeFile(join(d, 'rootonly/a/b.txt'), Buffer.from('x'), NOBODY_E);
+    expect(info).toMatchObject({ uid: 65534, gid: 65534, mode: 0o644 });
+    expect(statSync(join(d, 'rootonly/a')).uid).toBe(65534);
+    writeFileSync(join(d, 'rootonly/theirs'), 'root');
+    chmodSync(join(d, 'rootonly/theirs'), 0o600);
+    expect(await c.writeFile(join(d, 'rootonly/theirs'), Buffer.from('y'), NOBODY_E)).toMatchObject({
+      uid: 65534,
+    });
+    expect(await c.stat(join(d, 'rootonly/theirs'), NOBODY_E)).toMatchObject({ size: 1 });
+    expect(await c.mkdir(join(d, 'rootonly/dir'), NOBODY_E)).toBe(true);
+    expect(statSync(join(d, 'rootonly/dir')).uid).toBe(65534);
+    // Without the flag the same user is refused, and the agent is back to itself in between.
+    await expect(c.stat(join(d, 'rootonly/theirs'), NOBODY)).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
+    await c.remove(join(d, 'rootonly'), NOBODY_E);
+  });
+
+  it('replaces, reports and clears E2B metadata (user.e2b.* xattrs)', async () => {
+    const p = join(d, 'meta.txt');
+    await c.writeFile(p, Buffer.from('m'), ROOT);
+    expect((await c.stat(p, ROOT)).metadata).toBeUndefined();
+    const set = await c.setMetadata(p, { author: 'ann', empty: '' }, ROOT);
+    expect(set.metadata).toEqual({ author: 'ann', empty: '' });
+    expect((await c.setMetadata(p, { purpose: 'x' }, ROOT)).metadata).toEqual({ purpose: 'x' });
+    symlinkSync(p, join(d, 'meta-link'));
+    const listed = await c.list(d, 1, ROOT);
+    expect(listed.find((e) => e.name === 'meta.txt')?.metadata).toEqual({ purpose: 'x' });
+    expect(listed.find((e) => e.name === 'meta-link')?.metadata).toEqual({ purpose: 'x' });
+    // O_TRUNC keeps xattrs: only an explicit replacement clears them.
+    expect((await c.writeFile(p, Buffer.from('n'), ROOT)).metadata).toEqual({ purpose: 'x' });
+    expect((await c.setMetadata(p, {}, ROOT)).metadata).toBeUndefined();
+    const bads: Record<string, string>[] = [
+      { '': 'v' },
+      { k: 'a\nb' },
+      { ['k'.repeat(247)]: 'v' },
+      { k: 'v'.repeat(4096) },
+    ];
+    for (const bad of bads) {
+      await expect(c.setMetadata(p, bad, ROOT)).rejects.toMatchObject({ code: 'invalid_argument' });
+    }
+    await expect(c.setMetadata(join(d, 'nope'), { a: 'b' }, ROOT)).rejects.toMatchObject({
+      code: 'not_found',
+    });
+  });
+
   it('watches recursively, including directories created after it started', async () => {
     const base = join(d, 'watched');
     mkdirSync(base);

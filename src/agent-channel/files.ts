@@ -2,7 +2,9 @@
 import { CoveError } from '../core/errors.ts';
 import type { Connection } from './connection.ts';
 import {
+  F,
   MAX_CHUNK,
+  META,
   MAX_PATH,
   ProtocolError,
   R,
@@ -38,7 +40,9 @@ export function checkPath(path: string): string {
 function userHead(user: FsUser): Writer {
   const ok = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
   if (!ok(user.uid) || !ok(user.gid)) throw new CoveError('invalid_argument', 'uid/gid out of range');
-  return new Writer().u32(user.uid).u32(user.gid);
+  const w = new Writer().u32(user.uid).u32(user.gid);
+  if (user.elevated) w.flags = F.ELEVATED;
+  return w;
 }
 
 /** The agent's entry, named by the path the host asked for (never by what the agent claims). */
@@ -66,6 +70,29 @@ export function mkdir(conn: Connection, path: string, user: FsUser): Promise<boo
 export function rename(conn: Connection, from: string, to: string, user: FsUser): Promise<FileInfo> {
   const w = userHead(user).str(checkPath(from)).str(checkPath(to));
   return conn.unary(T.RENAME, w, `rename ${from} → ${to}`, (r) => entryAt(r, to));
+}
+
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
+export function setMetadata(
+  conn: Connection,
+  path: string,
+  metadata: Record<string, string>,
+  user: FsUser,
+): Promise<FileInfo> {
+  const w = userHead(user).str(checkPath(path));
+  const pairs = Object.entries(metadata);
+  let total = 0;
+  for (const [k, v] of pairs) {
+    total += META.PREFIX_LEN + k.length + v.length;
+    if (k === '' || k.length > META.MAX_KEY || !PRINTABLE.test(k) || !PRINTABLE.test(v))
+      throw new CoveError('invalid_argument', `metadata key ${JSON.stringify(k)} or its value is not valid`);
+  }
+  if (total > META.MAX_SET || pairs.length > META.MAX_PAIRS)
+    throw new CoveError('invalid_argument', `metadata takes ${total} bytes, more than ${META.MAX_SET}`);
+  w.u16(pairs.length);
+  for (const [k, v] of pairs) w.str(k).str(v);
+  return conn.unary(T.SETMETA, w, `set metadata of ${path}`, (r) => entryAt(r, path));
 }
 
 export function remove(conn: Connection, path: string, user: FsUser): Promise<void> {

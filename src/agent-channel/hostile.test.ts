@@ -153,6 +153,7 @@ describe.skipIf(skip)('cove-agent against random frames', () => {
       [T.READ, u().u32(65536).str(join(dir, 'agent.sock'))],
       [T.CREDIT, new Writer().u32(1000)],
       [T.WATCH, u().u8(1).str(dir)],
+      [T.SETMETA, u().str(join(dir, 'm')).u16(1).str('k').str('v')],
       [T.LIST_PROCS, new Writer()],
       [T.STDIN, new Writer().u32(1).bytes(Buffer.from('x'))],
       [T.CLOSE_STDIN, new Writer().u32(1)],
@@ -193,6 +194,18 @@ describe.skipIf(skip)('cove-agent against random frames', () => {
       expect(agent.proc.exitCode).toBeNull();
     }
     expect(answered).toBeGreaterThan(0);
+    const c = await connectAgent(agent.socket, TOKEN);
+    await c.ping();
+    c.close();
+  });
+
+  it('closes on header flags a request does not take', async () => {
+    const s = await raw();
+    const closed = new Promise((r) => s.once('close', r));
+    const ping = new Writer();
+    ping.flags = 0x01; // ELEVATED belongs to file requests only
+    s.write(ping.frame(T.PING, 1));
+    await closed;
     const c = await connectAgent(agent.socket, TOKEN);
     await c.ping();
     c.close();

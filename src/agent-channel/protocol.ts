@@ -33,7 +33,17 @@ export const T = {
   WDATA: 0x28,
   WEND: 0x29,
   WATCH: 0x2a,
+  SETMETA: 0x2b,
 } as const;
+
+/** Header flags of a request (spec §1). */
+export const F = {
+  /** A file request acts with the agent's file capabilities; what it creates is the user's. */
+  ELEVATED: 0x01,
+} as const;
+
+/** Bounds of E2B file metadata (spec §4.2): the agent enforces the same. */
+export const META = { PREFIX_LEN: 9, MAX_KEY: 246, MAX_SET: 4096, MAX_PAIRS: 512 } as const;
 
 export const R = {
   OK: 0x80,
@@ -55,6 +65,8 @@ export class ProtocolError extends Error {
 export class Writer {
   private parts: Buffer[] = [];
   private size = 0;
+  /** Header flags (F); 0 unless the request asks for more. */
+  flags = 0;
 
   private push(b: Buffer): this {
     this.parts.push(b);
@@ -88,6 +100,7 @@ export class Writer {
     const h = Buffer.alloc(HDR_LEN);
     h.writeUInt32LE(this.length, 0);
     h.writeUInt8(type, 4);
+    h.writeUInt8(this.flags, 5);
     h.writeUInt32LE(id >>> 0, 8);
     return Buffer.concat([h, ...this.parts], this.length);
   }
@@ -215,7 +228,8 @@ export interface RawEntry {
 export function readEntry(r: Reader): RawEntry {
   const type = fileType(r.u8(), false) ?? 'other';
   const targetType = fileType(r.u8(), true);
-  if (r.u16() !== 0) throw new ProtocolError('reserved entry bytes set');
+  const flags = r.u16();
+  if (flags > 1) throw new ProtocolError('unknown entry flags');
   const mode = r.u32();
   const targetMode = r.u32();
   const uid = r.u32();
@@ -232,7 +246,30 @@ export function readEntry(r: Reader): RawEntry {
   }
   if (type === 'symlink') info.symlinkTarget = target;
   else if (target !== '') throw new ProtocolError('symlink target on a non-symlink');
+  if (flags & 1) info.metadata = readMetadata(r);
   return { info, path };
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The metadata block of an entry: set from inside the sandbox too, so pairs that are not
+ * UTF-8 are dropped (they could not travel in a protobuf string) rather than failing it. */
+function readMetadata(r: Reader): Record<string, string> {
+  const n = r.u16();
+  if (n === 0 || n > META.MAX_PAIRS) throw new ProtocolError('bad metadata count');
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < n; i++) {
+    const key = r.bytes(META.MAX_KEY);
+    const value = r.bytes(META.MAX_SET);
+    if (key.length === 0) throw new ProtocolError('empty metadata key');
+    try {
+      pairs.push([strictUtf8.decode(key), strictUtf8.decode(value)]);
+    } catch {
+      continue;
+    }
+  }
+  // fromEntries defines own properties: a key such as "__proto__" stays plain data.
+  return Object.fromEntries(pairs);
 }
 
 /** A relative path from the agent, used to build a host-visible absolute path: no escapes. */

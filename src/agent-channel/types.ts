@@ -3,6 +3,12 @@
 export interface FsUser {
   uid: number;
   gid: number;
+  /**
+   * Permission checks pass as root's would while what is created (files, parents) belongs to
+   * uid/gid, and a written file becomes theirs: E2B envd's semantics (it runs as root and
+   * chowns). Without it the kernel applies the user's own permissions.
+   */
+  elevated?: boolean;
 }
 
 export interface SpawnOptions {
@@ -62,6 +68,8 @@ export interface FileInfo {
   /** For a symlink, the type and mode of its target (undefined when dangling); else as type/mode. */
   targetType?: 'file' | 'dir' | 'symlink' | 'other';
   targetMode?: number;
+  /** E2B metadata: the `user.e2b.*` xattrs (of the target, for a symlink), prefix stripped. */
+  metadata?: Record<string, string>;
 }
 
 export interface WatchEvent {
@@ -108,6 +116,12 @@ export interface AgentClient {
   readFile(path: string, user: FsUser): AsyncIterable<Buffer>;
   /** Creates/truncates (0644 via umask 022), creating parents owned by the user. */
   writeFile(path: string, data: Buffer | AsyncIterable<Buffer>, user: FsUser): Promise<FileInfo>;
+  /**
+   * Replaces the file's whole E2B metadata set (keys 1..246 bytes, keys and values printable
+   * ASCII, Σ(9 + key + value) ≤ 4096, else invalid_argument); {} clears it. On a filesystem
+   * without user xattrs nothing is kept and the returned entry shows none.
+   */
+  setMetadata(path: string, metadata: Record<string, string>, user: FsUser): Promise<FileInfo>;
   watch(path: string, opts: { recursive: boolean }, user: FsUser): Promise<Watch>;
   ping(): Promise<void>;
   close(): void;
