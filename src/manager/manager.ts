@@ -6,6 +6,7 @@ import type { Logger } from '../core/log.ts';
 import type { SandboxRecord, SandboxState, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
+import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
 import { resolveUser, type SandboxUser } from './users.ts';
 
@@ -61,6 +62,8 @@ interface Live {
   users: Map<string, SandboxUser>;
   /** The template's defaults (env, user), read once: exec is a hot path. */
   template?: Template;
+  /** What envd started here (List, Connect, stdin); dropped with the sandbox. */
+  processes: ProcessRegistry;
   killing?: Promise<void>;
 }
 
@@ -127,10 +130,26 @@ export function createManager(opts: ManagerOptions) {
     entry.timer.unref();
   }
 
-  async function attachAgent(entry: Live): Promise<void> {
+  function liveEntry(record: SandboxRecord, template?: Template): Live {
+    const entry: Live = {
+      record,
+      users: new Map(),
+      ...(template && { template }),
+      processes: createProcessRegistry({
+        agent: () => channel(entry),
+        log: log.child({ sandbox: record.id }),
+      }),
+    };
+    return entry;
+  }
+
+  async function attachAgent(entry: Live, fresh = false): Promise<void> {
     const { id, agentToken } = entry.record;
     const agent = await opts.connect(agentSocket(host, id), agentToken, { timeoutMs: opts.agentTimeoutMs });
     entry.agent = agent;
+    // Before anything else is sent on the new connection, so that the listing holds only
+    // processes from before it (processes.ts, adopt). A new sandbox has none.
+    if (!fresh) void entry.processes.adopt();
     void agent.closed.then(() => {
       if (entry.agent !== agent || entry.killing || !live.has(id)) return;
       entry.agent = undefined;
@@ -170,7 +189,7 @@ export function createManager(opts: ManagerOptions) {
       },
       host.network.maxSlots,
     );
-    const entry: Live = { record, users: new Map(), template };
+    const entry = liveEntry(record, template);
     live.set(record.id, entry);
     try {
       await provision(host, {
@@ -180,7 +199,7 @@ export function createManager(opts: ManagerOptions) {
         limits: record.limits,
         agentToken: record.agentToken,
       });
-      await attachAgent(entry).catch(async (err: unknown) => {
+      await attachAgent(entry, true).catch(async (err: unknown) => {
         await teardown(host, record.id, record.slot);
         throw err;
       });
@@ -205,6 +224,7 @@ export function createManager(opts: ManagerOptions) {
       clearTimeout(entry.timer);
       store.updateSandbox(id, { state: 'killing' });
       events.emit('killed', id); // unreachable from here on: edges drop its connections now
+      entry.processes.close();
       entry.agent?.close();
       await teardown(host, id, entry.record.slot);
       store.deleteSandbox(id);
@@ -250,7 +270,7 @@ export function createManager(opts: ManagerOptions) {
           // A template rebuilt or removed since keeps its running sandboxes: its defaults
           // are then read again at the next exec, or fall back to root.
           const template = await templates.get(record.templateName).catch(() => undefined);
-          const entry: Live = { record, users: new Map(), ...(template && { template }) };
+          const entry = liveEntry(record, template);
           await attachAgent(entry);
           live.set(record.id, entry);
           schedule(entry);
@@ -280,6 +300,22 @@ export function createManager(opts: ManagerOptions) {
       return info(entry.record);
     },
 
+    /**
+     * E2B's connect and refresh: the end time only ever moves later (spec 2.4). When it would
+     * not, nothing is written and endAt stays exactly as it was (the SDK compares it to the ms).
+     */
+    extendTimeout(id: string, timeoutMs: number): SandboxInfo {
+      checkTimeout(timeoutMs);
+      const entry = find(id);
+      const endAt = Date.now() + timeoutMs;
+      if (endAt > entry.record.endAt) {
+        store.updateSandbox(id, { endAt });
+        entry.record.endAt = endAt;
+        schedule(entry);
+      }
+      return info(entry.record);
+    },
+
     /** The user a sandbox's processes run as when a request names none (E2B: the template's). */
     defaultUser(id: string): string {
       return find(id).template?.defaultUser.name ?? 'root';
@@ -292,6 +328,10 @@ export function createManager(opts: ManagerOptions) {
 
     agent(id: string): AgentClient {
       return channel(find(id));
+    },
+
+    processes(id: string): ProcessRegistry {
+      return find(id).processes;
     },
 
     async exec(id: string, input: ExecInput, handlers: ProcessHandlers): Promise<AgentProcess> {
@@ -329,6 +369,7 @@ export function createManager(opts: ManagerOptions) {
     close(): void {
       for (const entry of live.values()) {
         clearTimeout(entry.timer);
+        entry.processes.close();
         entry.agent?.close();
         entry.agent = undefined;
       }
