@@ -1,0 +1,131 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import {
+  chmodSync,
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Cove's checkout: this folder's parent (`--cove <dir>` serves another, e.g. an export of HEAD). */
+export const defaultRoot = resolve(import.meta.dirname, '..');
+
+/**
+ * The conformance run's own instance and subnet: host objects `covec-*`, sandboxes in
+ * 10.25/16, so it never reconciles (kills) the sandboxes of another test run on the machine.
+ */
+export const INSTANCE = 'covec';
+export const SUBNET = '10.25';
+
+/** A key in the format every SDK accepts (2.50 and older check /^e2b_[0-9a-f]+$/). */
+export const PLACEHOLDER_KEY = `e2b_${'0'.repeat(40)}`;
+
+export interface Server {
+  url: string;
+  home: string;
+  apiKey: string;
+  logFile: string;
+  /** Kills every sandbox left, stops the server and removes its state directory. */
+  stop(): Promise<string[]>;
+}
+
+function cliEnv(home: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    COVE_INSTANCE: INSTANCE,
+    COVE_SUBNET: SUBNET,
+    COVE_TEMPLATES_HOME: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
+    COVE_HOME: home,
+    COVE_LOG_LEVEL: process.env.COVE_LOG_LEVEL ?? 'info',
+  };
+}
+
+/**
+ * An API key for the SDK. Where Cove has `cove keys create`, a real one made in this server's
+ * state directory; before API keys existed any well-formed key was accepted.
+ */
+function apiKey(root: string, home: string, url: string): string {
+  const cli = join(root, 'src', 'cli', 'main.ts');
+  const help = execFileSync(process.execPath, [cli, '--help'], { env: cliEnv(home) }).toString();
+  if (!/^\s+keys\b/m.test(help)) return PLACEHOLDER_KEY;
+  const out = execFileSync(process.execPath, [cli, 'keys', 'create', '--name', 'conformance'], {
+    env: { ...cliEnv(home), COVE_URL: url },
+  }).toString();
+  const key = /\be2b_[0-9a-f]+\b/.exec(out)?.[0];
+  if (!key) throw new Error(`cove keys create printed no e2b_ key: ${out}`);
+  return key;
+}
+
+/** Starts `cove serve` on a free port with a fresh state directory. */
+export async function startServer(root: string, logFile: string): Promise<Server> {
+  const home = mkdtempSync(join(tmpdir(), 'cove-conformance-home-'));
+  // The sandboxes' mapped roots must be able to search it.
+  chmodSync(home, 0o711);
+  const log = createWriteStream(logFile);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [join(root, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--home', home],
+    { env: cliEnv(home), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stderr!.pipe(log, { end: false });
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    let text = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      log.write(d);
+      text += d.toString();
+      const m = /serving on (http:\/\/\S+)/.exec(text);
+      if (m) resolveUrl(m[1]!);
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`cove serve exited ${code} before serving; see ${logFile}:\n${readTail(logFile)}`)),
+    );
+  });
+  const key = apiKey(root, home, url);
+
+  async function killAll(): Promise<void> {
+    const headers = { 'x-api-key': key };
+    const res = await fetch(`${url}/v2/sandboxes?limit=100`, { headers }).catch(() => undefined);
+    if (!res?.ok) return;
+    const list = (await res.json()) as Array<{ sandboxID: string }>;
+    await Promise.all(
+      list.map((s) =>
+        fetch(`${url}/sandboxes/${s.sandboxID}`, { method: 'DELETE', headers }).catch(() => {}),
+      ),
+    );
+  }
+
+  return {
+    url,
+    home,
+    apiKey: key,
+    logFile,
+    async stop() {
+      await killAll();
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      log.end();
+      const sandboxes = join(home, 'sandboxes');
+      const left = existsSync(sandboxes) ? readdirSync(sandboxes) : [];
+      const mounted = readFileSync('/proc/mounts', 'utf8')
+        .split('\n')
+        .some((l) => l.split(' ')[1]?.startsWith(home));
+      if (left.length === 0 && !mounted) rmSync(home, { recursive: true, force: true });
+      return left;
+    },
+  };
+}
+
+function readTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
+  } catch {
+    return '';
+  }
+}
