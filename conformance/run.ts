@@ -173,6 +173,7 @@ writeFileSync(
         testTimeout: 30_000,
         hookTimeout: 60_000,
         maxWorkers: Number(args.workers),
+        setupFiles: [join(import.meta.dirname, 'guard.ts')],
         reporters: ['default', 'json'],
         outputFile: { json: resultsFile },
       },
