@@ -4,11 +4,12 @@
  * with conformance/expected-failures.json. See conformance/README.md.
  *
  *   node conformance/run.ts [--sdk 2.51.0] [--update] [--only <text>]... [--workers N] [--keep]
- *                           [--verbose] [--no-setup] [--summary <file.json>] [--cove <checkout>]
+ *                           [--verbose] [--no-setup] [--summary <file.json>] [--cove <checkout>] [--ref <commit>]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -80,6 +81,7 @@ const { values: args } = parseArgs({
     verbose: { type: 'boolean', default: false },
     'no-setup': { type: 'boolean', default: false },
     cove: { type: 'string' },
+    ref: { type: 'string' },
     summary: { type: 'string' },
   },
 });
@@ -185,10 +187,23 @@ writeFileSync(
 
 // 4. A Cove server of its own, and the SDK pointed at it. setup.sh first, as npm test does: it
 // rebuilds the agent when its sources changed and is quick when nothing is missing.
-const root = resolve(args.cove ?? defaultRoot);
-if (!args['no-setup']) execFileSync('bash', [join(root, 'scripts', 'setup.sh')], { stdio: 'inherit' });
+// --ref serves one commit of this checkout instead of its work tree, which other engineers may
+// be editing: an export beside the run, sharing node_modules, with its own agent build.
+let root = resolve(args.cove ?? defaultRoot);
+let coveVersion = describeCheckout(root);
+if (args.ref) {
+  const commitOf = execFileSync('git', ['-C', root, 'rev-parse', '--short', args.ref]).toString().trim();
+  const dir = join(runDir, 'cove');
+  mkdirSync(dir);
+  execFileSync('tar', ['-x', '-C', dir], {
+    input: execFileSync('git', ['-C', root, 'archive', commitOf], { maxBuffer: 1 << 30 }),
+  });
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+  execFileSync('make', ['-s', '-C', join(dir, 'agent')], { stdio: 'inherit' });
+  root = dir;
+  coveVersion = commitOf;
+} else if (!args['no-setup']) execFileSync('bash', [join(root, 'scripts', 'setup.sh')], { stdio: 'inherit' });
 const server = await startServer(root, join(runDir, 'cove.log'));
-const coveVersion = describeCheckout(root);
 log(`\nCove ${coveVersion} at ${server.url} (instance covec, subnet 10.25), log ${server.logFile}`);
 const env: NodeJS.ProcessEnv = Object.fromEntries(
   Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')),
