@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { EnvdDeps } from './index.ts';
 import { sandboxOfRequest } from './context.ts';
+import { download } from './files/download.ts';
+import { upload } from './files/upload.ts';
 
 /** envd's REST error body (internal/api/error.go): `{code, message}` as JSON. */
 export function sendError(res: ServerResponse, status: number, message: string): void {
@@ -37,6 +39,9 @@ export function httpRoutes(deps: EnvdDeps): HttpHandler {
         res.end();
       },
     ],
+    // /files authorizes itself (files/signing.ts): an access token header or a signed URL.
+    ['GET /files', (req, res, id) => download(deps, req, res, id)],
+    ['POST /files', (req, res, id) => upload(deps, req, res, id)],
     [
       'GET /envs',
       (_req, res, id) => {

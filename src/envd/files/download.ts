@@ -1,0 +1,104 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { isCoveError } from '../../core/errors.ts';
+import type { EnvdDeps } from '../index.ts';
+import { HttpError, filesCall, replyError } from './call.ts';
+import { contentDisposition, contentTypeOf, responseEncoding } from './encoding.ts';
+import { type ByteRange, rangeOf } from './range.ts';
+
+/**
+ * `length` bytes of the file from `start`: the agent streams from the beginning (its READ has
+ * no offset), so a range skips what comes before. Exactly `length` bytes or an error: the
+ * Content-Length was promised from the stat, and a file that shrank meanwhile must not look
+ * complete.
+ */
+async function* slice(source: AsyncIterable<Buffer>, start: number, length: number): AsyncGenerator<Buffer> {
+  let skip = start;
+  let left = length;
+  for await (let chunk of source) {
+    if (skip > 0) {
+      const n = Math.min(skip, chunk.length);
+      skip -= n;
+      chunk = chunk.subarray(n);
+    }
+    if (chunk.length === 0) continue;
+    if (chunk.length >= left) {
+      if (left > 0) yield chunk.subarray(0, left);
+      return; // leaving the loop cancels the agent's read
+    }
+    left -= chunk.length;
+    yield chunk;
+  }
+  if (left > 0) throw new Error('file shrank while it was being read');
+}
+
+/**
+ * GET /files (envd api/download.go): the file's bytes, gzip when the client accepts it, else
+ * identity with Range and If-Modified-Since as Go's http.ServeContent answers them. 404
+ * `path '<p>' does not exist`, 400 for a directory. Streamed end to end: the agent reads only
+ * as fast as the client takes the bytes.
+ */
+export async function download(
+  deps: EnvdDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  id: string,
+): Promise<void> {
+  try {
+    const call = await filesCall(deps, req, id, 'read');
+    const raw = call.query.get('path') ?? '';
+    const path = call.resolve(raw);
+    const info = await call.agent.stat(path, call.as).catch((err: unknown) => {
+      if (isCoveError(err, 'not_found')) throw new HttpError(404, `path '${path}' does not exist`);
+      throw err;
+    });
+    const type = info.type === 'symlink' ? info.targetType : info.type;
+    if (type === 'dir') throw new HttpError(400, `path '${path}' is a directory`);
+    if (type === undefined) throw new HttpError(404, `path '${path}' does not exist`); // a dangling link
+    // A symlink's own stat is the link's: size and time are its target's (realpath, absolute).
+    const file = info.type === 'symlink' ? await call.agent.stat(info.symlinkTarget ?? path, call.as) : info;
+    const h = req.headers;
+    const conditional = !!(h.range || h['if-modified-since'] || h['if-none-match'] || h['if-range']);
+    const encoding = responseEncoding(h['accept-encoding'], conditional);
+    res.setHeader('Vary', 'Accept-Encoding');
+    res.setHeader('Content-Disposition', contentDisposition(posix.basename(path)));
+
+    if (encoding === 'gzip') {
+      res.writeHead(200, { 'Content-Encoding': 'gzip', 'Content-Type': contentTypeOf(raw) });
+      const body = Readable.from(slice(call.agent.readFile(path, call.as), 0, file.size));
+      return await pipeline(body, createGzip(), res);
+    }
+
+    const size = file.size;
+    const modified = Math.floor(file.mtimeMs / 1000) * 1000; // HTTP dates have seconds
+    const lastModified = new Date(modified).toUTCString();
+    res.setHeader('Last-Modified', lastModified);
+    res.setHeader('Accept-Ranges', 'bytes');
+    res.setHeader('Content-Type', contentTypeOf(raw));
+    const since = Date.parse(h['if-modified-since'] ?? '');
+    if (!h.range && !Number.isNaN(since) && modified <= since) {
+      res.writeHead(304);
+      return void res.end();
+    }
+    const ifRange = h['if-range'];
+    const range: ByteRange | 'unsatisfiable' | undefined =
+      h.range && (!ifRange || ifRange === lastModified) ? rangeOf(h.range, size) : undefined;
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { 'Content-Range': `bytes */${size}` });
+      return void res.end();
+    }
+    const start = range?.start ?? 0;
+    const length = range ? range.end - range.start + 1 : size;
+    res.writeHead(range ? 206 : 200, {
+      'Content-Length': String(length),
+      ...(range && { 'Content-Range': `bytes ${range.start}-${range.end}/${size}` }),
+    });
+    if (length === 0 || req.method === 'HEAD') return void res.end();
+    await pipeline(Readable.from(slice(call.agent.readFile(path, call.as), start, length)), res);
+  } catch (err) {
+    replyError(deps, res, err);
+  }
+}
