@@ -1,15 +1,22 @@
+import { statfsSync } from 'node:fs';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer, type RequestListener } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
+import { runtimeLogTail } from './audit/runtime-log.ts';
+import { createSandboxLog } from './audit/sandbox-log.ts';
 import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
 import { envdServices } from './envd/services.ts';
 import { createGateway } from './gateway/gateway.ts';
 import { createLogger, type Logger } from './core/log.ts';
+import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
+import { createCgroupReader } from './metrics/cgroup.ts';
+import { diskTotal, diskUsed } from './metrics/disk.ts';
+import { createSampler } from './metrics/sampler.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
 import { createCrunDriver } from './runtime/oci/crun.ts';
@@ -22,6 +29,14 @@ export interface Cove {
   reconciled: ReconcileReport;
   /** The address the HTTP server listens on. */
   url: string;
+  /**
+   * A valid API key, when this start knows one in plain text: the key it minted because the
+   * store held none (the first start; `cove serve` prints it), or `opts.apiKey`, which it
+   * stored if it was not yet. Undefined otherwise: keys are stored hashed and cannot be
+   * shown again (`cove keys create` makes another). Tests: pass `apiKey` (test/helpers.ts
+   * does) or read this after starting on a fresh home.
+   */
+  apiKey?: string;
   /** Stops serving. Sandboxes keep running; the next start adopts them. */
   close(): Promise<void>;
 }
@@ -29,7 +44,7 @@ export interface Cove {
 /** The one place where Cove's components are built from config and wired together. */
 export async function startCove(
   config: Config,
-  opts: { log?: Logger; ensureTemplates?: string[] } = {},
+  opts: { log?: Logger; ensureTemplates?: string[]; apiKey?: string } = {},
 ): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
   await mkdir(join(config.home, 'sandboxes'), { recursive: true, mode: 0o711 });
@@ -42,6 +57,10 @@ export async function startCove(
   }
 
   const store = createSqliteStore(join(config.home, 'cove.db'));
+  const keys = createKeyring(store);
+  let apiKey = opts.apiKey;
+  if (apiKey !== undefined) keys.seed(apiKey);
+  else if (keys.list().length === 0) apiKey = keys.create('first').key;
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
   for (const name of opts.ensureTemplates ?? [])
     await templates.ensure(name, { log: (line) => log.info(line) });
@@ -66,12 +85,55 @@ export async function startCove(
     },
   });
   const reconciled = await manager.start();
+  const sandboxesDir = join(config.home, 'sandboxes');
 
-  const app = createApi(manager, log);
+  const readCgroup = createCgroupReader(config.instance);
+  const metrics = createSampler({
+    sandboxes: () =>
+      manager
+        .list()
+        .filter((s) => s.state === 'running')
+        .map((s) => ({ id: s.id, cpus: s.limits.cpus, startedAt: s.startedAt })),
+    read: async (id) => {
+      const cgroup = await readCgroup(id);
+      if (!cgroup) return undefined;
+      const [used, total] = await Promise.all([
+        diskUsed(join(sandboxesDir, id, 'upper')),
+        diskTotal(sandboxesDir),
+      ]);
+      return { ...cgroup, diskUsed: used, diskTotal: total };
+    },
+    intervalMs: config.metricsIntervalMs,
+    log,
+  });
+  metrics.start();
+
+  const sandboxLog = createSandboxLog();
+  manager.events.on('killed', (id) => {
+    sandboxLog.append(id, 'info', 'sandbox stopped');
+    for (const line of runtimeLogTail(join(sandboxesDir, id, 'runtime.log')))
+      sandboxLog.append(id, 'warn', line, { source: 'runtime' });
+    sandboxLog.stopped(id);
+  });
+
+  const domain = config.domain ?? null;
+  const app = createApi({
+    manager,
+    log,
+    verifyKey: (key) => keys.verify(key),
+    metrics,
+    sandboxLog,
+    diskSizeMB: () => {
+      const st = statfsSync(sandboxesDir);
+      return Math.floor((st.blocks * st.bsize) / 2 ** 20);
+    },
+    domain,
+  });
   const envd = createEnvd({ manager, log }, envdServices);
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
-  const server = createServer({ keepAliveTimeout: 65_000 }, createGateway({ manager, envd, api }));
+  const gateway = createGateway({ manager, envd, api, domain: config.domain });
+  const server = createServer({ keepAliveTimeout: 65_000 }, gateway);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -84,11 +146,13 @@ export async function startCove(
     log,
     reconciled,
     url: `http://${config.host}:${port}`,
+    ...(apiKey !== undefined && { apiKey }),
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streaming responses (exec, watches) would hold close() open: end them.
       server.closeAllConnections();
       await closed;
+      await metrics.stop();
       manager.close();
       store.close();
     },

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,8 +35,14 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   };
 }
 
-export async function startTestCove(config = testConfig()): Promise<Cove & { config: Config }> {
-  return { ...(await startCove(config, { log: createLogger(config.logLevel) })), config };
+/** The API key every test server accepts (seeded at start): `cove.apiKey` is the same. */
+export const testApiKey = `e2b_${randomBytes(20).toString('hex')}`;
+
+export async function startTestCove(
+  config = testConfig(),
+): Promise<Cove & { config: Config; apiKey: string }> {
+  const cove = await startCove(config, { log: createLogger(config.logLevel), apiKey: testApiKey });
+  return { ...cove, config, apiKey: testApiKey };
 }
 
 /** Kills every sandbox, stops the server and returns what the host still holds of the instance. */
@@ -126,8 +133,14 @@ export function hostLeftovers(instance: string, home: string): string[] {
   return found;
 }
 
+/** The key the first `cove serve` on a home printed, by home, and by URL for cli(). */
+const printedKeys = new Map<string, string>();
+const urlKeys = new Map<string, string>();
+
 /** Starts `cove serve` as a child process (a real restart, a real crash) and waits for its URL. */
-export async function spawnServer(config: Config): Promise<{ child: ChildProcess; url: string }> {
+export async function spawnServer(
+  config: Config,
+): Promise<{ child: ChildProcess; url: string; apiKey?: string }> {
   const child = spawn(
     join(config.root, 'node_modules', '.bin', 'node'),
     [join(config.root, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--home', config.home],
@@ -147,18 +160,22 @@ export async function spawnServer(config: Config): Promise<{ child: ChildProcess
     child.stdout.on('data', (d: Buffer) => {
       text += d.toString();
       const m = /serving on (http:\/\/\S+)/.exec(text);
+      const key = /E2B_API_KEY=(\S+)/.exec(text)?.[1];
+      if (key) printedKeys.set(config.home, key);
       if (m) resolve(m[1]!);
     });
     child.once('exit', (code) => reject(new Error(`cove serve exited ${code}: ${text}`)));
   });
-  return { child, url };
+  const apiKey = printedKeys.get(config.home);
+  if (apiKey) urlKeys.set(url, apiKey);
+  return { child, url, ...(apiKey && { apiKey }) };
 }
 
 export function cli(url: string, args: string[]): { stdout: string; stderr: string; status: number } {
   const root = join(import.meta.dirname, '..');
   try {
     const stdout = execFileSync(join(root, 'bin', 'cove'), args, {
-      env: { ...process.env, COVE_URL: url },
+      env: { ...process.env, COVE_URL: url, ...(urlKeys.has(url) && { COVE_API_KEY: urlKeys.get(url) }) },
       stdio: 'pipe',
     });
     return { stdout: stdout.toString(), stderr: '', status: 0 };

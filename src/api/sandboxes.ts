@@ -1,76 +1,119 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { Manager, SandboxInfo } from '../manager/manager.ts';
+import { CoveError } from '../core/errors.ts';
+import type { ApiDeps } from './app.ts';
+import type { ApiEnv } from './auth.ts';
+import { unsupportedNetwork } from './network.ts';
 import { body, envMap, sandboxId, stringMap } from './validate.ts';
+import { sandboxDetail, sandboxReply } from './wire.ts';
 
-/** The version of envd whose protocol Cove serves; the SDK requires a semver >= 0.1.0. */
-export const ENVD_VERSION = '0.2.0';
-
+/** `NewSandbox` (v1) and `NewSandboxV2`: one schema, unknown fields tolerated (spec 2.3). */
 const createSchema = z.looseObject({
   templateID: z.string().min(1).max(128).default('base'),
   timeout: z.number().int().optional(),
-  metadata: stringMap.optional(),
-  envVars: envMap.optional(),
+  metadata: stringMap.nullish(),
+  envVars: envMap.nullish(),
+  secure: z.boolean().optional(),
+  allow_internet_access: z.boolean().optional(),
+  network: z.looseObject({}).nullish(),
+  autoPause: z.boolean().optional(),
+  autoPauseMemory: z.boolean().optional(),
+  autoResume: z.looseObject({ enabled: z.boolean() }).nullish(),
+  mcp: z.looseObject({}).nullish(),
+  volumeMounts: z.array(z.unknown()).max(64).nullish(),
+  iam: z.looseObject({ tokens: z.record(z.string(), z.unknown()).optional() }).nullish(),
 });
 
-const timeoutSchema = z.object({ timeout: z.number().int() });
-
-function detail(s: SandboxInfo) {
-  return {
-    sandboxID: s.id,
-    templateID: s.templateName,
-    alias: s.templateName,
-    clientID: 'cove',
-    metadata: s.metadata,
-    startedAt: s.startedAt.toISOString(),
-    endAt: s.endAt.toISOString(),
-    state: s.state === 'paused' ? 'paused' : 'running',
-    cpuCount: s.limits.cpus,
-    memoryMB: s.limits.memoryMiB,
-    diskSizeMB: 0,
-    envdVersion: ENVD_VERSION,
-  };
+/**
+ * Options Cove cannot honour yet are refused, never dropped: a caller who asks for no
+ * internet, for a pause at the timeout or for a volume would otherwise get a sandbox that
+ * silently does something else (network policy, pause and volumes are later issues).
+ * Options whose default is what Cove does anyway are accepted.
+ */
+function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | undefined {
+  if (req.allow_internet_access === false)
+    return 'allow_internet_access=false: Cove cannot restrict a sandbox’s egress yet';
+  const network = req.network && unsupportedNetwork(req.network);
+  if (network) return network;
+  if (req.autoPause) return 'autoPause (lifecycle.onTimeout "pause"): Cove cannot pause sandboxes yet';
+  if (req.autoPauseMemory === false) return 'autoPauseMemory=false needs autoPause';
+  if (req.autoResume?.enabled) return 'autoResume: Cove cannot pause sandboxes yet';
+  if (req.mcp) return 'mcp: Cove has no MCP gateway in sandboxes yet';
+  if (req.volumeMounts?.length) return 'volumeMounts: Cove has no volumes yet';
+  if (Object.keys(req.iam?.tokens ?? {}).length)
+    return 'iam: workload identity tokens are not served by Cove';
+  return undefined;
 }
 
-/** E2B's sandbox resource: create, get, list, kill, timeout (spec sections 2.3 to 2.8). */
-export function sandboxRoutes(manager: Manager): Hono {
-  const app = new Hono();
+const connectSchema = z.looseObject({
+  timeout: z.number().int().optional(),
+  memory: z.boolean().optional(),
+});
 
-  // v1 (SDK <= 2.50) defaults the timeout to 15 s when omitted, v2 to 300 s (spec 2.3).
-  for (const [path, defaultTimeout] of [
-    ['/sandboxes', 15],
-    ['/v2/sandboxes', 300],
+/** Seconds the connect call keeps a sandbox alive when the body names none (v2's default; v1 always sends one). */
+const CONNECT_DEFAULT_TIMEOUT = 300;
+
+/** E2B's sandbox resource: create, connect, get, kill (spec 2.3, 2.4, 2.5, 2.7). */
+export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
+  const { manager, sandboxLog } = deps;
+  const app = new Hono<ApiEnv>();
+
+  // v1 (SDK <= 2.50) defaults the timeout to 15 s when omitted, v2 to 300 s. v1 clients ask
+  // for `secure` (2.50 sends true unless told otherwise); v2 sandboxes are always secure.
+  for (const [path, defaultTimeout, secureByDefault] of [
+    ['/sandboxes', 15, false],
+    ['/v2/sandboxes', 300, true],
   ] as const) {
     app.post(path, async (c) => {
       const req = await body(c, createSchema);
+      const unsupported = unsupportedCreateOption(req);
+      if (unsupported) throw new CoveError('invalid_argument', unsupported);
+      const timeout = req.timeout ?? defaultTimeout;
       const info = await manager.create({
         template: req.templateID,
-        timeoutMs: (req.timeout ?? defaultTimeout) * 1000,
+        timeoutMs: timeout * 1000,
+        secure: req.secure ?? secureByDefault,
         metadata: req.metadata ?? {},
         envVars: req.envVars ?? {},
       });
-      return c.json(
-        { sandboxID: info.id, templateID: info.templateName, clientID: 'cove', envdVersion: ENVD_VERSION },
-        201,
-      );
+      sandboxLog.append(info.id, 'info', 'sandbox created', {
+        template: info.templateName,
+        timeout: `${timeout}s`,
+        secure: String(info.envdAccessToken !== undefined),
+        apiKey: c.get('keyId'),
+      });
+      return c.json(sandboxReply(info, deps.domain), 201);
     });
   }
 
-  const list = (c: { json: (v: unknown) => Response }) => c.json(manager.list().map(detail));
-  app.get('/sandboxes', list);
-  app.get('/v2/sandboxes', list);
+  // The SDK crashes on a 204 here (spec 1.7): always a body. 200: it was running (Cove has no
+  // paused sandboxes to resume yet, which would be 201). A timeout of 0 extends nothing.
+  for (const path of ['/sandboxes/:id/connect', '/v2/sandboxes/:id/connect']) {
+    app.post(path, async (c) => {
+      const id = sandboxId(c);
+      const { timeout = CONNECT_DEFAULT_TIMEOUT } = await body(c, connectSchema);
+      if (timeout < 0) throw new CoveError('invalid_argument', 'Timeout must be greater than 0');
+      const before = manager.get(id).endAt.getTime();
+      const info = timeout === 0 ? manager.get(id) : manager.extendTimeout(id, timeout * 1000);
+      sandboxLog.append(id, 'info', 'connected', {
+        endAt: info.endAt.toISOString(),
+        extended: String(info.endAt.getTime() !== before),
+        apiKey: c.get('keyId'),
+      });
+      return c.json(sandboxReply(info, deps.domain), 200);
+    });
+  }
 
-  app.get('/sandboxes/:id', (c) => c.json(detail(manager.get(sandboxId(c)))));
-
-  app.delete('/sandboxes/:id', async (c) => {
-    await manager.kill(sandboxId(c));
-    return c.body(null, 204);
+  app.get('/sandboxes/:id', (c) => {
+    const info = manager.get(sandboxId(c));
+    return c.json(sandboxDetail(info, deps.diskSizeMB(), deps.domain));
   });
 
-  app.post('/sandboxes/:id/timeout', async (c) => {
+  app.delete('/sandboxes/:id', async (c) => {
     const id = sandboxId(c);
-    const { timeout } = await body(c, timeoutSchema);
-    manager.setTimeout(id, timeout * 1000);
+    manager.get(id); // a second kill of a dying sandbox is a 404, as for one already gone
+    sandboxLog.append(id, 'info', 'kill requested', { apiKey: c.get('keyId') });
+    await manager.kill(id);
     return c.body(null, 204);
   });
 

@@ -3,12 +3,32 @@ import { z } from 'zod';
 import { CoveError } from '../core/errors.ts';
 import { isSandboxId } from '../core/ids.ts';
 
+/** No API body comes near this: the largest, a create with envVars, stays well under it. */
+export const MAX_BODY_BYTES = 1 << 20;
+
+/** Reads the body up to MAX_BODY_BYTES, whether its length is declared or it is chunked (the SDK chunks). */
+async function readText(c: Context): Promise<string> {
+  const tooLarge = () =>
+    new CoveError('invalid_argument', `request body is larger than ${MAX_BODY_BYTES >> 20} MiB`);
+  if (Number(c.req.header('content-length') ?? 0) > MAX_BODY_BYTES) throw tooLarge();
+  const stream = c.req.raw.body;
+  if (!stream) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > MAX_BODY_BYTES) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** Parses a JSON body with a schema; any failure is a 400 that names the field. */
 export async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  const text = await readText(c);
   let raw: unknown;
   try {
-    const text = await c.req.text();
-    raw = text === '' ? {} : JSON.parse(text);
+    raw = text.trim() === '' ? {} : JSON.parse(text);
   } catch {
     throw new CoveError('invalid_argument', 'request body is not valid JSON');
   }

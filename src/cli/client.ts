@@ -12,13 +12,16 @@ const statusCodes: Record<number, ErrorCode> = {
 };
 
 /** A thin HTTP client of Cove's API for the CLI. Errors come back as CoveErrors. */
-export function createClient(baseUrl: string) {
+export function createClient(baseUrl: string, apiKey: string | undefined) {
   async function request(method: string, path: string, body?: unknown): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(new URL(path, baseUrl), {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(apiKey && { 'x-api-key': apiKey }),
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+        },
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
     } catch (err) {
@@ -34,6 +37,10 @@ export function createClient(baseUrl: string) {
     } catch {
       // not JSON: keep the text
     }
+    if (res.status === 401)
+      message += apiKey
+        ? ' (the key in COVE_API_KEY or E2B_API_KEY)'
+        : ': set E2B_API_KEY (the first `cove serve` printed one) or make one with `cove keys create`';
     throw new CoveError(statusCodes[res.status] ?? 'internal', message || `HTTP ${res.status}`);
   }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { loadConfig, serverUrl } from '../config/config.ts';
+import { clientApiKey, loadConfig, serverUrl } from '../config/config.ts';
 import { CoveError, exitStatus } from '../core/errors.ts';
 import { createClient } from './client.ts';
+import { keyCommands } from './keys.ts';
 import { sandboxCommands } from './sandbox.ts';
 
 const program = new Command('cove').description('Cove: sandboxes for AI agents, speaking the E2B protocol');
@@ -22,9 +23,16 @@ program
     });
     const cove = await startCove(config, { ensureTemplates: ['base'] });
     const { adopted, removed, orphans } = cove.reconciled;
+    // One write: a reader of the pipe (test/helpers.ts) gets the URL and the key together.
     process.stdout.write(
       `Cove is serving on ${cove.url}\n` +
         `  adopted ${adopted.length} running sandboxes, removed ${removed.length} dead ones and ${orphans.length} orphans\n` +
+        (cove.apiKey
+          ? `  a first API key was made; it is shown only this once (more: cove keys create). For the E2B SDK and the CLI:\n` +
+            `export E2B_API_URL=${cove.url}\n` +
+            `export E2B_SANDBOX_URL=${cove.url}\n` +
+            `export E2B_API_KEY=${cove.apiKey}\n`
+          : `  API keys: cove keys list | create\n`) +
         `  try: npx cove sandbox create && npx cove sandbox list\n`,
     );
     const stop = () => {
@@ -35,7 +43,8 @@ program
     process.once('SIGTERM', stop);
   });
 
-program.addCommand(sandboxCommands(() => createClient(serverUrl())));
+program.addCommand(sandboxCommands(() => createClient(serverUrl(), clientApiKey())));
+program.addCommand(keyCommands());
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CoveError) {

@@ -16,6 +16,14 @@ export interface Config {
   subnet16: string;
   maxTimeoutMs: number;
   agentTimeoutMs: number;
+  /**
+   * The sandbox domain (COVE_DOMAIN): sandbox ports are reachable as `<port>-<id>.<domain>`
+   * when wildcard DNS points there, and create/connect replies name it so that the SDK's
+   * getHost() does too. Unset: replies say null and the SDK falls back to its E2B_DOMAIN.
+   */
+  domain?: string;
+  /** How often each running sandbox's cpu, memory and disk use is sampled (getMetrics). */
+  metricsIntervalMs: number;
   /** The checkout: the agent binaries and template recipes live in it. */
   root: string;
   agentBinary: string;
@@ -25,7 +33,7 @@ export interface Config {
 }
 
 export type ConfigOverrides = Partial<
-  Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel'>
+  Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel' | 'domain'>
 >;
 
 export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
@@ -40,6 +48,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   if (!/^\d{1,3}\.\d{1,3}$/.test(subnet16))
     throw new CoveError('invalid_argument', `COVE_SUBNET ${subnet16}: two octets like 10.11`);
   const home = overrides.home ?? env.COVE_HOME ?? '/var/lib/cove';
+  const domain = overrides.domain ?? env.COVE_DOMAIN;
+  if (domain !== undefined && !/^(?=.{1,253}$)([a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}$/.test(domain))
+    throw new CoveError('invalid_argument', `COVE_DOMAIN ${domain}: a lowercase DNS name`);
   return {
     home,
     templatesHome: overrides.templatesHome ?? env.COVE_TEMPLATES_HOME ?? home,
@@ -50,6 +61,8 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     subnet16,
     maxTimeoutMs: 24 * 3600_000,
     agentTimeoutMs: 5_000,
+    ...(domain !== undefined && { domain }),
+    metricsIntervalMs: 5_000,
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),
     mountHelper: join(root, 'agent', 'build', 'cove-mount'),
@@ -61,4 +74,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
 /** Where a CLI finds the server (COVE_URL), by default the local one. */
 export function serverUrl(env: NodeJS.ProcessEnv = process.env): string {
   return env.COVE_URL ?? `http://127.0.0.1:${env.COVE_PORT ?? 3000}`;
+}
+
+/** The API key a CLI presents: COVE_API_KEY, else the E2B_API_KEY that `cove serve` prints. */
+export function clientApiKey(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.COVE_API_KEY || env.E2B_API_KEY || undefined;
 }
