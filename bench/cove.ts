@@ -78,6 +78,8 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
   });
   const cove = await startCove(config, { log: createLogger(logLevel) });
   const { manager } = cove;
+  // A fresh home: startCove minted the first API key and hands it back.
+  const auth = { 'x-api-key': cove.apiKey ?? '' };
 
   async function killAll(): Promise<void> {
     for (const s of manager.list()) await manager.kill(s.id).catch(() => undefined);
@@ -126,7 +128,7 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
   const post = (path: string, body: object) =>
     fetch(cove.url + path, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
   async function httpCreate(timeout: number): Promise<string> {
@@ -138,7 +140,7 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
     await readExit(await post(`/cove/v1/sandboxes/${id}/exec`, { argv: ['true'] }));
   }
   async function httpKill(id: string): Promise<void> {
-    const res = await fetch(`${cove.url}/sandboxes/${id}`, { method: 'DELETE' });
+    const res = await fetch(`${cove.url}/sandboxes/${id}`, { method: 'DELETE', headers: auth });
     await res.arrayBuffer();
     if (res.status !== 204 && res.status !== 200)
       throw new Error(`DELETE /sandboxes/${id}: HTTP ${res.status}`);
