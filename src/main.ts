@@ -15,7 +15,7 @@ import { createLogger, type Logger } from './core/log.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
 import { createCgroupReader } from './metrics/cgroup.ts';
-import { diskTotal, diskUsed } from './metrics/disk.ts';
+import { createDiskMeter, diskTotal } from './metrics/disk.ts';
 import { createSampler } from './metrics/sampler.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
@@ -88,6 +88,8 @@ export async function startCove(
   const sandboxesDir = join(config.home, 'sandboxes');
 
   const readCgroup = createCgroupReader(config.instance);
+  const disk = createDiskMeter(6 * config.metricsIntervalMs);
+  const upperDir = (id: string) => join(sandboxesDir, id, 'upper');
   const metrics = createSampler({
     sandboxes: () =>
       manager
@@ -97,10 +99,7 @@ export async function startCove(
     read: async (id) => {
       const cgroup = await readCgroup(id);
       if (!cgroup) return undefined;
-      const [used, total] = await Promise.all([
-        diskUsed(join(sandboxesDir, id, 'upper')),
-        diskTotal(sandboxesDir),
-      ]);
+      const [used, total] = await Promise.all([disk.used(upperDir(id)), diskTotal(sandboxesDir)]);
       return { ...cgroup, diskUsed: used, diskTotal: total };
     },
     intervalMs: config.metricsIntervalMs,
@@ -114,6 +113,7 @@ export async function startCove(
     for (const line of runtimeLogTail(join(sandboxesDir, id, 'runtime.log')))
       sandboxLog.append(id, 'warn', line, { source: 'runtime' });
     sandboxLog.stopped(id);
+    disk.forget(upperDir(id));
   });
 
   const domain = config.domain ?? null;

@@ -37,3 +37,25 @@ export async function diskTotal(dir: string): Promise<number> {
   const st = await statfs(dir);
   return st.blocks * st.bsize;
 }
+
+/**
+ * diskUsed of each dir at most once per `maxAgeMs`, the last figure in between: a walk is the
+ * costliest part of a sample (a sandbox with 100,000 files costs a second of lstat), and
+ * what a sandbox wrote changes more slowly than its cpu and memory.
+ */
+export function createDiskMeter(maxAgeMs: number, now: () => number = Date.now) {
+  const cache = new Map<string, { at: number; bytes: number }>();
+  return {
+    async used(dir: string): Promise<number> {
+      const hit = cache.get(dir);
+      if (hit && now() - hit.at < maxAgeMs) return hit.bytes;
+      const bytes = await diskUsed(dir);
+      cache.set(dir, { at: now(), bytes });
+      return bytes;
+    },
+    /** Drops a dir's figure (its sandbox stopped). */
+    forget(dir: string): void {
+      cache.delete(dir);
+    },
+  };
+}

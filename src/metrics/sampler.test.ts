@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { cgroupLayout, createCgroupReader } from './cgroup.ts';
-import { diskTotal, diskUsed } from './disk.ts';
+import { createDiskMeter, diskTotal, diskUsed } from './disk.ts';
 import { createSampler, type Reading } from './sampler.ts';
 
 const log = pino({ level: 'silent' });
@@ -144,5 +144,17 @@ describe('disk use', () => {
     expect(used).toBeLessThan(1024 * 1024);
     expect(await diskTotal(dir)).toBeGreaterThan(used);
     expect(await diskUsed(join(dir, 'missing'))).toBe(0);
+  });
+
+  it('walks a dir again only when its last figure is older than the limit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cove-disk-'));
+    let clock = 0;
+    const meter = createDiskMeter(30_000, () => clock);
+    const empty = await meter.used(dir);
+    writeFileSync(join(dir, 'f'), Buffer.alloc(64 * 1024, 1));
+    expect(await meter.used(dir)).toBe(empty);
+    clock += 30_000;
+    expect(await meter.used(dir)).toBeGreaterThanOrEqual(empty + 64 * 1024);
+    meter.forget(dir);
   });
 });

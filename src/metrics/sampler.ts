@@ -29,15 +29,57 @@ export interface SamplerOptions {
   sandboxes: () => Array<{ id: string; cpus: number; startedAt: Date }>;
   read: (id: string) => Promise<Reading | undefined>;
   intervalMs: number;
-  /** Samples kept per sandbox; the oldest go first. 720 is an hour at 5 s. */
+  /** Samples kept per sandbox; the oldest go first. 720 is an hour at 5 s, 40 KiB a sandbox. */
   capacity?: number;
   log: Logger;
   now?: () => number;
 }
 
-interface Ring {
-  samples: SandboxMetric[];
+/** Fields of one stored sample, in a ring of float64s: 56 bytes a sample, however large the numbers. */
+const FIELDS = 7; // at, cpuUsedPct, memUsed, memTotal, memCache, diskUsed, diskTotal
+
+/** The last `capacity` samples of one sandbox; its size is fixed when it is made. */
+class Ring {
+  private readonly capacity: number;
+  private readonly data: Float64Array;
+  private next = 0;
+  size = 0;
   last?: { at: number; cpuNs: number };
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.data = new Float64Array(capacity * FIELDS);
+  }
+
+  push(values: number[]): void {
+    this.data.set(values, this.next * FIELDS);
+    this.next = (this.next + 1) % this.capacity;
+    this.size = Math.min(this.size + 1, this.capacity);
+  }
+
+  /** Oldest first. */
+  *entries(): Generator<Float64Array> {
+    const first = (this.next - this.size + this.capacity) % this.capacity;
+    for (let i = 0; i < this.size; i++) {
+      const at = ((first + i) % this.capacity) * FIELDS;
+      yield this.data.subarray(at, at + FIELDS);
+    }
+  }
+}
+
+function metric(v: Float64Array, cpuCount: number): SandboxMetric {
+  const at = v[0]!;
+  return {
+    timestamp: new Date(at).toISOString(),
+    timestampUnix: Math.floor(at / 1000),
+    cpuCount,
+    cpuUsedPct: v[1]!,
+    memUsed: v[2]!,
+    memTotal: v[3]!,
+    memCache: v[4]!,
+    diskUsed: v[5]!,
+    diskTotal: v[6]!,
+  };
 }
 
 export type Sampler = ReturnType<typeof createSampler>;
@@ -50,7 +92,7 @@ export type Sampler = ReturnType<typeof createSampler>;
 export function createSampler(opts: SamplerOptions) {
   const capacity = opts.capacity ?? 720;
   const now = opts.now ?? Date.now;
-  const rings = new Map<string, Ring>();
+  const rings = new Map<string, { ring: Ring; cpus: number }>();
   let timer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;
 
@@ -58,25 +100,23 @@ export function createSampler(opts: SamplerOptions) {
     const reading = await opts.read(s.id);
     if (!reading) return;
     const at = now();
-    let ring = rings.get(s.id);
-    if (!ring) rings.set(s.id, (ring = { samples: [] }));
+    let entry = rings.get(s.id);
+    if (!entry) rings.set(s.id, (entry = { ring: new Ring(capacity), cpus: s.cpus }));
+    const { ring } = entry;
     // The first sample averages over the sandbox's life so far; the others over one interval.
     const since = ring.last ?? { at: s.startedAt.getTime(), cpuNs: 0 };
     const wallNs = Math.max(1, at - since.at) * 1e6 * Math.max(1, s.cpus);
     const cpuUsedPct = Math.min(100, Math.max(0, ((reading.cpuNs - since.cpuNs) / wallNs) * 100));
     ring.last = { at, cpuNs: reading.cpuNs };
-    ring.samples.push({
-      timestamp: new Date(at).toISOString(),
-      timestampUnix: Math.floor(at / 1000),
-      cpuCount: s.cpus,
-      cpuUsedPct: Math.round(cpuUsedPct * 100) / 100,
-      memUsed: reading.memUsed,
-      memTotal: reading.memTotal,
-      memCache: reading.memCache,
-      diskUsed: reading.diskUsed,
-      diskTotal: reading.diskTotal,
-    });
-    if (ring.samples.length > capacity) ring.samples.splice(0, ring.samples.length - capacity);
+    ring.push([
+      at,
+      Math.round(cpuUsedPct * 100) / 100,
+      reading.memUsed,
+      reading.memTotal,
+      reading.memCache,
+      reading.diskUsed,
+      reading.diskTotal,
+    ]);
   }
 
   async function tick(): Promise<void> {
@@ -109,20 +149,29 @@ export function createSampler(opts: SamplerOptions) {
 
     /** Samples of one sandbox with `start <= timestampUnix <= end` (unix seconds; either may be absent). */
     samples(id: string, range: { start?: number; end?: number } = {}): SandboxMetric[] {
-      return (rings.get(id)?.samples ?? []).filter(
-        (m) =>
-          (range.start === undefined || m.timestampUnix >= range.start) &&
-          (range.end === undefined || m.timestampUnix <= range.end),
-      );
+      const entry = rings.get(id);
+      const out: SandboxMetric[] = [];
+      for (const v of entry?.ring.entries() ?? []) {
+        const unix = Math.floor(v[0]! / 1000);
+        if (
+          (range.start === undefined || unix >= range.start) &&
+          (range.end === undefined || unix <= range.end)
+        )
+          out.push(metric(v, entry!.cpus));
+      }
+      return out;
     },
 
     latest(id: string): SandboxMetric | undefined {
-      return rings.get(id)?.samples.at(-1);
+      const entry = rings.get(id);
+      let last: Float64Array | undefined;
+      for (const v of entry?.ring.entries() ?? []) last = v;
+      return last && metric(last, entry!.cpus);
     },
 
     /** Takes a first sample of a sandbox that has none yet (a getMetrics right after create). */
     async ensure(id: string): Promise<void> {
-      if (rings.get(id)?.samples.length) return;
+      if (rings.get(id)?.ring.size) return;
       const s = opts.sandboxes().find((x) => x.id === id);
       if (s) await sample(s);
     },
