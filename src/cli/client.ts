@@ -38,9 +38,9 @@ export function createClient(baseUrl: string, apiKey: string | undefined) {
       // not JSON: keep the text
     }
     if (res.status === 401)
-      message += apiKey
-        ? ' (the key in COVE_API_KEY or E2B_API_KEY)'
-        : ': set E2B_API_KEY (the first `cove serve` printed one) or make one with `cove keys create`';
+      message = apiKey
+        ? `${message} (the key in COVE_API_KEY or E2B_API_KEY)`
+        : 'no API key: set E2B_API_KEY (the first `cove serve` printed one) or make one with `cove keys create`';
     throw new CoveError(statusCodes[res.status] ?? 'internal', message || `HTTP ${res.status}`);
   }
 
