@@ -25,8 +25,18 @@ export function hostName(host: string | undefined): string {
   return h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : (h.split(':')[0] ?? '');
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const ANY_DOMAIN = /^(\d{1,5})-([a-z0-9]{1,64})\.[^.]/;
+const hostPatterns = new Map<string, RegExp>();
+
+/** `<port>-<id>.<domain>` for one domain, compiled once (routeOf runs for every request). */
+function hostPattern(domain: string | undefined): RegExp {
+  if (!domain) return ANY_DOMAIN;
+  let pattern = hostPatterns.get(domain);
+  if (!pattern) {
+    const escaped = domain.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    hostPatterns.set(domain, (pattern = new RegExp(`^(\\d{1,5})-([a-z0-9]{1,64})\\.${escaped}$`)));
+  }
+  return pattern;
 }
 
 /**
@@ -48,10 +58,7 @@ export function routeOf(
   domain?: string,
 ): Target {
   const host = hostName(req.headers.host);
-  const pattern = domain
-    ? new RegExp(`^(\\d{1,5})-([a-z0-9]{1,64})\\.${escapeRegExp(domain)}$`)
-    : /^(\d{1,5})-([a-z0-9]{1,64})\.[^.]/;
-  const m = pattern.exec(host);
+  const m = hostPattern(domain).exec(host);
   if (m) {
     const n = port(m[1]!);
     if (n) return { kind: 'sandbox', sandboxId: m[2]!, port: n };
