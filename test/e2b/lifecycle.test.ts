@@ -34,7 +34,8 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
     if (cove) expect(await stopTestCove(cove)).toEqual([]);
   });
 
-  describe.each(sdks)('%s', (_name, { Sandbox, AuthenticationError, SandboxNotFoundError, SandboxError }) => {
+  describe.each(sdks)('%s', (_name, sdk) => {
+    const { Sandbox, AuthenticationError, SandboxNotFoundError, SandboxError, TimeoutError } = sdk;
     /** Sandboxes of one test, told apart from every other test's by their metadata. */
     async function create(tag: string, opts: SandboxOpts = {}): Promise<Sandbox> {
       return Sandbox.create('base', { ...opts, metadata: { tag, ...opts.metadata } });
@@ -152,6 +153,15 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
       await wait(3_000);
       expect(await sbx.isRunning()).toBe(false);
       expect(await Sandbox.kill(sbx.sandboxId)).toBe(false);
+    });
+
+    it('a sandbox that times out cuts its streams in flight, as the SDK expects of a kill', async () => {
+      const sbx = await create(randomUUID());
+      const handle = await sbx.commands.run('sleep 60', { background: true });
+      await sbx.setTimeout(1_000);
+      const err = await handle.wait().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TimeoutError);
+      expect(String(err)).toMatch(/killed or reached its end of life/);
     });
 
     it('getMetrics returns cpu, memory and disk samples within the window asked for', async () => {
