@@ -147,7 +147,6 @@ describe('create', () => {
       [{ templateID: 'base', allow_internet_access: false }, /allow_internet_access/],
       [{ templateID: 'base', autoPause: true }, /pause/],
       [{ templateID: 'base', autoResume: { enabled: true } }, /pause/],
-      [{ templateID: 'base', mcp: { x: {} } }, /MCP/],
       [{ templateID: 'base', volumeMounts: [{ name: 'v', path: '/v' }] }, /volumes/],
       [{ templateID: 'base', network: { denyOut: ['0.0.0.0/0'] } }, /denyOut/],
       [{ templateID: 'base', network: { egressProxy: { address: 'a:1' } } }, /egressProxy/],
@@ -178,6 +177,7 @@ describe('create', () => {
         iam: { tokens: {} },
         network: { egressProxy: null },
       },
+      { mcp: { server: {} } },
     ])
       expect((await call('POST', '/v2/sandboxes', { templateID: 'base', ...body })).status).toBe(201);
   });

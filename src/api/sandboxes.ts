@@ -28,7 +28,9 @@ const createSchema = z.looseObject({
  * Options Cove cannot honour yet are refused, never dropped: a caller who asks for no
  * internet, for a pause at the timeout or for a volume would otherwise get a sandbox that
  * silently does something else (network policy, pause and volumes are later issues).
- * Options whose default is what Cove does anyway are accepted.
+ * Options whose default is what Cove does anyway are accepted, and so is `mcp`: the SDK
+ * itself starts the MCP gateway inside the sandbox after the create (spec 2.17), and when the
+ * template has no gateway it kills the sandbox and says so, as it does against E2B.
  */
 function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | undefined {
   if (req.allow_internet_access === false)
@@ -38,7 +40,6 @@ function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | un
   if (req.autoPause) return 'autoPause (lifecycle.onTimeout "pause"): Cove cannot pause sandboxes yet';
   if (req.autoPauseMemory === false) return 'autoPauseMemory=false needs autoPause';
   if (req.autoResume?.enabled) return 'autoResume: Cove cannot pause sandboxes yet';
-  if (req.mcp) return 'mcp: Cove has no MCP gateway in sandboxes yet';
   if (req.volumeMounts?.length) return 'volumeMounts: Cove has no volumes yet';
   if (Object.keys(req.iam?.tokens ?? {}).length)
     return 'iam: workload identity tokens are not served by Cove';

@@ -226,6 +226,10 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
         /cannot pause sandboxes yet/,
       );
       await expect(Sandbox.create('base', { allowInternetAccess: false })).rejects.toThrow(/egress/);
+      // mcp is accepted: the SDK starts the gateway itself, finds none in base, and kills the sandbox.
+      await expect(Sandbox.create('base', { mcp: { none: {} } as never })).rejects.toThrow(
+        'Failed to start MCP gateway',
+      );
       expect(cove.manager.list()).toEqual([]); // no refused create left anything behind
     });
   });
