@@ -24,7 +24,7 @@ describe('the code reads as STYLE.md says', () => {
 
   it('no source file is over 400 lines', () => {
     const long = [...files(join(root, 'src')), ...files(join(root, 'agent', 'src'))]
-      .filter((f) => /\.(ts|c|h)$/.test(f) && statSync(f).isFile())
+      .filter((f) => /\.(ts|c|h)$/.test(f) && statSync(f).isFile() && !f.includes('/src/gen/')) // generated
       .filter((f) => readFileSync(f, 'utf8').split('\n').length > 400)
       .map((f) => f.slice(root.length + 1));
     expect(long).toEqual([]);
