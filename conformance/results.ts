@@ -66,18 +66,28 @@ export function readVitestJson(path: string, testsDir: string): TestResult[] {
 
 export interface Verdict {
   unexpected: TestResult[];
-  /** Expected failures that passed, or whose test no longer exists in a file that ran. */
-  stale: Array<{ id: string; reason: string; why: 'passed' | 'not found' }>;
+  /** Expected failures that passed, whose test is gone from a file that ran, or (in a run of
+   * every file) whose file did not run at all. */
+  stale: Array<{ id: string; reason: string; why: 'passed' | 'not found' | 'file not run' }>;
   flakyPassed: string[];
 }
 
-export function compare(results: TestResult[], expected: Expected, ranFiles: Set<string>): Verdict {
+/** `ranFiles`: the files this run executed; `full`: whether that was every file the plan runs. */
+export function compare(
+  results: TestResult[],
+  expected: Expected,
+  ranFiles: Set<string>,
+  full: boolean,
+): Verdict {
   const byId = new Map(results.map((r) => [r.id, r]));
   const verdict: Verdict = { unexpected: [], stale: [], flakyPassed: [] };
   for (const r of results) if (r.outcome === 'failed' && !(r.id in expected)) verdict.unexpected.push(r);
   for (const [id, reason] of Object.entries(expected)) {
     const file = id.split(' > ')[0]!;
-    if (!ranFiles.has(file)) continue;
+    if (!ranFiles.has(file)) {
+      if (full) verdict.stale.push({ id, reason, why: 'file not run' });
+      continue;
+    }
     const r = byId.get(id);
     if (!r) verdict.stale.push({ id, reason, why: 'not found' });
     else if (r.outcome === 'passed') {
@@ -89,12 +99,18 @@ export function compare(results: TestResult[], expected: Expected, ranFiles: Set
 }
 
 /** The expected failures after this run: failures of the files that ran, reasons kept. */
-export function updated(results: TestResult[], expected: Expected, ranFiles: Set<string>): Expected {
+export function updated(
+  results: TestResult[],
+  expected: Expected,
+  ranFiles: Set<string>,
+  full: boolean,
+): Expected {
   const next: Expected = {};
   const seen = new Set(results.map((r) => r.id));
   for (const [id, reason] of Object.entries(expected)) {
-    if (!ranFiles.has(id.split(' > ')[0]!)) next[id] = reason;
-    else if (reason.startsWith(FLAKY) && seen.has(id)) next[id] = reason;
+    if (!ranFiles.has(id.split(' > ')[0]!)) {
+      if (!full) next[id] = reason;
+    } else if (reason.startsWith(FLAKY) && seen.has(id)) next[id] = reason;
   }
   for (const r of results) if (r.outcome === 'failed') next[r.id] = expected[r.id] ?? 'TODO: triage';
   return Object.fromEntries(Object.entries(next).sort(([a], [b]) => a.localeCompare(b)));
