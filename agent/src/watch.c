@@ -169,7 +169,8 @@ void watch_start(uint32_t id, struct rd *r)
 	if (!e && (w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		e = errno;
 	else if (!e) {
-		w->id = id, w->recursive = rec, w->uid = uid, w->gid = gid, w->elevated = elevated;
+		/* pidx -1: not in this round's poll array (a freed slot reads 0, another fd's). */
+		w->id = id, w->recursive = rec, w->uid = uid, w->gid = gid, w->elevated = elevated, w->pidx = -1;
 		if (!(w->root = strdup(path)))
 			e = ENOMEM;
 		else if (!(e = add_dir(w, "")) && rec)

@@ -3,10 +3,13 @@ import { contentDisposition, contentTypeOf, requestEncoding, responseEncoding } 
 import { rangeOf } from './range.ts';
 
 describe('/files encodings (envd api/encoding.go)', () => {
-  it('negotiates gzip or identity by quality', () => {
+  it('negotiates gzip when the client prefers it, identity otherwise', () => {
     expect(responseEncoding(undefined, false)).toBe('identity');
     expect(responseEncoding('gzip', false)).toBe('gzip');
-    expect(responseEncoding('br;q=1, gzip;q=0.5', false)).toBe('gzip');
+    expect(responseEncoding('gzip;q=1, deflate;q=0.5', false)).toBe('gzip');
+    expect(responseEncoding('gzip, deflate', false)).toBe('identity'); // fetch's default
+    expect(responseEncoding('br;q=1, gzip;q=0.5', false)).toBe('identity');
+    expect(responseEncoding('br, gzip;q=0.5, identity;q=0', false)).toBe('gzip');
     expect(responseEncoding('identity;q=1, gzip;q=0.5', false)).toBe('identity');
     expect(responseEncoding('br', false)).toBe('identity');
     expect(responseEncoding('*', false)).toBe('identity');

@@ -26,7 +26,14 @@ function identityRejected(list: Weighted[]): boolean {
   return id.length === 0 && list.some((e) => e.encoding === '*' && e.q === 0);
 }
 
-/** The response encoding for `Accept-Encoding` (RFC 7231 5.3.4); 406 when none is acceptable. */
+/**
+ * The response encoding for `Accept-Encoding`; 406 when none is acceptable (RFC 9110 12.5.3).
+ * gzip is chosen when the client prefers it: named with q > 0 and nothing else (identity, or a
+ * coding Cove lacks) named at the same or a higher q, or when identity is refused. That differs
+ * from envd, which also gzips for `gzip, deflate`: fetch sends that on every request as a
+ * statement of what it can decode, and compressing then costs a local client most of its
+ * throughput for nothing. The SDK's `gzip: true` sends `gzip` alone and gets gzip.
+ */
 export function responseEncoding(
   header: string | undefined,
   rangeOrConditional: boolean,
@@ -40,13 +47,11 @@ export function responseEncoding(
       throw new HttpError(406, 'identity encoding not acceptable for Range or conditional request');
     return 'identity';
   }
-  for (const e of [...list].sort((a, b) => b.q - a.q)) {
-    if (e.q === 0) continue;
-    if (e.encoding === 'identity') return 'identity';
-    if (e.encoding === '*') return rejected ? 'gzip' : 'identity';
-    if (e.encoding === 'gzip') return 'gzip';
-  }
+  const gzipQ = Math.max(0, ...list.filter((e) => e.encoding === 'gzip').map((e) => e.q));
+  const rivals = list.filter((e) => e.encoding !== 'gzip' && e.encoding !== '*' && e.q > 0);
+  if (gzipQ > 0 && rivals.every((e) => e.q < gzipQ)) return 'gzip';
   if (!rejected) return 'identity';
+  if (gzipQ > 0 || list.some((e) => e.encoding === '*' && e.q > 0)) return 'gzip';
   throw new HttpError(406, 'no acceptable encoding found, supported: [gzip]');
 }
 

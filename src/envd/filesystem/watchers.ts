@@ -41,7 +41,9 @@ export function createWatchers(): Watchers {
   async function pump(call: FsCall, root: string, w: Watcher, includeEntry: boolean): Promise<void> {
     try {
       for await (const event of w.watch.events) {
-        w.events.push(await toFilesystemEvent(call, root, event, includeEntry));
+        // Awaited first: `w.events.push(await …)` would take the array before take() swaps it.
+        const converted = await toFilesystemEvent(call, root, event, includeEntry);
+        w.events.push(converted);
         if (w.events.length > MAX_BUFFERED_EVENTS) {
           throw new CoveError(
             'resource_exhausted',
