@@ -185,7 +185,8 @@ export async function* readFile(conn: Connection, path: string, user: FsUser): A
         throw new ProtocolError(`${what}: bad CHUNK`);
       }
       credit -= data.length;
-      q.push(Buffer.from(data));
+      // A subarray of a buffer the decoder made for this data alone (never reused): no copy.
+      q.push(data);
       return false;
     },
     fail: (err) => {
