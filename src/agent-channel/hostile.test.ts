@@ -56,6 +56,30 @@ describe('agent client against a hostile agent', () => {
     ],
     ['trailing bytes', (s, _t, id) => s.write(new Writer().u8(0).frame(R.OK, id))],
     [
+      'an entry whose metadata block is cut short',
+      (s, _t, id) =>
+        s.write(
+          new Writer()
+            .u8(1)
+            .u8(1)
+            .u16(1)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u16(2)
+            .str('k')
+            .str('v')
+            .frame(R.OK, id),
+        ),
+    ],
+    [
       'a stat with a lying length',
       (s, _t, id) => s.write(new Writer().u8(1).u8(1).u16(0).u32(0x7fffffff).frame(R.OK, id)),
     ],

@@ -265,6 +265,13 @@ describe.skipIf(!canRunSandboxes)('e2b files', () => {
     await expect(sbx.files.write('bad\0name', 'x')).rejects.toBeInstanceOf(e2b.InvalidArgumentError);
     await expect(sbx.files.exists('x'.repeat(5000))).rejects.toBeInstanceOf(e2b.InvalidArgumentError);
     await expect(sbx.files.getInfo('~root/x')).rejects.toBeInstanceOf(e2b.InvalidArgumentError);
+    // An unknown user is envd's 401 on both transports: AuthenticationError.
+    await expect(sbx.files.list('.', { user: 'nobody-here' })).rejects.toBeInstanceOf(
+      e2b.AuthenticationError,
+    );
+    await expect(sbx.files.read('x', { user: 'nobody-here' })).rejects.toBeInstanceOf(
+      e2b.AuthenticationError,
+    );
 
     // A marker on the host, and every way a sandbox path could try to reach it.
     const hostDir = mkdtempSync(join(tmpdir(), 'covef-host-'));
