@@ -13,7 +13,7 @@ import { CoveError } from '../core/errors.ts';
 import type { Envd } from '../envd/index.ts';
 import type { Manager } from '../manager/manager.ts';
 import { createGateway } from './gateway.ts';
-import { fileSignature } from './signed.ts';
+import { signature as fileSignature } from '../envd/files/signing.ts';
 
 const X = 'xxxxxxxxxxxxxxxxxxxx';
 const Y = 'yyyyyyyyyyyyyyyyyyyy';
@@ -98,7 +98,7 @@ describe('gateway', () => {
   it('routes a signed /files URL to the sandbox whose token signed it, else 401', async () => {
     const g = await start();
     server = g.server;
-    const signature = fileSignature({ path: 'a.txt', operation: 'read', user: '', token: `token-${Y}` });
+    const signature = fileSignature('a.txt', 'read', '', `token-${Y}`);
     const url = `/files?${new URLSearchParams({ path: 'a.txt', signature }).toString()}`;
     expect(await get(g.port, url, {})).toMatchObject({ status: 200, body: `envd of ${Y}` });
     const bad = await get(g.port, '/files?path=a.txt&signature=v1_nope', {});

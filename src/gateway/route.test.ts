@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hostName, routeOf } from './route.ts';
-import { fileSignature, signedSandbox } from './signed.ts';
+import { signature } from '../envd/files/signing.ts';
+import { signedSandbox } from './signed.ts';
 
 const ID = 'abcdefghij0123456789';
 
@@ -99,28 +100,23 @@ describe('routeOf', () => {
 describe('signed file URLs', () => {
   it('signs as the SDK does (its static test vector)', () => {
     // e2b-dev/E2B packages/js-sdk/tests/sandbox/secure.test.ts, "static signing key comparison".
-    expect(
-      fileSignature({
-        path: 'hello.txt',
-        operation: 'read',
-        user: 'user',
-        token: '0tQG31xiMp0IOQfaz9dcwi72L1CPo8e0',
-      }),
-    ).toBe('v1_gUtH/s9YCJWgCizjfUxuWfhFE4QSydOWEIIvfLwDr6E');
+    expect(signature('hello.txt', 'read', 'user', '0tQG31xiMp0IOQfaz9dcwi72L1CPo8e0')).toBe(
+      'v1_gUtH/s9YCJWgCizjfUxuWfhFE4QSydOWEIIvfLwDr6E',
+    );
   });
 
   it('finds the sandbox whose token reproduces the signature, for the method’s operation', () => {
     const sandboxes = [{ id: 'a' }, { id: 'b', envdAccessToken: 'tb' }, { id: 'c', envdAccessToken: 'tc' }];
-    const sign = (token: string, operation: 'read' | 'write', expiration?: string) =>
-      fileSignature({ path: '/x y', operation, user: 'root', token, expiration });
+    const sign = (token: string, operation: 'read' | 'write', expiration?: number) =>
+      signature('/x y', operation, 'root', token, expiration);
     const url = (sig: string, extra = '') =>
       `/files?${new URLSearchParams({ path: '/x y', username: 'root', signature: sig }).toString()}${extra}`;
     expect(signedSandbox('GET', url(sign('tc', 'read')), sandboxes)).toBe('c');
     expect(signedSandbox('POST', url(sign('tb', 'write')), sandboxes)).toBe('b');
     expect(signedSandbox('POST', url(sign('tb', 'read')), sandboxes)).toBeUndefined();
     expect(signedSandbox('PUT', url(sign('tb', 'write')), sandboxes)).toBeUndefined();
-    expect(signedSandbox('GET', url(sign('tc', 'read', '99')), sandboxes)).toBeUndefined();
-    expect(signedSandbox('GET', url(sign('tc', 'read', '99'), '&signature_expiration=99'), sandboxes)).toBe(
+    expect(signedSandbox('GET', url(sign('tc', 'read', 99)), sandboxes)).toBeUndefined();
+    expect(signedSandbox('GET', url(sign('tc', 'read', 99), '&signature_expiration=99'), sandboxes)).toBe(
       'c',
     );
     expect(signedSandbox('GET', url('v1_short'), sandboxes)).toBeUndefined();
