@@ -1,4 +1,4 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import { CoveError, connectCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 
@@ -22,4 +22,32 @@ export function toConnectError(err: unknown, log: Logger): ConnectError {
   if (err instanceof CoveError) return new ConnectError(err.message, codes[connectCode[err.code]]);
   log.error({ err }, 'internal error in envd');
   return new ConnectError('internal error', Code.Internal);
+}
+
+/** Every unary handler goes through the one error hook, so nothing internal leaks. */
+export function unary<I, O>(
+  deps: { log: Logger },
+  fn: (req: I, ctx: HandlerContext) => Promise<O>,
+): (req: I, ctx: HandlerContext) => Promise<O> {
+  return async (req, ctx) => {
+    try {
+      return await fn(req, ctx);
+    } catch (err) {
+      throw toConnectError(err, deps.log);
+    }
+  };
+}
+
+/** The same for server streams: an error before or after the first event ends the stream. */
+export function serverStream<I, O>(
+  deps: { log: Logger },
+  fn: (req: I, ctx: HandlerContext) => AsyncIterable<O>,
+): (req: I, ctx: HandlerContext) => AsyncIterable<O> {
+  return async function* (req, ctx) {
+    try {
+      yield* fn(req, ctx);
+    } catch (err) {
+      throw toConnectError(err, deps.log);
+    }
+  };
 }

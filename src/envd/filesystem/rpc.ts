@@ -4,7 +4,6 @@ import type { AgentClient, FileInfo, FsUser } from '../../agent-channel/client.t
 import type { EntryInfo } from '../../gen/filesystem/filesystem_pb.js';
 import type { SandboxUser } from '../../manager/users.ts';
 import { resolveCaller, sandboxOfCall, usernameFrom } from '../context.ts';
-import { toConnectError } from '../errors.ts';
 import type { EnvdDeps } from '../index.ts';
 import { toEntryInfo } from './entry.ts';
 import type { OwnerCache, OwnerNames } from './owners.ts';
@@ -54,30 +53,4 @@ export async function fsCall(deps: FsDeps, ctx: HandlerContext): Promise<FsCall>
   };
 }
 
-/** Every unary handler goes through the one error hook, so nothing internal leaks. */
-export function unary<I, O>(
-  deps: EnvdDeps,
-  fn: (req: I, ctx: HandlerContext) => Promise<O>,
-): (req: I, ctx: HandlerContext) => Promise<O> {
-  return async (req, ctx) => {
-    try {
-      return await fn(req, ctx);
-    } catch (err) {
-      throw toConnectError(err, deps.log);
-    }
-  };
-}
-
-/** The same for server streams: an error before or after the first event ends the stream. */
-export function serverStream<I, O>(
-  deps: EnvdDeps,
-  fn: (req: I, ctx: HandlerContext) => AsyncIterable<O>,
-): (req: I, ctx: HandlerContext) => AsyncIterable<O> {
-  return async function* (req, ctx) {
-    try {
-      yield* fn(req, ctx);
-    } catch (err) {
-      throw toConnectError(err, deps.log);
-    }
-  };
-}
+export { serverStream, unary } from '../errors.ts';
