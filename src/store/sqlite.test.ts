@@ -50,6 +50,27 @@ describe('sqlite store', () => {
     expect(store.listSandboxes().map((r) => r.id)).toEqual(['a', 'b']);
   });
 
+  it('claims a pooled record in one update: state, times, env, metadata and token', () => {
+    const store = createSqliteStore(path());
+    store.insertSandbox({ ...record('p'), state: 'pooled' }, 10);
+    store.updateSandbox('p', {
+      state: 'running',
+      startedAt: 5,
+      endAt: 6,
+      envVars: { A: 'b' },
+      metadata: { m: 'n' },
+      envdAccessToken: 'tok',
+    });
+    expect(store.getSandbox('p')).toMatchObject({
+      state: 'running',
+      startedAt: 5,
+      endAt: 6,
+      envVars: { A: 'b' },
+      metadata: { m: 'n' },
+      envdAccessToken: 'tok',
+    });
+  });
+
   it('persists updates across a reopen', () => {
     const file = path();
     const store = createSqliteStore(file);

@@ -133,6 +133,9 @@ export function createSqliteStore(path: string): Store {
       if (patch.state !== undefined) set('state', patch.state);
       if (patch.endAt !== undefined) set('end_at', patch.endAt);
       if (patch.metadata !== undefined) set('metadata', JSON.stringify(patch.metadata));
+      if (patch.envVars !== undefined) set('env_vars', JSON.stringify(patch.envVars));
+      if (patch.startedAt !== undefined) set('started_at', patch.startedAt);
+      if (patch.envdAccessToken !== undefined) set('envd_access_token', patch.envdAccessToken);
       if (sets.length === 0) return;
       const result = db.prepare(`UPDATE sandboxes SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
       if (result.changes === 0) throw new CoveError('not_found', `sandbox ${id} not found`);

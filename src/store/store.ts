@@ -2,7 +2,9 @@
  * What Cove must not lose. Every state change of a sandbox is written here before it is
  * acknowledged; on start the manager reconciles this with what the host really runs.
  */
-export type SandboxState = 'starting' | 'running' | 'paused' | 'killing';
+/** `pooled`: created ahead of demand, not yet claimed: invisible to users, removed (not
+ * adopted) by reconcile, since nobody is waiting for it. */
+export type SandboxState = 'starting' | 'pooled' | 'running' | 'paused' | 'killing';
 
 export interface SandboxRecord {
   id: string;
@@ -44,7 +46,12 @@ export interface Store {
   insertSandbox(record: Omit<SandboxRecord, 'slot'>, maxSlots: number): SandboxRecord;
   getSandbox(id: string): SandboxRecord | undefined;
   listSandboxes(): SandboxRecord[];
-  updateSandbox(id: string, patch: Partial<Pick<SandboxRecord, 'state' | 'endAt' | 'metadata'>>): void;
+  updateSandbox(
+    id: string,
+    patch: Partial<
+      Pick<SandboxRecord, 'state' | 'endAt' | 'metadata' | 'envVars' | 'startedAt' | 'envdAccessToken'>
+    >,
+  ): void;
   deleteSandbox(id: string): void;
 
   /** Throws CoveError('already_exists') when the id or the hash is taken. */
