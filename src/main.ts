@@ -71,6 +71,7 @@ export async function startCove(
     log,
     connect: connectAgent,
     maxTimeoutMs: config.maxTimeoutMs,
+    pool: config.pool,
     agentTimeoutMs: config.agentTimeoutMs,
     host: {
       runtime: createCrunDriver({
@@ -153,7 +154,7 @@ export async function startCove(
       server.closeAllConnections();
       await closed;
       await metrics.stop();
-      manager.close();
+      await manager.close();
       store.close();
     },
   };

@@ -31,6 +31,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
       port: 0,
       logLevel: process.env.COVE_LOG_LEVEL ?? 'warn',
     }),
+    // No warm pools unless a test asks: pooled sandboxes would run beside every test's own.
+    pool: { min: 0, max: 0, budget: 0, templates: [], idleShrinkMs: 60_000 },
     ...overrides,
   };
 }
@@ -150,6 +152,10 @@ export async function spawnServer(
         COVE_INSTANCE: config.instance,
         COVE_SUBNET: config.subnet16,
         COVE_TEMPLATES_HOME: config.templatesHome,
+        COVE_POOL_MIN: String(config.pool.min),
+        COVE_POOL_MAX: String(config.pool.max),
+        COVE_POOL_BUDGET: String(config.pool.budget),
+        COVE_POOL_TEMPLATES: config.pool.templates.join(','),
         COVE_LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -16,6 +16,8 @@ export interface Config {
   subnet16: string;
   maxTimeoutMs: number;
   agentTimeoutMs: number;
+  /** Warm pools (COVE_POOL_MIN, COVE_POOL_MAX, COVE_POOL_BUDGET, COVE_POOL_TEMPLATES). */
+  pool: { min: number; max: number; budget: number; templates: string[]; idleShrinkMs: number };
   /**
    * The sandbox domain (COVE_DOMAIN): sandbox ports are reachable as `<port>-<id>.<domain>`
    * when wildcard DNS points there, and create/connect replies name it so that the SDK's
@@ -51,6 +53,12 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   const domain = overrides.domain ?? env.COVE_DOMAIN;
   if (domain !== undefined && !/^(?=.{1,253}$)([a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}$/.test(domain))
     throw new CoveError('invalid_argument', `COVE_DOMAIN ${domain}: a lowercase DNS name`);
+  const count = (name: string, fallback: number): number => {
+    const n = Number(env[name] ?? fallback);
+    if (!Number.isInteger(n) || n < 0 || n > 10_000)
+      throw new CoveError('invalid_argument', `${name}: a count from 0`);
+    return n;
+  };
   return {
     home,
     templatesHome: overrides.templatesHome ?? env.COVE_TEMPLATES_HOME ?? home,
@@ -61,6 +69,13 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     subnet16,
     maxTimeoutMs: 24 * 3600_000,
     agentTimeoutMs: 5_000,
+    pool: {
+      min: count('COVE_POOL_MIN', 2),
+      max: count('COVE_POOL_MAX', 8),
+      budget: count('COVE_POOL_BUDGET', 32),
+      templates: (env.COVE_POOL_TEMPLATES ?? 'base').split(',').filter(Boolean),
+      idleShrinkMs: 60_000,
+    },
     ...(domain !== undefined && { domain }),
     metricsIntervalMs: 5_000,
     root,

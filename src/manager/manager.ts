@@ -3,45 +3,17 @@ import type { AgentClient, AgentProcess, ProcessHandlers } from '../agent-channe
 import { CoveError } from '../core/errors.ts';
 import { newSandboxId, newToken } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
-import type { SandboxRecord, SandboxState, Store } from '../store/store.ts';
+import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
+import { spawnOptions, type ExecInput } from './exec.ts';
+import { createWarmPool, type PoolOptions } from './pool.ts';
 import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
-import { resolveUser, type SandboxUser } from './users.ts';
+import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
+import { readUserDb, resolveUser, type SandboxUser } from './users.ts';
 
-export interface SandboxInfo {
-  id: string;
-  templateName: string;
-  state: SandboxState;
-  startedAt: Date;
-  endAt: Date;
-  metadata: Record<string, string>;
-  limits: SandboxRecord['limits'];
-  address: string;
-  /** envd's access token (E2B `secure` sandboxes); callers at the edge check it. */
-  envdAccessToken?: string;
-}
-
-export interface CreateSandboxInput {
-  template: string;
-  timeoutMs: number;
-  /** E2B `secure`: envd then requires this sandbox's access token. */
-  secure?: boolean;
-  metadata?: Record<string, string>;
-  envVars?: Record<string, string>;
-}
-
-export interface ExecInput {
-  argv: string[];
-  /** A user name or numeric uid of the sandbox; the template's default user when absent. */
-  user?: string;
-  env?: Record<string, string>;
-  cwd?: string;
-  pty?: { cols: number; rows: number };
-  stdin?: boolean;
-  tag?: string;
-}
+export type { CreateSandboxInput, ExecInput, SandboxInfo };
 
 export interface ManagerOptions {
   store: Store;
@@ -52,6 +24,8 @@ export interface ManagerOptions {
   maxTimeoutMs: number;
   /** How long a started sandbox's agent may take to answer. */
   agentTimeoutMs: number;
+  /** Warm pools; none when absent. */
+  pool?: PoolOptions;
 }
 
 /** A sandbox this process is serving: its record plus what lives only in memory. */
@@ -86,19 +60,8 @@ export function createManager(opts: ManagerOptions) {
   const live = new Map<string, Live>();
   const events = new EventEmitter<ManagerEvents>();
 
-  function info(record: SandboxRecord): SandboxInfo {
-    return {
-      id: record.id,
-      templateName: record.templateName,
-      state: record.state,
-      startedAt: new Date(record.startedAt),
-      endAt: new Date(record.endAt),
-      metadata: record.metadata,
-      limits: record.limits,
-      address: host.network.slot(record.slot, record.id).address,
-      ...(record.envdAccessToken && { envdAccessToken: record.envdAccessToken }),
-    };
-  }
+  const info = (record: SandboxRecord): SandboxInfo =>
+    toInfo(record, host.network.slot(record.slot, record.id).address);
 
   function find(id: string): Live {
     const entry = live.get(id);
@@ -169,38 +132,35 @@ export function createManager(opts: ManagerOptions) {
     await kill(id).catch((err: unknown) => log.error({ err, sandbox: id }, 'removing a dead sandbox failed'));
   }
 
-  async function create(input: CreateSandboxInput): Promise<SandboxInfo> {
-    checkTimeout(input.timeoutMs);
-    const template: Template = await templates.get(input.template);
+  /**
+   * Builds a sandbox of `template` from scratch: the record first (it holds the slot), then
+   * the host side, then the agent. A `pooled` one waits unclaimed, outside `live`.
+   */
+  async function build(template: Template, state: 'starting' | 'pooled', input?: CreateSandboxInput) {
     const now = Date.now();
     const record = store.insertSandbox(
       {
         id: newSandboxId(),
         templateName: template.name,
         templateHash: template.hash,
-        state: 'starting',
+        state,
         agentToken: newToken(),
-        ...(input.secure && { envdAccessToken: newToken() }),
+        ...(input?.secure && { envdAccessToken: newToken() }),
         limits: template.limits,
-        metadata: input.metadata ?? {},
-        envVars: input.envVars ?? {},
+        metadata: input?.metadata ?? {},
+        envVars: input?.envVars ?? {},
         startedAt: now,
-        endAt: now + input.timeoutMs,
+        endAt: now + (input?.timeoutMs ?? 0),
       },
       host.network.maxSlots,
     );
     const entry = liveEntry(record, template);
-    live.set(record.id, entry);
+    if (state === 'starting') live.set(record.id, entry);
     try {
-      await provision(host, {
-        id: record.id,
-        slot: record.slot,
-        templateRootfs: template.rootfs,
-        limits: record.limits,
-        agentToken: record.agentToken,
-      });
+      const { id, slot, limits, agentToken } = record;
+      await provision(host, { id, slot, templateRootfs: template.rootfs, limits, agentToken });
       await attachAgent(entry, true).catch(async (err: unknown) => {
-        await teardown(host, record.id, record.slot);
+        await teardown(host, id, slot);
         throw err;
       });
     } catch (err) {
@@ -210,11 +170,66 @@ export function createManager(opts: ManagerOptions) {
         ? err
         : new CoveError('internal', `sandbox create failed: ${String(err)}`, { cause: err });
     }
-    store.updateSandbox(record.id, { state: 'running' });
-    record.state = 'running';
+    return entry;
+  }
+
+  const pool = createWarmPool<Live>({
+    ...(opts.pool ?? { min: 0, max: 0, budget: 0, templates: [], idleShrinkMs: 60_000 }),
+    log,
+    fill: async (name) => {
+      const template = await templates.get(name);
+      return { value: await build(template, 'pooled'), template: name, hash: template.hash };
+    },
+    discard: async ({ value: entry }) => {
+      entry.processes.close();
+      entry.agent?.close();
+      await teardown(host, entry.record.id, entry.record.slot);
+      store.deleteSandbox(entry.record.id);
+    },
+  });
+
+  // A ready pooled sandbox of this build whose agent is still connected, claimed for good.
+  function claim(template: Template, input: CreateSandboxInput, now: number): Live | undefined {
+    for (
+      let entry = pool.take(template.name, template.hash);
+      entry;
+      entry = pool.take(template.name, template.hash)
+    ) {
+      if (!entry.agent) {
+        void teardown(host, entry.record.id, entry.record.slot).then(() =>
+          store.deleteSandbox(entry.record.id),
+        );
+        continue;
+      }
+      const claimed = {
+        state: 'running' as const,
+        startedAt: now,
+        endAt: now + input.timeoutMs,
+        metadata: input.metadata ?? {},
+        envVars: input.envVars ?? {},
+        ...(input.secure && { envdAccessToken: newToken() }),
+      };
+      store.updateSandbox(entry.record.id, claimed);
+      Object.assign(entry.record, claimed);
+      live.set(entry.record.id, entry);
+      return entry;
+    }
+    return undefined;
+  }
+
+  async function create(input: CreateSandboxInput): Promise<SandboxInfo> {
+    checkTimeout(input.timeoutMs);
+    const template: Template = await templates.get(input.template);
+    const now = Date.now();
+    let entry = claim(template, input, now);
+    if (!entry) {
+      entry = await build(template, 'starting', input);
+      store.updateSandbox(entry.record.id, { state: 'running' });
+      entry.record.state = 'running';
+    }
     schedule(entry);
-    log.info({ sandbox: record.id, template: template.name, ms: Date.now() - now }, 'sandbox created');
-    return info(record);
+    log.info({ sandbox: entry.record.id, template: template.name, ms: Date.now() - now }, 'sandbox created');
+    return info(entry.record);
   }
 
   function kill(id: string): Promise<void> {
@@ -238,12 +253,7 @@ export function createManager(opts: ManagerOptions) {
     const entry = find(id);
     const cached = entry.users.get(name);
     if (cached) return cached;
-    const agent = channel(entry);
-    const root = { uid: 0, gid: 0 };
-    const [passwd, group] = await Promise.all([
-      readSmall(agent, '/etc/passwd', root),
-      readSmall(agent, '/etc/group', root),
-    ]);
+    const { passwd, group } = await readUserDb(channel(entry));
     const resolved = resolveUser(name, passwd, group);
     entry.users.set(name, resolved);
     return resolved;
@@ -262,7 +272,7 @@ export function createManager(opts: ManagerOptions) {
     async start(): Promise<ReconcileReport> {
       await host.runtime.init();
       await host.network.init();
-      return reconcile({
+      const report = await reconcile({
         store,
         host,
         log,
@@ -276,7 +286,11 @@ export function createManager(opts: ManagerOptions) {
           schedule(entry);
         },
       });
+      pool.start();
+      return report;
     },
+
+    pool,
 
     create,
     kill,
@@ -340,33 +354,13 @@ export function createManager(opts: ManagerOptions) {
         throw new CoveError('invalid_argument', 'a command needs at least one argument');
       const template = (entry.template ??= await templates.get(entry.record.templateName));
       const who = await user(id, input.user ?? template.defaultUser.name);
-      const env = {
-        ...template.env,
-        HOME: who.home,
-        USER: who.name,
-        LOGNAME: who.name,
-        SHELL: who.shell,
-        ...entry.record.envVars,
-        ...input.env,
-      };
-      return channel(entry).spawn(
-        {
-          argv: input.argv,
-          env,
-          cwd: input.cwd ?? who.home,
-          uid: who.uid,
-          gid: who.gid,
-          groups: who.groups,
-          ...(input.pty && { pty: input.pty }),
-          stdin: input.stdin ?? false,
-          ...(input.tag !== undefined && { tag: input.tag }),
-        },
-        handlers,
-      );
+      return channel(entry).spawn(spawnOptions(template, who, entry.record.envVars, input), handlers);
     },
 
-    /** Stops timers and closes agent channels. Sandboxes keep running; the next start adopts them. */
-    close(): void {
+    /** Removes pooled sandboxes, stops timers and closes agent channels. Claimed sandboxes keep
+     * running; the next start adopts them. */
+    async close(): Promise<void> {
+      await pool.drain();
       for (const entry of live.values()) {
         clearTimeout(entry.timer);
         entry.processes.close();
@@ -376,20 +370,4 @@ export function createManager(opts: ManagerOptions) {
       live.clear();
     },
   };
-}
-
-async function readSmall(
-  agent: AgentClient,
-  path: string,
-  as: { uid: number; gid: number },
-): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of agent.readFile(path, as)) {
-    size += chunk.length;
-    if (size > 1 << 20)
-      throw new CoveError('invalid_argument', `${path} in the sandbox is larger than 1 MiB`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,3 +1,4 @@
+import type { AgentClient } from '../agent-channel/client.ts';
 import { CoveError } from '../core/errors.ts';
 
 export interface SandboxUser {
@@ -46,4 +47,21 @@ export function resolveUser(name: string, passwd: string, group: string): Sandbo
   if (numeric !== undefined)
     return { name, uid: numeric, gid: numeric, groups: [numeric], home: '/', shell: '/bin/sh' };
   throw new CoveError('invalid_argument', `user ${name} does not exist in the sandbox`);
+}
+
+/** The sandbox's /etc/passwd and /etc/group, read as root through its agent, bounded. */
+export async function readUserDb(agent: AgentClient): Promise<{ passwd: string; group: string }> {
+  const read = async (path: string): Promise<string> => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of agent.readFile(path, { uid: 0, gid: 0 })) {
+      size += chunk.length;
+      if (size > MAX_DB)
+        throw new CoveError('invalid_argument', `${path} in the sandbox is larger than 1 MiB`);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  };
+  const [passwd, group] = await Promise.all([read('/etc/passwd'), read('/etc/group')]);
+  return { passwd, group };
 }

@@ -1,0 +1,37 @@
+import type { SandboxRecord, SandboxState } from '../store/store.ts';
+
+export interface SandboxInfo {
+  id: string;
+  templateName: string;
+  state: SandboxState;
+  startedAt: Date;
+  endAt: Date;
+  metadata: Record<string, string>;
+  limits: SandboxRecord['limits'];
+  address: string;
+  /** envd's access token (E2B `secure` sandboxes); callers at the edge check it. */
+  envdAccessToken?: string;
+}
+
+export interface CreateSandboxInput {
+  template: string;
+  timeoutMs: number;
+  /** E2B `secure`: envd then requires this sandbox's access token. */
+  secure?: boolean;
+  metadata?: Record<string, string>;
+  envVars?: Record<string, string>;
+}
+
+export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
+  return {
+    id: record.id,
+    templateName: record.templateName,
+    state: record.state,
+    startedAt: new Date(record.startedAt),
+    endAt: new Date(record.endAt),
+    metadata: record.metadata,
+    limits: record.limits,
+    address,
+    ...(record.envdAccessToken && { envdAccessToken: record.envdAccessToken }),
+  };
+}
