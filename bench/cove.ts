@@ -12,18 +12,18 @@ import type { Subject } from './subject.ts';
 /** The bench's own Cove instance: its bridge, namespaces, cgroups and crun root are `coveb*`. */
 const INSTANCE = 'coveb';
 
-/** Runs `true` in a sandbox through the manager and resolves at its exit. */
-function execTrue(manager: Manager, id: string): Promise<void> {
+/** Runs `argv` (`true` by default) in a sandbox through the manager and resolves at its exit. */
+function execTrue(manager: Manager, id: string, argv: string[] = ['true']): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     manager
       .exec(
         id,
-        { argv: ['true'] },
+        { argv },
         {
           onData() {},
           onExit(r) {
             if (r.exitCode === 0) resolve();
-            else reject(new Error(`true exited ${r.exitCode} in ${id}`));
+            else reject(new Error(`${argv.join(' ')} exited ${r.exitCode} in ${id}`));
           },
         },
       )
@@ -61,6 +61,10 @@ export interface CoveBench {
   close(): Promise<string[]>;
   /** Cove's home (a temporary directory) and the template it uses, for the report. */
   home: string;
+  /** Where the HTTP server listens, and the API key it minted: for the e2b SDK and curl. */
+  url: string;
+  apiKey: string;
+  manager: Manager;
 }
 
 export async function coveBench(opts: { templatesHome: string; subnet16: string }): Promise<CoveBench> {
@@ -91,7 +95,7 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
   const inProcess: Subject = {
     runtime: 'cove',
     notes: [
-      'in-process: manager.create({template:"base"}) then manager.exec(["true"]) to its exit; kill = manager.kill',
+      'in-process: manager.create({template:"base"}) then manager.exec(["true"]) to its exit; kill = manager.kill; login-shell round trip = manager.exec(["/bin/bash","-l","-c","true"])',
       'user namespace (own uid range), idmapped overlay on the template, netns + veth on a bridge, seccomp, v1 cgroups, agent as PID 1',
     ],
     async create() {
@@ -117,6 +121,12 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
       if (!longInProcess) throw new Error('cove: no long-lived sandbox');
       const start = performance.now();
       await execTrue(manager, longInProcess);
+      return since(start);
+    },
+    async shellRoundTrip() {
+      if (!longInProcess) throw new Error('cove: no long-lived sandbox');
+      const start = performance.now();
+      await execTrue(manager, longInProcess, ['/bin/bash', '-l', '-c', 'true']);
       return since(start);
     },
     async cleanup() {
@@ -185,6 +195,9 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
   return {
     subjects: [inProcess, http],
     home,
+    url: cove.url,
+    apiKey: cove.apiKey ?? '',
+    manager,
     async close() {
       const left: string[] = [];
       await killAll();

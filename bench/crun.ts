@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { must, sh } from './sh.ts';
+import { must, mustRedirect, sh } from './sh.ts';
 import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
 
@@ -12,6 +12,9 @@ export interface CrunPeerOptions {
   mountHelper: string;
   /** crun's --root for the bench's containers only, e.g. /run/coveb-crun. */
   stateRoot: string;
+  /** The host file to move in and out of the long-lived container, and where it comes back. */
+  file: string;
+  scratch: string;
 }
 
 /** cgroup directory (under each v1 hierarchy's root) holding the bench's crun containers. */
@@ -108,12 +111,15 @@ export async function crunPeer(opts: CrunPeerOptions): Promise<Subject> {
     await writeFile(join(dir, name, 'config.json'), JSON.stringify(ociConfig(opts.rootfs, [...args], name)));
   }
   let seq = 0;
+  const { size } = await stat(opts.file);
+  const back = join(opts.scratch, 'crun-back.bin');
 
   return {
     runtime: 'crun',
     notes: [
       `crun ${opts.stateRoot}: \`crun run\` of /bin/true (create+start+wait+delete) via cove-mount exec-without-unified; round trip \`crun exec ID /bin/true\``,
       'namespaces pid, mount, ipc, uts, network (empty); no user namespace, no seccomp, no overlay (root.readonly on the template); v1 cgroups with memory+pids limits',
+      'file transfer = `crun exec ID /bin/sh -c "cat > /tmp/…"` with stdin from the host file (/tmp is a tmpfs there), and `crun exec ID cat /tmp/…` with stdout to a host file',
     ],
 
     async create() {
@@ -141,6 +147,40 @@ export async function crunPeer(opts: CrunPeerOptions): Promise<Subject> {
       const start = performance.now();
       await must('crun', ['--root', opts.stateRoot, 'exec', LONG_ID, '/bin/true'], { capture: false });
       return since(start);
+    },
+
+    async shellRoundTrip() {
+      const start = performance.now();
+      await must('crun', ['--root', opts.stateRoot, 'exec', LONG_ID, '/bin/bash', '-l', '-c', 'true'], {
+        capture: false,
+      });
+      return since(start);
+    },
+
+    transfer: {
+      async write() {
+        const start = performance.now();
+        await mustRedirect(
+          'crun',
+          ['--root', opts.stateRoot, 'exec', LONG_ID, '/bin/sh', '-c', 'cat > /tmp/coveb-file.bin'],
+          { stdin: opts.file },
+        );
+        return since(start);
+      },
+      async read() {
+        const start = performance.now();
+        await mustRedirect(
+          'crun',
+          ['--root', opts.stateRoot, 'exec', LONG_ID, 'cat', '/tmp/coveb-file.bin'],
+          {
+            stdout: back,
+          },
+        );
+        const ms = since(start);
+        const got = (await stat(back)).size;
+        if (got !== size) throw new Error(`crun read: ${got} bytes, wrote ${size}`);
+        return ms;
+      },
     },
 
     async cleanup() {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsUnder, must, sh } from './sh.ts';
@@ -29,6 +29,9 @@ export async function podmanPeer(opts: {
   rootfs: string;
   createRuns?: number;
   roundTripRuns?: number;
+  /** The host file to copy in and out of the long-lived container, and where it comes back. */
+  file: string;
+  scratch: string;
 }): Promise<Subject> {
   const dir = await mkdtemp(join(tmpdir(), 'coveb-podman-'));
   // Two overlays: one for the create loop, one for the long-lived container.
@@ -50,6 +53,8 @@ export async function podmanPeer(opts: {
   }
   let seq = 0;
   let longId: string | undefined;
+  const { size } = await stat(opts.file);
+  const back = join(opts.scratch, 'podman-back.bin');
 
   async function run(rootfs: string, name: string): Promise<string> {
     const r = await must('podman', [
@@ -73,6 +78,7 @@ export async function podmanPeer(opts: {
     notes: [
       `podman ${RUN_FLAGS.join(' ')} --rootfs <overlay of the template, mounted once>`,
       'create + first command = `podman run -d … sleep infinity` + `podman exec ID true`; kill = `podman rm -f -t 0 ID`',
+      "file transfer = `podman cp FILE ID:/tmp/…` and `podman cp ID:/tmp/… FILE` (the container's /tmp is in its overlay)",
     ],
 
     async create() {
@@ -98,6 +104,32 @@ export async function podmanPeer(opts: {
       const start = performance.now();
       await must('podman', ['exec', longId, 'true']);
       return since(start);
+    },
+
+    async shellRoundTrip() {
+      if (!longId) throw new Error('podman: no long-lived container');
+      const start = performance.now();
+      await must('podman', ['exec', longId, '/bin/bash', '-l', '-c', 'true']);
+      return since(start);
+    },
+
+    transfer: {
+      async write() {
+        if (!longId) throw new Error('podman: no long-lived container');
+        const start = performance.now();
+        await must('podman', ['cp', opts.file, `${longId}:/tmp/coveb-file.bin`]);
+        return since(start);
+      },
+      async read() {
+        if (!longId) throw new Error('podman: no long-lived container');
+        await rm(back, { force: true });
+        const start = performance.now();
+        await must('podman', ['cp', `${longId}:/tmp/coveb-file.bin`, back]);
+        const ms = since(start);
+        const got = (await stat(back)).size;
+        if (got !== size) throw new Error(`podman cp out: ${got} bytes, wrote ${size}`);
+        return ms;
+      },
     },
 
     async cleanup() {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 
 export interface Ran {
   code: number | null;
@@ -48,4 +48,31 @@ export async function mountsUnder(dir: string): Promise<string[]> {
     .split('\n')
     .map((line) => line.split(' ')[4] ?? '')
     .filter((mnt) => mnt === dir || mnt.startsWith(dir + '/'));
+}
+
+/**
+ * Runs a host command with stdin read from `opts.stdin` and stdout written to `opts.stdout`
+ * (paths; /dev/null when absent), stderr captured; rejects unless it exits 0. For moving a
+ * file through a peer's exec.
+ */
+export async function mustRedirect(
+  file: string,
+  args: readonly string[],
+  opts: { stdin?: string; stdout?: string },
+): Promise<void> {
+  const input = await open(opts.stdin ?? '/dev/null', 'r');
+  const output = await open(opts.stdout ?? '/dev/null', 'w');
+  try {
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(file, args, { stdio: [input.fd, output.fd, 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.on('error', reject);
+      child.on('close', (c) => resolve({ code: c, stderr: err }));
+    });
+    if (code !== 0) throw new Error(`${file} ${args.join(' ')} exited ${code}: ${stderr.trim()}`);
+  } finally {
+    await input.close();
+    await output.close();
+  }
 }

@@ -114,8 +114,9 @@ export function createManager(opts: ManagerOptions) {
     // processes from before it (processes.ts, adopt). A new sandbox has none.
     if (!fresh) void entry.processes.adopt();
     void agent.closed.then(() => {
-      if (entry.agent !== agent || entry.killing || !live.has(id)) return;
+      if (entry.agent !== agent || entry.killing) return;
       entry.agent = undefined;
+      if (!live.has(id)) return; // pooled: claim() skips and removes it
       log.warn({ sandbox: id }, 'agent channel closed; checking the sandbox');
       void recoverAgent(entry);
     });

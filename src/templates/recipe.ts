@@ -54,6 +54,17 @@ const recipeSchema = z.strictObject({
     memoryMiB: z.int().min(32),
     pids: z.int().min(16),
   }),
+  start: z
+    .strictObject({
+      /** Run by `/bin/sh -c` as the template's user in its home, with the sandbox's env. */
+      command: z.string().min(1).max(4096),
+      /** Where its stdout and stderr go, inside the sandbox (appended). */
+      log: absPath.default('/tmp/cove-start.log'),
+      /** create returns once this TCP port accepts connections on the sandbox's address. */
+      readyPort: z.int().min(1).max(65535).optional(),
+      readyTimeoutMs: z.int().min(100).max(600_000).default(60_000),
+    })
+    .optional(),
 });
 
 export type Recipe = z.infer<typeof recipeSchema>;

@@ -29,6 +29,16 @@ export interface Template {
   defaultUser: { name: string; uid: number; gid: number; home: string };
   /** Default environment of processes in the sandbox (PATH, LANG, ...). */
   env: Record<string, string>;
+  /** A server the sandbox must run (there is no init system): the manager starts it at create. */
+  start?: TemplateStart;
+}
+
+/** The recipe's `start` (templates/README.md): a command, its log, and its readiness probe. */
+export interface TemplateStart {
+  command: string;
+  log: string;
+  readyPort?: number;
+  readyTimeoutMs: number;
 }
 
 /**
@@ -77,6 +87,7 @@ interface BuildRecord {
   limits: TemplateLimits;
   defaultUser: Template['defaultUser'];
   env: Record<string, string>;
+  start?: TemplateStart;
 }
 
 const HASH_DIR_RE = /^[0-9a-f]{16}$/;
@@ -110,6 +121,7 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
       limits: rec.limits,
       defaultUser: rec.defaultUser,
       env: rec.env,
+      ...(rec.start && { start: rec.start }),
     };
   };
 
@@ -201,6 +213,7 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
             home: recipe.user.home,
           },
           env: recipe.env,
+          ...(recipe.start && { start: recipe.start }),
         };
         await writeFile(join(staging, 'build.json'), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
         // The rename publishes the build: make its content durable before the name appears.
