@@ -72,6 +72,7 @@ export async function startCove(
     connect: connectAgent,
     maxTimeoutMs: config.maxTimeoutMs,
     pool: config.pool,
+    builds: config.builds,
     agentTimeoutMs: config.agentTimeoutMs,
     host: {
       runtime: createCrunDriver({

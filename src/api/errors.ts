@@ -8,6 +8,8 @@ export function errorHandler(log: Logger) {
   return (err: Error, c: Context) => {
     if (err instanceof CoveError) {
       const status = httpStatus[err.code] as ContentfulStatusCode;
+      // The SDK retries a 429 only when Retry-After is a whole number of seconds.
+      if (err.code === 'resource_exhausted') c.header('Retry-After', '1');
       return c.json({ code: status, message: err.message }, status);
     }
     log.error({ err, path: c.req.path }, 'internal error');

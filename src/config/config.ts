@@ -18,6 +18,8 @@ export interface Config {
   agentTimeoutMs: number;
   /** Warm pools (COVE_POOL_MIN, COVE_POOL_MAX, COVE_POOL_BUDGET, COVE_POOL_TEMPLATES). */
   pool: { min: number; max: number; budget: number; templates: string[]; idleShrinkMs: number };
+  /** Cold sandbox builds at once and waiting (COVE_BUILD_CONCURRENCY, COVE_BUILD_QUEUE); beyond: 429. */
+  builds: { concurrency: number; queue: number };
   /**
    * The sandbox domain (COVE_DOMAIN): sandbox ports are reachable as `<port>-<id>.<domain>`
    * when wildcard DNS points there, and create/connect replies name it so that the SDK's
@@ -75,6 +77,10 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       budget: count('COVE_POOL_BUDGET', 32),
       templates: (env.COVE_POOL_TEMPLATES ?? 'base').split(',').filter(Boolean),
       idleShrinkMs: 60_000,
+    },
+    builds: {
+      concurrency: Math.max(1, count('COVE_BUILD_CONCURRENCY', 4)),
+      queue: count('COVE_BUILD_QUEUE', 1024),
     },
     ...(domain !== undefined && { domain }),
     metricsIntervalMs: 5_000,

@@ -7,6 +7,7 @@ import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
 import { spawnOptions, type ExecInput } from './exec.ts';
+import { createLimiter } from './limiter.ts';
 import { createWarmPool, type PoolOptions } from './pool.ts';
 import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
@@ -26,6 +27,8 @@ export interface ManagerOptions {
   agentTimeoutMs: number;
   /** Warm pools; none when absent. */
   pool?: PoolOptions;
+  /** Cold builds at once, and how many may wait (limiter.ts). */
+  builds?: { concurrency: number; queue: number };
 }
 
 /** A sandbox this process is serving: its record plus what lives only in memory. */
@@ -174,6 +177,7 @@ export function createManager(opts: ManagerOptions) {
     return entry;
   }
 
+  const builds = createLimiter(opts.builds ?? { concurrency: 4, queue: 1024 });
   const pool = createWarmPool<Live>({
     ...(opts.pool ?? { min: 0, max: 0, budget: 0, templates: [], idleShrinkMs: 60_000 }),
     log,
@@ -224,7 +228,7 @@ export function createManager(opts: ManagerOptions) {
     const now = Date.now();
     let entry = claim(template, input, now);
     if (!entry) {
-      entry = await build(template, 'starting', input);
+      entry = await builds.run(() => build(template, 'starting', input));
       store.updateSandbox(entry.record.id, { state: 'running' });
       entry.record.state = 'running';
     }
