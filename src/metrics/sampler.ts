@@ -124,7 +124,11 @@ export function createSampler(opts: SamplerOptions) {
     const ids = new Set(current.map((s) => s.id));
     for (const id of rings.keys()) if (!ids.has(id)) rings.delete(id);
     for (const s of current) {
-      await sample(s).catch((err: unknown) => opts.log.warn({ err, sandbox: s.id }, 'metrics sample failed'));
+      await sample(s).catch((err: unknown) => {
+        // A sandbox killed since the tick began loses its cgroup mid-read: not worth a warning.
+        if (opts.sandboxes().some((x) => x.id === s.id))
+          opts.log.warn({ err, sandbox: s.id }, 'metrics sample failed');
+      });
     }
   }
 
