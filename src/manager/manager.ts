@@ -11,6 +11,7 @@ import { createLimiter } from './limiter.ts';
 import { createWarmPool, type PoolOptions } from './pool.ts';
 import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
+import { shareSandboxEnv, startTemplateServer } from './startup.ts';
 import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
 import { readUserDb, resolveUser, type SandboxUser } from './users.ts';
 
@@ -167,6 +168,17 @@ export function createManager(opts: ManagerOptions) {
         await teardown(host, id, slot);
         throw err;
       });
+      if (template.start) {
+        const server = { ...template, start: template.start };
+        await startTemplateServer(channel(entry), server, record.envVars, info(record).address).catch(
+          async (err: unknown) => {
+            live.delete(id); // first: the agent's close below must not look like a death
+            entry.agent?.close();
+            await teardown(host, id, slot);
+            throw err;
+          },
+        );
+      }
     } catch (err) {
       live.delete(record.id);
       store.deleteSandbox(record.id);
@@ -227,6 +239,7 @@ export function createManager(opts: ManagerOptions) {
     const template: Template = await templates.get(input.template);
     const now = Date.now();
     let entry = claim(template, input, now);
+    if (entry && template.start) await shareSandboxEnv(channel(entry), entry.record.envVars);
     if (!entry) {
       entry = await builds.run(() => build(template, 'starting', input));
       store.updateSandbox(entry.record.id, { state: 'running' });

@@ -35,6 +35,29 @@ describe('parseRecipe', () => {
     expect(r.env.LANG).toBe('C.UTF-8');
   });
 
+  it('parses the code-interpreter-v1 recipe: its server is started at create and probed on 49999', () => {
+    const text = readFileSync(join(recipesDir, 'code-interpreter-v1', 'template.json'), 'utf8');
+    const r = parseRecipe('code-interpreter-v1', text);
+    expect(r.packages).toEqual(expect.arrayContaining(['python3-ipykernel', 'python3-pandas']));
+    expect(r.start).toMatchObject({ readyPort: 49999, log: '/tmp/code-interpreter.log' });
+    expect(r.start?.command).toContain('/opt/cove/code-interpreter/main.py');
+  });
+
+  it('fills start defaults and rejects a bad start', () => {
+    const withStart = (start: unknown) => JSON.stringify({ ...JSON.parse(base), start });
+    expect(parseRecipe('base', withStart({ command: 'exec srv' })).start).toEqual({
+      command: 'exec srv',
+      log: '/tmp/cove-start.log',
+      readyTimeoutMs: 60_000,
+    });
+    expect(parseRecipe('base', base).start).toBeUndefined();
+    for (const start of [{}, { command: '' }, { command: 'x', readyPort: 0 }, { command: 'x', log: 'rel' }]) {
+      expect(() => parseRecipe('base', withStart(start)), JSON.stringify(start)).toThrow(
+        expect.objectContaining({ code: 'invalid_argument' }),
+      );
+    }
+  });
+
   it('rejects a recipe whose name differs from its folder', () => {
     expect(() => parseRecipe('other', base)).toThrow(/names base/);
   });
