@@ -56,6 +56,7 @@ if ! make -q -C agent >/dev/null 2>&1; then
   make -s -C agent
 fi
 
-# 4. The base template (Debian rootfs, ~1 minute the first time); returns at once when the
-#    cached build matches templates/base/.
-node_modules/.bin/node src/templates/cli-build.ts base
+# 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
+#    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),
+#    which its tests need. Each returns at once when its cached build matches its recipe.
+node_modules/.bin/node src/templates/cli-build.ts base "$@"
