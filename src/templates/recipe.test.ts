@@ -140,6 +140,14 @@ describe('hashRecipeDir', () => {
     await expectNew(['finalize v2']);
   });
 
+  it('ignores __pycache__ folders', async () => {
+    const d = await make('py', [['server/main.py', 'print(1)']]);
+    const h = await hashRecipeDir(d);
+    await mkdir(join(d, 'server', '__pycache__'));
+    await writeFile(join(d, 'server', '__pycache__', 'main.cpython-311.pyc'), 'x');
+    expect(await hashRecipeDir(d)).toBe(h);
+  });
+
   it('hashes a copy of the base recipe like the original', async () => {
     const copy = join(dir, 'base');
     await cp(join(recipesDir, 'base'), copy, { recursive: true });

@@ -106,6 +106,9 @@ export async function loadRecipe(recipesDir: string, name: string): Promise<Reci
 async function listTree(dir: string, prefix = ''): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    // Python writes these beside a recipe's sources whenever something imports them on the
+    // host: they are not recipe content and must not trigger a rebuild.
+    if (entry.name === '__pycache__') continue;
     const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
     out.push(rel);
     if (entry.isDirectory()) out.push(...(await listTree(dir, rel)));
