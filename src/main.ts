@@ -29,6 +29,8 @@ export interface Cove {
   reconciled: ReconcileReport;
   /** The address the HTTP server listens on. */
   url: string;
+  /** The domain of sandbox hosts, `<port>-<id>.<domain>`, as create replies name it. */
+  domain: string;
   /**
    * A valid API key, when this start knows one in plain text: the key it minted because the
    * store held none (the first start; `cove serve` prints it), or `opts.apiKey`, which it
@@ -39,6 +41,16 @@ export interface Cove {
   apiKey?: string;
   /** Stops serving. Sandboxes keep running; the next start adopts them. */
   close(): Promise<void>;
+}
+
+/**
+ * The domain create and connect replies name, from which the SDK builds `sbx.getHost(port)` =
+ * `<port>-<id>.<domain>` (spec 1.2). COVE_DOMAIN when set; else `localhost:<port>`, which curl
+ * and browsers resolve to the loopback (RFC 6761), so that getHost() URLs work on this machine.
+ * A domain in the reply wins over the client's E2B_DOMAIN, so it is set on the server.
+ */
+export function sandboxDomain(config: Pick<Config, 'domain'>, port: number): string {
+  return config.domain ?? `localhost:${port}`;
 }
 
 /** The one place where Cove's components are built from config and wired together. */
@@ -118,7 +130,21 @@ export async function startCove(
     disk.forget(upperDir(id));
   });
 
-  const domain = config.domain ?? null;
+  // The server listens before the API is built: the domain that create replies name by default
+  // (`localhost:<port>`, for the SDK's getHost()) needs the port, which is known only now when
+  // it was 0. No request is read in between: the listeners are attached in this same turn.
+  const server = createServer({
+    keepAliveTimeout: 65_000,
+    shouldUpgradeCallback: (req) => gateway.shouldUpgrade(req),
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const domain = sandboxDomain(config, port);
+
   const app = createApi({
     manager,
     log,
@@ -135,23 +161,20 @@ export async function startCove(
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
   const gateway = createGateway({ manager, envd, api, domain: config.domain });
-  const server = createServer({ keepAliveTimeout: 65_000 }, gateway);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  server.on('request', gateway.request);
+  server.on('upgrade', gateway.upgrade);
 
   return {
     manager,
     log,
     reconciled,
     url: `http://${config.host}:${port}`,
+    domain,
     ...(apiKey !== undefined && { apiKey }),
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Streaming responses (exec, watches) would hold close() open: end them.
+      // Streaming responses (exec, watches) and WebSockets would hold close() open: end them.
+      gateway.close();
       server.closeAllConnections();
       await closed;
       await metrics.stop();

@@ -14,18 +14,24 @@ program
   .addOption(new Option('--port <port>', 'port to listen on').argParser(Number))
   .option('--host <address>', 'address to listen on')
   .option('--home <dir>', 'state directory')
-  .action(async (opts: { port?: number; host?: string; home?: string }) => {
+  .option(
+    '--domain <domain>',
+    'sandbox ports are served at <port>-<id>.<domain> (default: localhost:<port>, resolved by curl and browsers)',
+  )
+  .action(async (opts: { port?: number; host?: string; home?: string; domain?: string }) => {
     const { startCove } = await import('../main.ts');
     const config = loadConfig({
       ...(opts.port !== undefined && { port: opts.port }),
       ...(opts.host && { host: opts.host }),
       ...(opts.home && { home: opts.home }),
+      ...(opts.domain && { domain: opts.domain }),
     });
     const cove = await startCove(config, { ensureTemplates: ['base'] });
     const { adopted, removed, orphans } = cove.reconciled;
     // One write: a reader of the pipe (test/helpers.ts) gets the URL and the key together.
     process.stdout.write(
       `Cove is serving on ${cove.url}\n` +
+        `  servers in sandboxes: http://<port>-<id>.${cove.domain} (or E2b-Sandbox-Id/-Port headers)\n` +
         `  adopted ${adopted.length} running sandboxes, removed ${removed.length} dead ones and ${orphans.length} orphans\n` +
         (cove.apiKey
           ? `  a first API key was made; it is shown only this once (more: cove keys create). For the E2B SDK and the CLI:\n` +

@@ -21,9 +21,11 @@ export interface Config {
   /** Cold sandbox builds at once and waiting (COVE_BUILD_CONCURRENCY, COVE_BUILD_QUEUE); beyond: 429. */
   builds: { concurrency: number; queue: number };
   /**
-   * The sandbox domain (COVE_DOMAIN): sandbox ports are reachable as `<port>-<id>.<domain>`
-   * when wildcard DNS points there, and create/connect replies name it so that the SDK's
-   * getHost() does too. Unset: replies say null and the SDK falls back to its E2B_DOMAIN.
+   * The sandbox domain (COVE_DOMAIN, `cove serve --domain`), a DNS name with an optional port
+   * (`sandbox.example.com`, `cove.lan:3000`): sandbox ports are reachable as
+   * `<port>-<id>.<domain>` when wildcard DNS points there, only hosts under it are sandbox
+   * hosts, and create/connect replies name it so that the SDK's getHost() does too. Unset: any
+   * `<port>-<id>.<name>` host is a sandbox host, and replies say `localhost:<port>`.
    */
   domain?: string;
   /** How often each running sandbox's cpu, memory and disk use is sampled (getMetrics). */
@@ -53,8 +55,17 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     throw new CoveError('invalid_argument', `COVE_SUBNET ${subnet16}: two octets like 10.11`);
   const home = overrides.home ?? env.COVE_HOME ?? '/var/lib/cove';
   const domain = overrides.domain ?? env.COVE_DOMAIN;
-  if (domain !== undefined && !/^(?=.{1,253}$)([a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}$/.test(domain))
-    throw new CoveError('invalid_argument', `COVE_DOMAIN ${domain}: a lowercase DNS name`);
+  const domainPort = /:(\d{1,5})$/.exec(domain ?? '')?.[1];
+  const domainName = domainPort === undefined ? domain : domain!.slice(0, -domainPort.length - 1);
+  if (
+    domain !== undefined &&
+    (!/^(?=.{1,253}$)([a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}$/.test(domainName!) ||
+      (domainPort !== undefined && !(Number(domainPort) > 0 && Number(domainPort) < 65536)))
+  )
+    throw new CoveError(
+      'invalid_argument',
+      `domain ${domain}: a lowercase DNS name, optionally with a port (sandbox.example.com, localhost:3000)`,
+    );
   const count = (name: string, fallback: number): number => {
     const n = Number(env[name] ?? fallback);
     if (!Number.isInteger(n) || n < 0 || n > 10_000)

@@ -27,7 +27,7 @@ async function start() {
     events,
     get: (id: string) => {
       if (!alive.has(id)) throw new CoveError('not_found', 'gone');
-      return { id, envdAccessToken: `token-${id}` };
+      return { id, envdAccessToken: `token-${id}`, address: '127.0.0.1' };
     },
     list: () => [...alive].map((id) => ({ id, envdAccessToken: `token-${id}` })),
   } as unknown as Manager;
@@ -39,7 +39,7 @@ async function start() {
     },
   };
   const api = (_req: IncomingMessage, res: ServerResponse) => res.end('api');
-  const server = createServer(createGateway({ manager, envd, api }));
+  const server = createServer(createGateway({ manager, envd, api }).request);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const kill = (id: string) => {
     alive.delete(id);
@@ -84,9 +84,10 @@ describe('gateway', () => {
       '{"sandboxId":"zzzzzzzzzzzzzzzzzzzz","message":"The sandbox was not found","code":502}',
     );
     expect(gone.res.headers['content-type']).toBe('application/json');
-    const closed = await get(g.port, '/', to(X, '8080'));
+    // The manager places X at 127.0.0.1; port 1 (tcpmux) is closed on any ordinary host.
+    const closed = await get(g.port, '/', to(X, '1'));
     expect(closed.body).toBe(
-      `{"sandboxId":"${X}","message":"The sandbox is running but port is not open","port":8080,"code":502}`,
+      `{"sandboxId":"${X}","message":"The sandbox is running but port is not open","port":1,"code":502}`,
     );
     const half = await get(g.port, '/health', { 'e2b-sandbox-id': X });
     expect(half.status).toBe(400);

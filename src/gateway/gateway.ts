@@ -1,75 +1,127 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Envd } from '../envd/index.ts';
 import type { Manager } from '../manager/manager.ts';
+import { createPortProxy, type ProxyOptions } from './proxy.ts';
+import { sandboxNotFound, sendJson, writeJson } from './reply.ts';
 import { routeOf } from './route.ts';
 import { signedSandbox } from './signed.ts';
 
 /** The port envd listens on in an E2B sandbox; the SDK names it in E2b-Sandbox-Port. */
 export const ENVD_PORT = 49983;
 
-function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ ...body, code: status }));
+/**
+ * The one port's three hooks, for `createServer`: `shouldUpgrade` as its
+ * `shouldUpgradeCallback`, `request` for 'request' and `upgrade` for 'upgrade'.
+ */
+export interface Gateway {
+  request: RequestListener;
+  /** True for an upgrade to a sandbox's own server: only those go to `upgrade`. Others
+   * (an h2c upgrade to the API, say) are served as plain requests, as without the hook. */
+  shouldUpgrade: (req: IncomingMessage) => boolean;
+  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Ends every proxied connection, WebSockets included (server.closeAllConnections() no
+   * longer sees an upgraded socket), and the pools. Sandboxes keep running. */
+  close: () => void;
 }
 
 /**
- * One HTTP listener for everything: the control API and every sandbox's envd. A request for
- * a sandbox that is unknown, killed or timed out gets upstream's 502 body (key order
- * included), which the SDK reads as "sandbox gone". When a sandbox stops, the requests in
- * flight for it lose their connections, so that streams end the way the SDK expects (spec 1.5).
+ * One HTTP listener for everything: the control API, every sandbox's envd and the servers
+ * inside sandboxes (the port proxy). A request for a sandbox that is unknown, killed or timed
+ * out gets upstream's 502 body (key order included), which the SDK reads as "sandbox gone".
+ * When a sandbox stops, the requests and WebSockets in flight for it lose their connections,
+ * so that streams end the way the SDK expects (spec 1.5), and its connection pool is closed.
  */
 export function createGateway(opts: {
   manager: Manager;
   envd: Envd;
   api: RequestListener;
+  /** COVE_DOMAIN when set: only `<port>-<id>.<domain>` hosts are sandbox hosts then. */
   domain?: string | undefined;
-}): RequestListener {
+  proxy?: ProxyOptions;
+}): Gateway {
   const { manager, envd, api } = opts;
-  // Requests in flight per sandbox. Tracked per request, not per connection: the SDK keeps
-  // one keep-alive pool for the envd traffic of all sandboxes, so a socket that once served
-  // a killed sandbox may carry another sandbox's stream by now.
-  const inflight = new Map<string, Set<IncomingMessage>>();
+  const proxy = createPortProxy(opts.proxy);
+  // Connections in flight per sandbox: a request's socket while it is served, or an upgraded
+  // socket for its life. Tracked per request, not per connection: the SDK keeps one
+  // keep-alive pool for the envd traffic of all sandboxes, so a socket that once served a
+  // killed sandbox may carry another sandbox's stream by now.
+  const inflight = new Map<string, Set<{ socket: Duplex }>>();
 
   manager.events.on('killed', (id) => {
-    for (const req of inflight.get(id) ?? []) req.socket.destroy();
+    for (const entry of inflight.get(id) ?? []) entry.socket.destroy();
     inflight.delete(id);
+    proxy.drop(id);
   });
 
-  function track(id: string, req: IncomingMessage, res: ServerResponse): void {
+  function track(id: string, entry: { socket: Duplex }, done: { once(e: 'close', f: () => void): unknown }) {
     let set = inflight.get(id);
     if (!set) inflight.set(id, (set = new Set()));
-    set.add(req);
-    res.once('close', () => {
-      set.delete(req);
+    set.add(entry);
+    done.once('close', () => {
+      set.delete(entry);
       if (set.size === 0 && inflight.get(id) === set) inflight.delete(id);
     });
   }
 
-  function toSandbox(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number): void {
+  /** The sandbox's address, or undefined when it is not being served (not found, stopping). */
+  function addressOf(sandboxId: string): string | undefined {
     try {
-      manager.get(sandboxId);
+      return manager.get(sandboxId).address;
     } catch {
-      return sendJson(res, 502, { sandboxId, message: 'The sandbox was not found' });
+      return undefined;
     }
-    track(sandboxId, req, res);
-    if (port === ENVD_PORT) return envd.handle(req, res, sandboxId);
-    return sendJson(res, 502, { sandboxId, message: 'The sandbox is running but port is not open', port });
   }
 
-  return (req, res) => {
+  function toSandbox(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number): void {
+    const address = addressOf(sandboxId);
+    if (address === undefined) return sendJson(res, 502, sandboxNotFound(sandboxId));
+    track(sandboxId, req, res);
+    if (port === ENVD_PORT) return envd.handle(req, res, sandboxId);
+    proxy.request(req, res, { sandboxId, address, port });
+  }
+
+  function isProxiedUpgrade(req: IncomingMessage): boolean {
     const target = routeOf(req, opts.domain);
-    switch (target.kind) {
-      case 'api':
-        return api(req, res);
-      case 'invalid':
-        return sendJson(res, 400, { message: target.message });
-      case 'sandbox':
-        return toSandbox(req, res, target.sandboxId, target.port);
-      case 'signed-files': {
-        const id = signedSandbox(req.method, req.url, manager.list());
-        if (!id) return sendJson(res, 401, { message: 'invalid signature' });
-        return toSandbox(req, res, id, ENVD_PORT);
+    return target.kind === 'sandbox' && target.port !== ENVD_PORT;
+  }
+
+  return {
+    request(req, res) {
+      const target = routeOf(req, opts.domain);
+      switch (target.kind) {
+        case 'api':
+          return api(req, res);
+        case 'invalid':
+          return sendJson(res, 400, { message: target.message });
+        case 'sandbox':
+          return toSandbox(req, res, target.sandboxId, target.port);
+        case 'signed-files': {
+          const id = signedSandbox(req.method, req.url, manager.list());
+          if (!id) return sendJson(res, 401, { message: 'invalid signature' });
+          return toSandbox(req, res, id, ENVD_PORT);
+        }
       }
-    }
+    },
+
+    shouldUpgrade: isProxiedUpgrade,
+
+    upgrade(req, socket, head) {
+      // Node hands the socket over without an error listener: an unhandled reset would crash.
+      socket.on('error', () => socket.destroy());
+      const target = routeOf(req, opts.domain);
+      // shouldUpgrade let only sandbox ports other than envd's through.
+      if (target.kind !== 'sandbox') return void socket.destroy();
+      const address = addressOf(target.sandboxId);
+      if (address === undefined) return writeJson(socket, 502, sandboxNotFound(target.sandboxId));
+      track(target.sandboxId, { socket }, socket);
+      proxy.upgrade(req, socket, head, { sandboxId: target.sandboxId, address, port: target.port });
+    },
+
+    close() {
+      for (const set of inflight.values()) for (const entry of set) entry.socket.destroy();
+      inflight.clear();
+      proxy.close();
+    },
   };
 }

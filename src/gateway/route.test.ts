@@ -69,14 +69,35 @@ describe('routeOf', () => {
     expect(routeOf({ headers: { host: `8080-${ID}.elsewhere.test` } }, 'cove.test')).toEqual({ kind: 'api' });
     expect(routeOf({ headers: { host: `8080-${ID}.elsewhere.test` } })).toEqual(sandbox(8080));
     expect(routeOf({ headers: { host: `8080-${ID}.COVE.TEST` } }, 'cove.test')).toEqual(sandbox(8080));
-    for (const host of [
-      `0-${ID}.cove.test`,
-      `70000-${ID}.cove.test`,
-      `8080-${ID}`,
-      `8080-${ID}.`,
-      '8080-.cove.test',
-    ])
+    for (const host of [`8080-${ID}`, `8080-${ID}.`, '8080-.cove.test'])
       expect(routeOf({ headers: { host } }, 'cove.test')).toEqual({ kind: 'api' });
+  });
+
+  it('matches only the name of a domain that names a port (localhost:3000)', () => {
+    expect(routeOf({ headers: { host: `8080-${ID}.localhost:3000` } }, 'localhost:3000')).toEqual(
+      sandbox(8080),
+    );
+    expect(routeOf({ headers: { host: `8080-${ID}.localhost` } }, 'localhost:3000')).toEqual(sandbox(8080));
+    expect(routeOf({ headers: { host: `8080-${ID}.cove.test:3000` } }, 'localhost:3000')).toEqual({
+      kind: 'api',
+    });
+  });
+
+  it('answers 400 naming the port for ports outside 1-65535, in the host or the header', () => {
+    for (const [text, domain] of [
+      ['0', 'cove.test'],
+      ['70000', 'cove.test'],
+      ['70000', undefined],
+      ['000080', 'cove.test'],
+    ] as const)
+      expect(routeOf({ headers: { host: `${text}-${ID}.cove.test:3000` } }, domain)).toEqual({
+        kind: 'invalid',
+        message: `Invalid sandbox port "${text}" in host ${text}-${ID}.cove.test: a port is a number from 1 to 65535`,
+      });
+    expect(routeOf({ headers: { 'e2b-sandbox-id': ID, 'e2b-sandbox-port': '70000' } })).toEqual({
+      kind: 'invalid',
+      message: 'Invalid sandbox port "70000" in header E2b-Sandbox-Port: a port is a number from 1 to 65535',
+    });
   });
 
   it('takes /files with a signature and no headers for a signed URL', () => {
