@@ -1,0 +1,214 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTemplateStore } from '../../src/templates/index.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+
+const loadCi = () => import('@e2b/code-interpreter');
+type Ci = Awaited<ReturnType<typeof loadCi>>;
+type CiSandbox = InstanceType<Ci['Sandbox']>;
+
+const TEMPLATE = 'code-interpreter-v1';
+const built = await createTemplateStore({
+  home: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
+  recipesDir: new URL('../../templates', import.meta.url).pathname,
+})
+  .get(TEMPLATE)
+  .then(
+    () => true,
+    () => false,
+  );
+if (!built && process.env.CI === 'true') {
+  throw new Error(`template ${TEMPLATE} is not built: npm test builds it (scripts/setup.sh)`);
+}
+
+/**
+ * The code interpreter (spec 5) through the unmodified `@e2b/code-interpreter` SDK: the
+ * template's server on port 49999, started by the manager at create. One sandbox is claimed
+ * from a warm pool (its server and kernel started before the claim), another is built cold.
+ */
+describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE}`, () => {
+  let cove: Awaited<ReturnType<typeof startTestCove>>;
+  let ci: Ci;
+  let pooled: CiSandbox;
+  let cold: CiSandbox;
+  let firstRunMs = 0;
+  const realFetch = globalThis.fetch;
+
+  beforeAll(async () => {
+    cove = await startTestCove(
+      testConfig({ pool: { min: 1, max: 1, budget: 1, templates: [TEMPLATE], idleShrinkMs: 60_000 } }),
+    );
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
+    process.env.E2B_API_KEY = cove.apiKey;
+    // Until the gateway proxies sandbox ports, the SDK's requests for port 49999 go straight
+    // to the sandbox's address (the host reaches it); everything else goes through Cove.
+    globalThis.fetch = (input, init) => {
+      const headers = new Headers(init?.headers);
+      const id = headers.get('e2b-sandbox-id');
+      if (headers.get('e2b-sandbox-port') === '49999' && id) {
+        const url = new URL(input instanceof Request ? input.url : input);
+        const direct = `http://${cove.manager.get(id).address}:49999${url.pathname}${url.search}`;
+        return realFetch(direct, init);
+      }
+      return realFetch(input, init);
+    };
+    ci = await loadCi();
+    // The pool fills in the background: wait for its sandbox, so that the first create claims it.
+    for (let i = 0; i < 600 && (cove.manager.pool.stats()[TEMPLATE]?.ready ?? 0) < 1; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(cove.manager.pool.stats()[TEMPLATE]?.ready).toBe(1);
+    const envs = { SANDBOX_VAR: 'sandbox-wide' };
+    pooled = await ci.Sandbox.create(TEMPLATE, { envs });
+    const t0 = performance.now();
+    await pooled.runCode('1 + 1');
+    firstRunMs = performance.now() - t0;
+    cold = await ci.Sandbox.create(TEMPLATE, { envs });
+  });
+
+  afterAll(async () => {
+    globalThis.fetch = realFetch;
+    if (cove) expect(await stopTestCove(cove)).toEqual([]);
+  });
+
+  it('runs the first code of a pooled sandbox on a kernel that is already up', () => {
+    // A cold kernel takes over a second to start; a pooled one answers at once.
+    expect(firstRunMs).toBeLessThan(1000);
+  });
+
+  it('gives an expression its value as the main result, and counts executions', async () => {
+    const ex = await cold.runCode('x = 1; x');
+    expect(ex.text).toBe('1');
+    expect(ex.results).toHaveLength(1);
+    expect(ex.results[0]?.isMainResult).toBe(true);
+    expect(ex.error).toBeUndefined();
+    const next = await cold.runCode('x + 1');
+    expect(next.text).toBe('2'); // state persists within a context
+    expect(next.executionCount).toBe((ex.executionCount ?? 0) + 1);
+  });
+
+  it('streams stdout and stderr to the callbacks and into the logs', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const ex = await cold.runCode(
+      'import sys\nprint("hello")\nprint("oops", file=sys.stderr)\nprint("world")',
+      { onStdout: (m) => void out.push(m.line), onStderr: (m) => void err.push(m.line) },
+    );
+    expect(out.join('')).toBe('hello\nworld\n');
+    expect(err.join('')).toBe('oops\n');
+    expect(ex.logs.stdout.join('')).toBe('hello\nworld\n');
+    expect(ex.logs.stderr).toEqual(['oops\n']);
+  });
+
+  it('turns an exception into execution.error with name, value and traceback', async () => {
+    const errors: unknown[] = [];
+    const ex = await cold.runCode('def f():\n    raise ValueError("bad value")\nf()', {
+      onError: (e) => void errors.push(e),
+    });
+    expect(ex.error).toMatchObject({ name: 'ValueError', value: 'bad value' });
+    expect(ex.error?.traceback).toContain('raise ValueError("bad value")');
+    expect(ex.error?.traceback).not.toContain('\u001b['); // no ANSI colours
+    expect(errors).toHaveLength(1);
+  });
+
+  it('returns a matplotlib chart as a PNG result', async () => {
+    const ex = await cold.runCode(
+      'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.title("squares")\nplt.show()',
+    );
+    const png = ex.results.find((r) => r.png !== undefined);
+    expect(png?.isMainResult).toBe(false);
+    expect(
+      Buffer.from(png?.png ?? '', 'base64')
+        .subarray(1, 4)
+        .toString(),
+    ).toBe('PNG');
+  });
+
+  it('returns a pandas DataFrame as text, HTML and data', async () => {
+    const ex = await cold.runCode(
+      'import pandas as pd\npd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")], "c": ["x", "y"]})',
+    );
+    const r = ex.results[0];
+    expect(r?.html).toContain('<table');
+    expect(r?.text).toContain('NaN');
+    expect(r?.data).toEqual({ a: [1, 2], b: [0.5, null], c: ['x', 'y'] });
+  });
+
+  it('shows display() output as results beside the main one', async () => {
+    const ex = await cold.runCode(
+      'from IPython.display import display, Markdown\ndisplay(Markdown("**hi**"))\n[1, 2]',
+    );
+    expect(ex.results.map((r) => [r.isMainResult, r.markdown ?? r.text])).toEqual([
+      [false, '**hi**'],
+      [true, '[1, 2]'],
+    ]);
+    expect(ex.results[1]?.json).toEqual([1, 2]);
+  });
+
+  it('keeps contexts apart; lists, restarts and removes them', async () => {
+    const ctx = await cold.createCodeContext({ cwd: '/tmp' });
+    expect(ctx).toMatchObject({ language: 'python', cwd: '/tmp' });
+    expect((await cold.runCode('import os; secret = 7; os.getcwd()', { context: ctx })).text).toBe('/tmp');
+    expect((await cold.runCode('secret', { context: ctx })).text).toBe('7');
+    expect((await cold.runCode('secret')).error?.name).toBe('NameError');
+    const listed = await cold.listCodeContexts();
+    expect(listed.map((c) => c.id)).toContain(ctx.id);
+    expect(listed.some((c) => c.id !== ctx.id && c.language === 'python' && c.cwd === '/home/user')).toBe(
+      true,
+    );
+    await cold.restartCodeContext(ctx);
+    expect((await cold.runCode('secret', { context: ctx })).error?.name).toBe('NameError');
+    await cold.removeCodeContext(ctx);
+    expect((await cold.listCodeContexts()).map((c) => c.id)).not.toContain(ctx.id);
+    await expect(cold.runCode('1', { context: ctx })).rejects.toThrow(ci.NotFoundError);
+  });
+
+  it.each([
+    ['cold', () => cold],
+    ['pooled', () => pooled],
+  ])('sees sandbox-wide env vars and reverts per-execution ones (%s sandbox)', async (_kind, sbx) => {
+    const code = 'import os; (os.getenv("SANDBOX_VAR"), os.getenv("RUN_VAR"))';
+    expect((await sbx().runCode(code)).text).toBe("('sandbox-wide', None)");
+    const during = await sbx().runCode(code, { envs: { SANDBOX_VAR: 'run', RUN_VAR: 'only-now' } });
+    expect(during.text).toBe("('run', 'only-now')");
+    expect((await sbx().runCode(code)).text).toBe("('sandbox-wide', None)");
+  });
+
+  it('interrupts the kernel when the client times out, so that the next run is not blocked', async () => {
+    await cold.runCode('import time\nticks = 0');
+    const err = await cold
+      .runCode('while True:\n    ticks += 1\n    time.sleep(0.01)', { timeoutMs: 1500 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ci.TimeoutError);
+    const t0 = performance.now();
+    const ex = await cold.runCode('ticks > 0', { timeoutMs: 10_000 });
+    expect(ex.text).toBe('True');
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
+  it('refuses bad input with a clear error', async () => {
+    await expect(cold.runCode('1', { language: 'cobol' })).rejects.toThrow(ci.SandboxError);
+    const ctx = await cold.createCodeContext();
+    // The types forbid both at once; JavaScript callers can still pass them.
+    const both = { context: ctx, language: 'python' } as Parameters<CiSandbox['runCode']>[1];
+    await expect(cold.runCode('1', both)).rejects.toThrow(ci.InvalidArgumentError);
+    const url = `http://${cove.manager.get(cold.sandboxId).address}:49999`;
+    const post = async (path: string, body: string) => {
+      const res = await realFetch(`${url}${path}`, { method: 'POST', body });
+      return [res.status, await res.text()];
+    };
+    expect(await post('/execute', '{"code": 1')).toEqual([400, expect.stringMatching(/not JSON/)]);
+    expect(await post('/execute', '{"code": 1}')).toEqual([400, 'code must be a string']);
+    expect(await post('/execute', '{"code": "1", "language": "cobol"}')).toEqual([
+      400,
+      expect.stringMatching(/language 'cobol' is not available.*python/),
+    ]);
+    expect(await post('/execute', `{"code": "1", "context_id": "${ctx.id}", "language": "python"}`)).toEqual([
+      400,
+      'Only one of context_id or language can be provided',
+    ]);
+    expect(await post('/execute', '{"code": "1", "context_id": "nope"}')).toEqual([
+      404,
+      'Context nope not found',
+    ]);
+  });
+});
