@@ -21,8 +21,8 @@ if (!built && process.env.CI === 'true') {
 }
 
 /**
- * The code interpreter (spec 5) through the unmodified `@e2b/code-interpreter` SDK: the
- * template's server on port 49999, started by the manager at create. One sandbox is claimed
+ * The code interpreter (spec 5) through the unmodified `@e2b/code-interpreter` SDK and Cove's
+ * gateway: the template's server on port 49999, started by the manager at create. One sandbox is claimed
  * from a warm pool (its server and kernel started before the claim), another is built cold.
  */
 describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE}`, () => {
@@ -31,7 +31,6 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
   let pooled: CiSandbox;
   let cold: CiSandbox;
   let firstRunMs = 0;
-  const realFetch = globalThis.fetch;
 
   beforeAll(async () => {
     cove = await startTestCove(
@@ -39,18 +38,6 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     );
     process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
     process.env.E2B_API_KEY = cove.apiKey;
-    // Until the gateway proxies sandbox ports, the SDK's requests for port 49999 go straight
-    // to the sandbox's address (the host reaches it); everything else goes through Cove.
-    globalThis.fetch = (input, init) => {
-      const headers = new Headers(init?.headers);
-      const id = headers.get('e2b-sandbox-id');
-      if (headers.get('e2b-sandbox-port') === '49999' && id) {
-        const url = new URL(input instanceof Request ? input.url : input);
-        const direct = `http://${cove.manager.get(id).address}:49999${url.pathname}${url.search}`;
-        return realFetch(direct, init);
-      }
-      return realFetch(input, init);
-    };
     ci = await loadCi();
     // The pool fills in the background: wait for its sandbox, so that the first create claims it.
     for (let i = 0; i < 600 && (cove.manager.pool.stats()[TEMPLATE]?.ready ?? 0) < 1; i++) {
@@ -66,7 +53,6 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
   });
 
   afterAll(async () => {
-    globalThis.fetch = realFetch;
     if (cove) expect(await stopTestCove(cove)).toEqual([]);
   });
 
@@ -191,9 +177,13 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     // The types forbid both at once; JavaScript callers can still pass them.
     const both = { context: ctx, language: 'python' } as Parameters<CiSandbox['runCode']>[1];
     await expect(cold.runCode('1', both)).rejects.toThrow(ci.InvalidArgumentError);
-    const url = `http://${cove.manager.get(cold.sandboxId).address}:49999`;
+    // What the SDK would not send, through the gateway's port proxy as the SDK's requests go.
     const post = async (path: string, body: string) => {
-      const res = await realFetch(`${url}${path}`, { method: 'POST', body });
+      const res = await fetch(`${cove.url}${path}`, {
+        method: 'POST',
+        body,
+        headers: { 'e2b-sandbox-id': cold.sandboxId, 'e2b-sandbox-port': '49999' },
+      });
       return [res.status, await res.text()];
     };
     expect(await post('/execute', '{"code": 1')).toEqual([400, expect.stringMatching(/not JSON/)]);
