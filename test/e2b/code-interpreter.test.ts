@@ -130,6 +130,16 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     expect(ex.results[1]?.json).toEqual([1, 2]);
   });
 
+  it('returns PIL images as PNG results: shown, as the value, and saved to a file', async () => {
+    const image =
+      'import numpy\nfrom PIL import Image\nimage = Image.fromarray((numpy.random.rand(16, 16, 3) * 255).astype("uint8"))\n';
+    for (const tail of ['image.show()\nprint("done")', 'image', 'image.save("/tmp/test.png")']) {
+      const ex = await cold.runCode(image + tail);
+      expect(ex.error, tail).toBeUndefined();
+      expect(ex.results[0]?.png, tail).toMatch(/^iVBOR/);
+    }
+  });
+
   it('keeps contexts apart; lists, restarts and removes them', async () => {
     const ctx = await cold.createCodeContext({ cwd: '/tmp' });
     expect(ctx).toMatchObject({ language: 'python', cwd: '/tmp' });
@@ -169,6 +179,22 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     const ex = await cold.runCode('ticks > 0', { timeoutMs: 10_000 });
     expect(ex.text).toBe('True');
     expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
+  it('serves a sandbox reached again with Sandbox.connect', async () => {
+    const again = await ci.Sandbox.connect(cold.sandboxId);
+    expect((await again.runCode('x = 41; x + 1')).text).toBe('42');
+  });
+
+  it('ends a running execution with the SDK\'s "sandbox was killed" TimeoutError on kill', async () => {
+    const victim = await ci.Sandbox.create(TEMPLATE);
+    const run = victim.runCode('import time; time.sleep(300)', { timeoutMs: 300_000 });
+    const settled = run.catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 1000));
+    await victim.kill();
+    const err = await settled;
+    expect(err).toBeInstanceOf(ci.TimeoutError);
+    expect((err as Error).message).toMatch(/sandbox was killed while the request was in progress/);
   });
 
   it('refuses bad input with a clear error', async () => {
