@@ -67,12 +67,17 @@ export interface CoveBench {
   manager: Manager;
 }
 
-export async function coveBench(opts: { templatesHome: string; subnet16: string }): Promise<CoveBench> {
+export async function coveBench(opts: {
+  templatesHome: string;
+  subnet16: string;
+  /** Keep Cove's warm pool (its defaults, COVE_POOL_*); off by default: creates are cold. */
+  pool: boolean;
+}): Promise<CoveBench> {
   const home = await mkdtemp(join(tmpdir(), 'coveb-home-'));
   // mkdtemp makes it 0700: a sandbox's mapped root could not reach its rootfs below it.
   await chmod(home, 0o711);
   const logLevel = process.env.COVE_LOG_LEVEL ?? 'warn';
-  const config = loadConfig({
+  const loaded = loadConfig({
     home,
     templatesHome: opts.templatesHome,
     instance: INSTANCE,
@@ -80,6 +85,9 @@ export async function coveBench(opts: { templatesHome: string; subnet16: string 
     port: 0,
     logLevel,
   });
+  // The targets are about the cold path: without --pool, no sandbox is built ahead (min and
+  // max 0 disable pools), and no background filler competes with the peers for the CPU.
+  const config = opts.pool ? loaded : { ...loaded, pool: { ...loaded.pool, min: 0, max: 0 } };
   const cove = await startCove(config, { log: createLogger(logLevel) });
   const { manager } = cove;
   // A fresh home: startCove minted the first API key and hands it back.

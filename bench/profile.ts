@@ -124,7 +124,8 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const s of manager.list()) await manager.kill(s.id).catch(() => undefined);
-    manager.close();
+    // close() may or may not return a promise (it is changing under src/manager): wait either way.
+    await Promise.resolve(manager.close());
     store.close();
     const left = [
       ...(await mountsUnder(home)),

@@ -20,6 +20,8 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --podman-rt-runs N round trips for podman                       BENCH_PODMAN_RT_RUNS (= --rt-runs)
   --files-runs N    writes and reads of the file per runtime      BENCH_FILES_RUNS (10)
   --files-mib N     size of the file moved, MiB                   BENCH_FILES_MIB (64)
+  --pool            keep Cove's warm pool (COVE_POOL_*): creates   BENCH_POOL      (off: cold)
+                    claim a ready sandbox instead of building one
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_SUBNET (10.13), COVE_LOG_LEVEL (warn).`;
 
@@ -156,6 +158,7 @@ async function main(): Promise<number> {
       'podman-rt-runs': { type: 'string' },
       'files-runs': { type: 'string' },
       'files-mib': { type: 'string' },
+      pool: { type: 'boolean' },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -172,6 +175,7 @@ async function main(): Promise<number> {
   const podmanRtRuns = positive(values['podman-rt-runs'], env.BENCH_PODMAN_RT_RUNS, rtRuns, 'podman-rt-runs');
   const filesRuns = positive(values['files-runs'], env.BENCH_FILES_RUNS, 10, 'files-runs');
   const filesMib = positive(values['files-mib'], env.BENCH_FILES_MIB, 64, 'files-mib');
+  const pool = values.pool === true || env.BENCH_POOL === '1';
   const only = (values.only ?? env.BENCH_ONLY ?? RUNTIMES.join(',')).split(',').map((s) => s.trim());
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))
@@ -224,12 +228,12 @@ async function main(): Promise<number> {
     if (only.some((r) => r.startsWith('cove'))) {
       progress('starting Cove (instance coveb)');
       const { coveBench } = await import('./cove.ts');
-      const cove = await coveBench({ templatesHome, subnet16: env.BENCH_SUBNET ?? '10.13' });
+      const cove = await coveBench({ templatesHome, subnet16: env.BENCH_SUBNET ?? '10.13', pool });
       finalizers.unshift(() => cove.close());
       subjects.push(...cove.subjects.filter((s) => only.includes(s.runtime)));
       const { curlSubject, e2bSubject } = await import('./e2b.ts');
       const e2bOpts = { url: cove.url, apiKey: cove.apiKey, manager: cove.manager, file, scratch };
-      if (only.includes('cove-e2b')) subjects.push(await e2bSubject(e2bOpts));
+      if (only.includes('cove-e2b')) subjects.push(e2bSubject(e2bOpts));
       if (only.includes('cove-curl')) subjects.push(await curlSubject(e2bOpts));
     }
     if (only.includes('crun')) {
@@ -252,7 +256,7 @@ async function main(): Promise<number> {
     }
 
     // Interleaved, iteration by iteration: a noisy stretch of the machine hits every runtime.
-    const creators = subjects.filter((s) => s.create);
+    const creators = subjects.filter((s) => s.create !== undefined);
     const createRunsOf = (s: Subject) => s.createRuns ?? runs;
     progress(
       `create + first command: ${warmup} warm-up, then ${creators.map((s) => `${s.runtime} ×${createRunsOf(s)}`).join(', ')}`,
@@ -288,7 +292,7 @@ async function main(): Promise<number> {
       }
     }
 
-    const movers = subjects.filter((s) => s.transfer);
+    const movers = subjects.filter((s) => s.transfer !== undefined);
     const moverWarmup = Math.min(warmup, 1);
     progress(
       `file transfer, ${filesMib} MiB: ${moverWarmup} warm-up, then write + read ×${filesRuns} for ${movers.map((s) => s.runtime).join(', ')}`,
@@ -378,7 +382,7 @@ async function main(): Promise<number> {
     `Cove bench, ${date.toISOString()}, commit ${machine.commit}`,
     `machine: ${machine.host}, ${machine.cores} cores ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.os}, kernel ${machine.kernel}, cgroups ${machine.cgroups}`,
     `software: node ${machine.node}, ${machine.crun}, ${machine.runc}, ${machine.podman}`,
-    `template: base ${template.hash}; warm-up ${warmup} creates / ${warmup * 4} round trips / ${Math.min(warmup, 1)} file write+read per runtime, discarded; runtimes interleaved`,
+    `template: base ${template.hash}; warm-up ${warmup} creates / ${warmup * 4} round trips / ${Math.min(warmup, 1)} file write+read per runtime, discarded; runtimes interleaved; Cove's warm pool ${pool ? 'ON (creates claim ready sandboxes)' : 'off (cold creates)'}`,
   ].join('\n');
   const notes = subjects.flatMap((s) => s.notes.map((n) => `${s.runtime}: ${n}`));
   console.log(`\n${header}\n\n${table(rows, peers)}\n`);
@@ -411,6 +415,7 @@ async function main(): Promise<number> {
     podmanRtRuns,
     filesRuns,
     filesMib,
+    pool,
     only,
     templateHash: template.hash,
   };

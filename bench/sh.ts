@@ -66,7 +66,7 @@ export async function mustRedirect(
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
       const child = spawn(file, args, { stdio: [input.fd, output.fd, 'pipe'] });
       let err = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
       child.on('error', reject);
       child.on('close', (c) => resolve({ code: c, stderr: err }));
     });
