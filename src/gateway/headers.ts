@@ -54,7 +54,10 @@ function clientAddress(req: IncomingMessage): string {
  * too: Node's server has already answered `100 Continue`, and the body is on its way. An
  * upgrade keeps its Connection and Upgrade headers, which ask the server to switch.
  */
-export function requestHeaders(req: IncomingMessage, opts: { proto: 'http' | 'https' }): string[] {
+export function requestHeaders(
+  req: IncomingMessage,
+  opts: { proto: 'http' | 'https'; upgrade?: boolean },
+): string[] {
   const out: string[] = [];
   const forwardedFor: string[] = [];
   const e2e = endToEnd(req.rawHeaders);
@@ -71,7 +74,10 @@ export function requestHeaders(req: IncomingMessage, opts: { proto: 'http' | 'ht
   // A body of unknown length stays chunked: without the header Node would send a GET's or
   // DELETE's body unframed.
   if (req.headers['transfer-encoding'] !== undefined) out.push('Transfer-Encoding', 'chunked');
-  if (req.headers.upgrade !== undefined) out.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade);
+  // Only for a request Node handed over as an upgrade: an `Upgrade` header without
+  // `Connection: upgrade` is a plain request, and must not make the server switch.
+  if (opts.upgrade && req.headers.upgrade !== undefined)
+    out.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade);
   return out;
 }
 

@@ -35,7 +35,7 @@ export function forwardUpgrade(
     port: target.port,
     method: req.method,
     path: req.url,
-    headers: requestHeaders(req, { proto: 'http' }),
+    headers: requestHeaders(req, { proto: 'http', upgrade: true }),
     // An upgraded connection leaves any pool: a fresh one, closed with the pair.
     agent: false,
   });
