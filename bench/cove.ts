@@ -13,7 +13,7 @@ import type { Subject } from './subject.ts';
 const INSTANCE = 'coveb';
 
 /** Runs `argv` (`true` by default) in a sandbox through the manager and resolves at its exit. */
-function execTrue(manager: Manager, id: string, argv: string[] = ['true']): Promise<void> {
+export function execTrue(manager: Manager, id: string, argv: string[] = ['true']): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     manager
       .exec(
@@ -65,12 +65,21 @@ export interface CoveBench {
   url: string;
   apiKey: string;
   manager: Manager;
+  /** The pool settings this Cove runs with (min and max 0: pools off). */
+  pool: { min: number; max: number; budget: number };
+  /** Claims of the warm pool since start: a hit took a ready sandbox, a miss built one. */
+  claims(): { hits: number; misses: number };
+  /**
+   * What of the bench's instance is on the host beyond the sandboxes the manager lists and
+   * the pool holds: network namespaces, veths, crun containers, mounts under the home.
+   */
+  leaks(): Promise<string[]>;
 }
 
 export async function coveBench(opts: {
   templatesHome: string;
   subnet16: string;
-  /** Keep Cove's warm pool (its defaults, COVE_POOL_*); off by default: creates are cold. */
+  /** Keep Cove's warm pool (its defaults, COVE_POOL_*); off: every create is cold. */
   pool: boolean;
 }): Promise<CoveBench> {
   const home = await mkdtemp(join(tmpdir(), 'coveb-home-'));
@@ -90,6 +99,16 @@ export async function coveBench(opts: {
   const config = opts.pool ? loaded : { ...loaded, pool: { ...loaded.pool, min: 0, max: 0 } };
   const cove = await startCove(config, { log: createLogger(logLevel) });
   const { manager } = cove;
+  // Bench-only instrumentation: the manager claims through `pool.take`, looked up on the
+  // object at each call, so wrapping it here counts hits and misses without touching src/.
+  const counts = { hits: 0, misses: 0 };
+  const take = manager.pool.take.bind(manager.pool);
+  manager.pool.take = (template, hash) => {
+    const got = take(template, hash);
+    if (got) counts.hits++;
+    else counts.misses++;
+    return got;
+  };
   // A fresh home: startCove minted the first API key and hands it back.
   const auth = { 'x-api-key': cove.apiKey ?? '' };
 
@@ -200,26 +219,59 @@ export async function coveBench(opts: {
     },
   };
 
+  async function leaks(): Promise<string[]> {
+    const left: string[] = [];
+    const known = new Set(manager.list().map((s) => s.id));
+    const pooled = Object.values(manager.pool.stats()).reduce((n, p) => n + p.ready, 0);
+    // What Cove keeps between restarts (bridge, firewall table, cgroup parents, crun root)
+    // is not a leak; one namespace, veth and crun container per sandbox beyond those listed
+    // and pooled is.
+    const netns = (await sh('ip', ['netns', 'list'])).stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter((l) => l.startsWith(`${INSTANCE}-`));
+    if (netns.length > known.size + pooled)
+      left.push(`${netns.length} network namespaces (${netns.slice(0, 3).join(', ')}…)`);
+    const veths = (
+      JSON.parse((await sh('ip', ['-j', 'link', 'show', 'type', 'veth'])).stdout || '[]') as Array<{
+        ifname: string;
+      }>
+    ).filter((l) => l.ifname.startsWith(`${INSTANCE}-`));
+    if (veths.length > known.size + pooled)
+      left.push(
+        `${veths.length} veths (${veths
+          .slice(0, 3)
+          .map((v) => v.ifname)
+          .join(', ')}…)`,
+      );
+    const containers = (await sh('crun', ['--root', config.crunRoot, 'list', '-q'])).stdout
+      .split('\n')
+      .filter(Boolean);
+    if (containers.length > known.size + pooled)
+      left.push(
+        `${containers.length} crun containers in ${config.crunRoot} (${containers.slice(0, 3).join(' ')}…)`,
+      );
+    const mounts = await mountsUnder(home);
+    // Each sandbox holds a few mounts (rootfs overlay and its idmapped view): count none when
+    // none is alive, else leave the count to the other checks.
+    if (known.size + pooled === 0 && mounts.length)
+      left.push(`${mounts.length} mounts (${mounts.slice(0, 3).join(', ')}…)`);
+    return left;
+  }
+
   return {
     subjects: [inProcess, http],
     home,
     url: cove.url,
     apiKey: cove.apiKey ?? '',
     manager,
+    pool: { min: config.pool.min, max: config.pool.max, budget: config.pool.budget },
+    claims: () => ({ ...counts }),
+    leaks,
     async close() {
-      const left: string[] = [];
       await killAll();
       await cove.close();
-      // What Cove keeps between restarts (bridge, firewall table, cgroup parents, crun root)
-      // belongs to the bench's instance only: remove it so the bench leaves nothing behind.
-      const netns = (await sh('ip', ['netns', 'list'])).stdout
-        .split('\n')
-        .filter((l) => l.startsWith(`${INSTANCE}-`));
-      if (netns.length) left.push(`network namespaces ${netns.join(', ')}`);
-      const containers = (await sh('crun', ['--root', config.crunRoot, 'list', '-q'])).stdout.trim();
-      if (containers) left.push(`crun containers in ${config.crunRoot}: ${containers.replace(/\n/g, ' ')}`);
-      const mounts = await mountsUnder(home);
-      if (mounts.length) left.push(`mounts ${mounts.join(', ')}`);
+      const left = await leaks();
       if (left.length === 0) {
         await sh('ip', ['link', 'del', `${INSTANCE}0`]);
         await sh('nft', ['delete', 'table', 'inet', INSTANCE]);

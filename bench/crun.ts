@@ -18,7 +18,7 @@ export interface CrunPeerOptions {
 }
 
 /** cgroup directory (under each v1 hierarchy's root) holding the bench's crun containers. */
-const CGROUP_PARENT = 'coveb-crun';
+export const CGROUP_PARENT = 'coveb-crun';
 const LONG_ID = 'coveb-crun-long';
 
 /**
@@ -26,7 +26,7 @@ const LONG_ID = 'coveb-crun-long';
  * namespaces (the network one empty: loopback only), NO user namespace, no seccomp, a
  * read-only root shared with the template, memory and pids limits like a sandbox's.
  */
-function ociConfig(rootfs: string, args: string[], cgroup: string): object {
+export function ociConfig(rootfs: string, args: string[], cgroup: string): object {
   const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
   return {
     ociVersion: '1.0.0',

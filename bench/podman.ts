@@ -6,14 +6,14 @@ import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
 
 /** Every container the bench starts carries this label, so that cleanup finds them all. */
-const LABEL = 'coveb-bench';
+export const LABEL = 'coveb-bench';
 
 /**
  * The flags DESIGN.md measured: podman's default runtime (crun) fails on hybrid cgroups, and
  * runc needs finite ulimits here. `--rootfs` takes a writable directory (podman writes
  * /etc/hostname and /run into it): an overlay of the template under /tmp, mounted once.
  */
-const RUN_FLAGS = [
+export const RUN_FLAGS = [
   '--runtime',
   'runc',
   '--ulimit',

@@ -1,6 +1,7 @@
 // `npm run bench`: Cove's create and exec latencies and file throughput, in process, over
 // HTTP and through the e2b SDK, beside crun and podman, measured in the same run on the same
-// machine. See docs/benchmarks.md for the targets and the last result.
+// machine; then pool-hit creates, a burst of SDK creates and the density of idle sandboxes
+// (issue 5), and a summary against the targets. See docs/benchmarks.md for the last result.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,18 +12,35 @@ import { createTemplateStore } from '../src/templates/index.ts';
 import { describeMachine } from './machine.ts';
 import { percentile, summarize, type Summary } from './stats.ts';
 import type { Subject } from './subject.ts';
+import type { BurstResult } from './burst.ts';
+import { coveDensity, crunDensity, podmanDensity, type DensityResult } from './density.ts';
+
+/** `fn` run at most once; later calls get the first call's promise. */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
+}
 
 const HELP = `usage: npm run bench -- [options]   (each option also reads an environment variable)
-  --runs N          creates per runtime, after warm-up            BENCH_RUNS      (50)
-  --rt-runs N       command round trips per runtime               BENCH_RT_RUNS   (200)
-  --warmup N        discarded creates per runtime (round trips: 4N) BENCH_WARMUP  (5)
-  --podman-runs N   creates for podman (slow)                     BENCH_PODMAN_RUNS (= --runs)
-  --podman-rt-runs N round trips for podman                       BENCH_PODMAN_RT_RUNS (= --rt-runs)
-  --files-runs N    writes and reads of the file per runtime      BENCH_FILES_RUNS (10)
-  --files-mib N     size of the file moved, MiB                   BENCH_FILES_MIB (64)
-  --pool            keep Cove's warm pool (COVE_POOL_*): creates   BENCH_POOL      (off: cold)
-                    claim a ready sandbox instead of building one
+  --quick           the whole suite in under two minutes: fewer runs,  BENCH_QUICK=1
+                    burst 100, density 100 (defaults in brackets)
+  --runs N          cold creates per runtime, after warm-up       BENCH_RUNS      (50 [10])
+  --pool-runs N     pool-hit creates, in process and SDK          BENCH_POOL_RUNS (= --runs)
+  --rt-runs N       command round trips per runtime               BENCH_RT_RUNS   (200 [50])
+  --warmup N        discarded creates per runtime (round trips: 4N) BENCH_WARMUP  (5 [2])
+  --podman-runs N   creates for podman (slow)                     BENCH_PODMAN_RUNS (= --runs [5])
+  --podman-rt-runs N round trips for podman                       BENCH_PODMAN_RT_RUNS (= --rt-runs [20])
+  --files-runs N    writes and reads of the file per runtime      BENCH_FILES_RUNS (10 [2])
+  --files-mib N     size of the file moved, MiB                   BENCH_FILES_MIB (64 [16])
+  --burst N         SDK creates in the burst (0: skip)            BENCH_BURST     (1000 [100])
+  --burst-procs N   child processes of SDK clients                BENCH_BURST_PROCS (5)
+  --burst-clients N concurrent SDK clients per process            BENCH_BURST_CLIENTS (10)
+  --density N       idle Cove sandboxes at once (0: skip)         BENCH_DENSITY   (1000 [100])
+  --crun-density N  idle crun containers at once                  BENCH_CRUN_DENSITY (100 [20])
+  --podman-density N idle podman containers at once               BENCH_PODMAN_DENSITY (50 [10])
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
+Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
+and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_SUBNET (10.13), COVE_LOG_LEVEL (warn).`;
 
 const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;
@@ -59,6 +77,37 @@ interface Row extends Summary {
   runtime: string;
   /** Cove's p50 divided by each peer's p50 in the same scenario (Cove rows only). */
   ratios: Partial<Record<(typeof PEERS)[number], number>>;
+}
+
+/** One line of the summary: a target of issue 5 against what this run measured. */
+interface SummaryRow {
+  scenario: string;
+  target: string;
+  measured: string;
+  verdict: 'met' | 'missed' | 'n/a';
+  /** Cove's figure divided by the peer's in the same scenario (below 1: Cove is better). */
+  ratios: Partial<Record<(typeof PEERS)[number], number>>;
+}
+
+function summaryTable(rows: SummaryRow[]): string {
+  const head = ['scenario', 'target', 'measured', 'verdict', 'cove/crun', 'cove/podman'];
+  const ratio = (x: number | undefined) => (x === undefined ? '' : `${x.toFixed(2)}×`);
+  const body = rows.map((r) => [
+    r.scenario,
+    r.target,
+    r.measured,
+    r.verdict === 'missed' ? '**missed**' : r.verdict,
+    ratio(r.ratios.crun),
+    ratio(r.ratios.podman),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    '| ' +
+    cells.map((c, i) => (i < 4 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') +
+    ' |';
+  const rule =
+    '| ' + widths.map((w, i) => (i < 4 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') + ' |';
+  return [line(head), rule, ...body.map(line)].join('\n');
 }
 
 function positive(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
@@ -158,7 +207,14 @@ async function main(): Promise<number> {
       'podman-rt-runs': { type: 'string' },
       'files-runs': { type: 'string' },
       'files-mib': { type: 'string' },
-      pool: { type: 'boolean' },
+      quick: { type: 'boolean' },
+      'pool-runs': { type: 'string' },
+      burst: { type: 'string' },
+      'burst-procs': { type: 'string' },
+      'burst-clients': { type: 'string' },
+      density: { type: 'string' },
+      'crun-density': { type: 'string' },
+      'podman-density': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -168,14 +224,35 @@ async function main(): Promise<number> {
     return 0;
   }
   const env = process.env;
-  const runs = positive(values.runs, env.BENCH_RUNS, 50, 'runs');
-  const rtRuns = positive(values['rt-runs'], env.BENCH_RT_RUNS, 200, 'rt-runs');
-  const warmup = positive(values.warmup, env.BENCH_WARMUP, 5, 'warmup');
-  const podmanRuns = positive(values['podman-runs'], env.BENCH_PODMAN_RUNS, runs, 'podman-runs');
-  const podmanRtRuns = positive(values['podman-rt-runs'], env.BENCH_PODMAN_RT_RUNS, rtRuns, 'podman-rt-runs');
-  const filesRuns = positive(values['files-runs'], env.BENCH_FILES_RUNS, 10, 'files-runs');
-  const filesMib = positive(values['files-mib'], env.BENCH_FILES_MIB, 64, 'files-mib');
-  const pool = values.pool === true || env.BENCH_POOL === '1';
+  const quick = values.quick === true || env.BENCH_QUICK === '1';
+  const q = (full: number, short: number) => (quick ? short : full);
+  const runs = positive(values.runs, env.BENCH_RUNS, q(50, 10), 'runs');
+  const poolRuns = positive(values['pool-runs'], env.BENCH_POOL_RUNS, runs, 'pool-runs');
+  const rtRuns = positive(values['rt-runs'], env.BENCH_RT_RUNS, q(200, 50), 'rt-runs');
+  const warmup = positive(values.warmup, env.BENCH_WARMUP, q(5, 2), 'warmup');
+  const podmanRuns = positive(values['podman-runs'], env.BENCH_PODMAN_RUNS, q(runs, 5), 'podman-runs');
+  const podmanRtRuns = positive(
+    values['podman-rt-runs'],
+    env.BENCH_PODMAN_RT_RUNS,
+    q(rtRuns, 20),
+    'podman-rt-runs',
+  );
+  const filesRuns = positive(values['files-runs'], env.BENCH_FILES_RUNS, q(10, 2), 'files-runs');
+  const filesMib = positive(values['files-mib'], env.BENCH_FILES_MIB, q(64, 16), 'files-mib');
+  const burstN = positive(values.burst, env.BENCH_BURST, q(1000, 100), 'burst');
+  const burstProcs = Math.max(1, positive(values['burst-procs'], env.BENCH_BURST_PROCS, 5, 'burst-procs'));
+  const burstClients = Math.max(
+    1,
+    positive(values['burst-clients'], env.BENCH_BURST_CLIENTS, 10, 'burst-clients'),
+  );
+  const densityN = positive(values.density, env.BENCH_DENSITY, q(1000, 100), 'density');
+  const crunDensityN = positive(values['crun-density'], env.BENCH_CRUN_DENSITY, q(100, 20), 'crun-density');
+  const podmanDensityN = positive(
+    values['podman-density'],
+    env.BENCH_PODMAN_DENSITY,
+    q(50, 10),
+    'podman-density',
+  );
   const only = (values.only ?? env.BENCH_ONLY ?? RUNTIMES.join(',')).split(',').map((s) => s.trim());
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))
@@ -205,6 +282,25 @@ async function main(): Promise<number> {
   // The file every runtime moves (random bytes, so nothing compresses it), and where copies
   // come back; removed at the end whatever happens.
   const scratch = await mkdtemp(join(tmpdir(), 'coveb-files-'));
+  const subnet16 = env.BENCH_SUBNET ?? '10.13';
+  const { coveBench } = await import('./cove.ts');
+  type CoveBench = Awaited<ReturnType<typeof coveBench>>;
+  let coldCove: CoveBench | undefined;
+  let closeCold: (() => Promise<string[]>) | undefined;
+  const density: DensityResult[] = [];
+  const poolSamples = new Map<string, Record<string, number>[]>();
+  let poolClaimsAtStart: { hits: number; misses: number } | undefined;
+  let poolClaims: { hits: number; misses: number } | undefined;
+  let poolConfig: { min: number; max: number; budget: number } | undefined;
+  let burst:
+    | (BurstResult & {
+        poolBefore: Record<string, { ready: number; target: number }>;
+        poolHits: number;
+        poolMisses: number;
+        leftAfterKill: number;
+        leaks: string[];
+      })
+    | undefined;
   finalizers.push(async () => {
     await rm(scratch, { recursive: true, force: true });
     return [];
@@ -227,9 +323,10 @@ async function main(): Promise<number> {
     // Sandbox makers first (each cleans up after itself in the finally below, even half-made).
     if (only.some((r) => r.startsWith('cove'))) {
       progress('starting Cove (instance coveb)');
-      const { coveBench } = await import('./cove.ts');
-      const cove = await coveBench({ templatesHome, subnet16: env.BENCH_SUBNET ?? '10.13', pool });
-      finalizers.unshift(() => cove.close());
+      const cove = await coveBench({ templatesHome, subnet16, pool: false });
+      coldCove = cove;
+      closeCold = once(() => cove.close());
+      finalizers.unshift(closeCold);
       subjects.push(...cove.subjects.filter((s) => only.includes(s.runtime)));
       const { curlSubject, e2bSubject } = await import('./e2b.ts');
       const e2bOpts = { url: cove.url, apiKey: cove.apiKey, manager: cove.manager, file, scratch };
@@ -307,6 +404,105 @@ async function main(): Promise<number> {
         push(readSamples, s.runtime, r);
       }
     }
+
+    // Density, on the same Cove (pools off: every sandbox counted is one the manager lists).
+    if (densityN > 0 && coldCove && !stopping) {
+      const c = coldCove;
+      progress(`density: ${densityN} idle Cove sandboxes at once, then true in each, then kill`);
+      density.push(
+        await coveDensity({
+          manager: c.manager,
+          n: densityN,
+          cgroupParent: 'coveb',
+          leaks: () => c.leaks(),
+          progress,
+        }),
+      );
+    }
+    if (densityN > 0 && only.includes('crun') && crunDensityN > 0 && !stopping) {
+      progress(`density: ${crunDensityN} idle crun containers`);
+      density.push(
+        await crunDensity({
+          n: crunDensityN,
+          rootfs: template.rootfs,
+          mountHelper,
+          stateRoot: '/run/coveb-crun',
+        }),
+      );
+    }
+    if (densityN > 0 && only.includes('podman') && podmanDensityN > 0 && !stopping) {
+      progress(`density: ${podmanDensityN} idle podman containers`);
+      density.push(await podmanDensity({ n: podmanDensityN, rootfs: template.rootfs }));
+    }
+
+    // Pool hits and the burst: Cove started again on the same instance, with its pools on.
+    const wantPool = only.includes('cove') || only.includes('cove-e2b');
+    if ((wantPool || burstN > 0) && only.some((r) => r.startsWith('cove')) && !stopping) {
+      for (const s of subjects.filter((x) => x.runtime.startsWith('cove')))
+        leftovers.push(
+          ...(await s.cleanup().catch((err: unknown) => [`${s.runtime} cleanup: ${String(err)}`])),
+        );
+      if (closeCold) leftovers.push(...(await closeCold()));
+      progress('starting Cove again (instance coveb) with its warm pools on');
+      const cove = await coveBench({ templatesHome, subnet16, pool: true });
+      finalizers.unshift(once(() => cove.close()));
+      poolConfig = cove.pool;
+      await cove.manager.pool.settled();
+      const poolSubjects: Subject[] = [];
+      const inProcess = cove.subjects.find((x) => x.runtime === 'cove');
+      if (inProcess && only.includes('cove')) poolSubjects.push(inProcess);
+      if (only.includes('cove-e2b')) {
+        const { e2bSubject } = await import('./e2b.ts');
+        const sdk = e2bSubject({ url: cove.url, apiKey: cove.apiKey, manager: cove.manager, file, scratch });
+        finalizers.unshift(() => sdk.cleanup());
+        poolSubjects.push(sdk);
+      }
+      progress(
+        `pool-hit create + first command: ${warmup} warm-up, then ×${poolRuns} for ${poolSubjects.map((x) => x.runtime).join(', ')} (the pool refilled between creates)`,
+      );
+      for (let i = 0; i < warmup + poolRuns && !stopping; i++) {
+        if (i === warmup) poolClaimsAtStart = cove.claims();
+        for (const x of poolSubjects) {
+          await cove.manager.pool.settled();
+          const sample = await x.create?.();
+          if (sample && i >= warmup)
+            poolSamples.set(x.runtime, [...(poolSamples.get(x.runtime) ?? []), sample]);
+        }
+      }
+      const end = cove.claims();
+      poolClaims = {
+        hits: end.hits - (poolClaimsAtStart?.hits ?? 0),
+        misses: end.misses - (poolClaimsAtStart?.misses ?? 0),
+      };
+      if (burstN > 0 && !stopping) {
+        await cove.manager.pool.settled();
+        const before = cove.claims();
+        const poolBefore = cove.manager.pool.stats();
+        progress(
+          `burst: ${burstN} Sandbox.create() from ${burstProcs} processes × ${burstClients} SDK clients (pool ${JSON.stringify(poolBefore)})`,
+        );
+        const { runBurst } = await import('./burst.ts');
+        const result = await runBurst({
+          url: cove.url,
+          apiKey: cove.apiKey,
+          manager: cove.manager,
+          creates: burstN,
+          processes: burstProcs,
+          clientsPerProcess: burstClients,
+          progress,
+        });
+        const after = cove.claims();
+        await cove.manager.pool.settled();
+        burst = {
+          ...result,
+          poolBefore,
+          poolHits: after.hits - before.hits,
+          poolMisses: after.misses - before.misses,
+          leftAfterKill: cove.manager.list().length,
+          leaks: await cove.leaks(),
+        };
+      }
+    }
   } catch (err) {
     failed = err;
   } finally {
@@ -342,11 +538,23 @@ async function main(): Promise<number> {
       if (values.length) rows.push({ scenario, runtime, ...summarize(values), ratios: {} });
     }
   }
+  for (const [scenario, phase] of [
+    ['pool-hit create + first command', 'total'],
+    ['  of which claim (create)', 'create'],
+    ['  of which first command', 'first'],
+  ] as const) {
+    for (const [runtime, list] of poolSamples) {
+      const values = list.map((x) => x[phase]).filter((v): v is number => v !== undefined);
+      if (values.length) rows.push({ scenario, runtime, ...summarize(values), ratios: {} });
+    }
+  }
   const peers = PEERS.filter((p) => names.includes(p));
   for (const row of rows.filter((r) => r.runtime.startsWith('cove'))) {
     for (const peer of peers) {
-      const other = rows.find((r) => r.scenario === row.scenario && r.runtime === peer);
-      if (other) row.ratios[peer] = row.p50 / other.p50;
+      const scenario = row.scenario.startsWith('pool-hit ') ? 'create + first command' : row.scenario;
+      const other = rows.find((r) => r.scenario === scenario && r.runtime === peer);
+      if (other && (scenario === row.scenario || row.scenario.startsWith('pool-hit create')))
+        row.ratios[peer] = row.p50 / other.p50;
     }
   }
   const rateRows: RateRow[] = [];
@@ -378,15 +586,132 @@ async function main(): Promise<number> {
     }
   }
 
+  const summary: SummaryRow[] = [];
+  const row = (scenario: string, runtime: string) =>
+    rows.find((r) => r.scenario === scenario && r.runtime === runtime);
+  const f = (x: number) => `${ms(x)} ms`;
+  const hitRate = poolClaims
+    ? `pool hits ${poolClaims.hits}/${poolClaims.hits + poolClaims.misses}`
+    : 'pool hits unknown';
+  for (const [runtime, label] of [
+    ['cove-e2b', 'e2b SDK'],
+    ['cove', 'in-process'],
+  ] as const) {
+    const r = row('pool-hit create + first command', runtime);
+    if (r)
+      summary.push({
+        scenario: `pool-hit create + first command, ${label}`,
+        target: 'p50 < 10 ms, p99 < 50 ms',
+        measured: `p50 ${f(r.p50)}, p99 ${f(r.p99)} (n ${r.n}, ${hitRate})`,
+        verdict: r.p50 < 10 && r.p99 < 50 ? 'met' : 'missed',
+        ratios: r.ratios,
+      });
+  }
+  for (const [runtime, label] of [
+    ['cove-e2b', 'e2b SDK'],
+    ['cove', 'in-process'],
+  ] as const) {
+    const r = row('create + first command', runtime);
+    if (r)
+      summary.push({
+        scenario: `cold create + first command, ${label}`,
+        target: 'p50 < 60 ms',
+        measured: `p50 ${f(r.p50)}, p99 ${f(r.p99)} (n ${r.n}, pools off)`,
+        verdict: r.p50 < 60 ? 'met' : 'missed',
+        ratios: r.ratios,
+      });
+  }
+  const rt = row(ROUND_TRIP, 'cove');
+  if (rt)
+    summary.push({
+      scenario: 'command round-trip (`true`), in-process',
+      target: 'p50 < 3 ms',
+      measured: `p50 ${f(rt.p50)}, p99 ${f(rt.p99)} (n ${rt.n})`,
+      verdict: rt.p50 < 3 ? 'met' : 'missed',
+      ratios: rt.ratios,
+    });
+  const rtSdk = row(ROUND_TRIP, 'cove-e2b');
+  if (rtSdk)
+    summary.push({
+      scenario: 'command round-trip (`/usr/bin/true`), e2b SDK',
+      target: '—',
+      measured: `p50 ${f(rtSdk.p50)}, p99 ${f(rtSdk.p99)} (n ${rtSdk.n})`,
+      verdict: 'n/a',
+      ratios: rtSdk.ratios,
+    });
+  if (burst) {
+    const b = burst;
+    summary.push({
+      scenario: `burst: ${b.creates} creates, ${b.processes}×${b.clientsPerProcess} SDK clients, pools on`,
+      target: 'all succeed, none lost',
+      measured:
+        `${b.succeeded}/${b.creates} ok, ${b.failed} failed, ${b.retries429} × 429 retried, ${b.listed} listed; ` +
+        `${(b.wallMs / 1000).toFixed(1)} s, ${b.createsPerSec.toFixed(1)}/s, p50 ${f(b.perCreate.p50)}, p99 ${f(b.perCreate.p99)}`,
+      verdict: b.failed === 0 && b.succeeded === b.creates && b.listed === b.creates ? 'met' : 'missed',
+      ratios: {},
+    });
+  }
+  const dCove = density.find((d) => d.runtime === 'cove');
+  if (dCove) {
+    const ratios: SummaryRow['ratios'] = {};
+    for (const peer of PEERS) {
+      const d = density.find((x) => x.runtime === peer);
+      if (d && d.hostKiBPer > 0) ratios[peer] = dCove.hostKiBPer / d.hostKiBPer;
+    }
+    summary.push({
+      scenario: `density: ${dCove.target} idle sandboxes, then \`true\` in each`,
+      target: '< 3 MiB host memory each, all answer',
+      measured:
+        `${dCove.alive} alive, ${(dCove.hostKiBPer / 1024).toFixed(2)} MiB host (cgroups ${((dCove.cgroupKiBPer ?? 0) / 1024).toFixed(2)}) + ${(dCove.serverRssKiBPer ?? 0).toFixed(0)} KiB Cove RSS each, ` +
+        `${dCove.answered}/${dCove.alive} answered, ${dCove.leftovers.length ? 'LEFT: ' + dCove.leftovers.join('; ') : 'nothing left'}`,
+      verdict:
+        dCove.alive === dCove.target &&
+        dCove.answered === dCove.alive &&
+        dCove.hostKiBPer < 3 * 1024 &&
+        !dCove.leftovers.length
+          ? 'met'
+          : 'missed',
+      ratios,
+    });
+  }
+
   const header = [
     `Cove bench, ${date.toISOString()}, commit ${machine.commit}`,
     `machine: ${machine.host}, ${machine.cores} cores ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.os}, kernel ${machine.kernel}, cgroups ${machine.cgroups}`,
     `software: node ${machine.node}, ${machine.crun}, ${machine.runc}, ${machine.podman}`,
-    `template: base ${template.hash}; warm-up ${warmup} creates / ${warmup * 4} round trips / ${Math.min(warmup, 1)} file write+read per runtime, discarded; runtimes interleaved; Cove's warm pool ${pool ? 'ON (creates claim ready sandboxes)' : 'off (cold creates)'}`,
+    `template: base ${template.hash}; warm-up ${warmup} creates / ${warmup * 4} round trips / ${Math.min(warmup, 1)} file write+read per runtime, discarded; runtimes interleaved; cold creates, round trips, files and density with Cove's pools off; pool-hit creates and the burst with them on (min ${poolConfig?.min ?? '—'}, max ${poolConfig?.max ?? '—'}, budget ${poolConfig?.budget ?? '—'}), the pool refilled (settled()) before each pool-hit create`,
+    ...(quick
+      ? [
+          `QUICK MODE: ${runs} cold / ${poolRuns} pool-hit creates, burst ${burstN}, density ${densityN} (crun ${crunDensityN}, podman ${podmanDensityN}): not the issue's 1000s`,
+        ]
+      : []),
   ].join('\n');
   const notes = subjects.flatMap((s) => s.notes.map((n) => `${s.runtime}: ${n}`));
   console.log(`\n${header}\n\n${table(rows, peers)}\n`);
   if (rateRows.length) console.log(`${rateTable(rateRows, peers, filesMib)}\n`);
+  if (burst) {
+    const b = burst;
+    console.log(
+      `burst: ${b.creates} Sandbox.create() from ${b.processes} processes × ${b.clientsPerProcess} SDK clients: ` +
+        `${b.succeeded} ok, ${b.failed} failed${b.errors.length ? ` (${b.errors.join(' | ')})` : ''}, ${b.retries429} HTTP 429 (retried by the SDK); ` +
+        `${b.listed} listed after; ${(b.wallMs / 1000).toFixed(1)} s, ${b.createsPerSec.toFixed(1)} creates/s; per create p50 ${ms(b.perCreate.p50)} p90 ${ms(b.perCreate.p90)} p99 ${ms(b.perCreate.p99)} max ${ms(b.perCreate.max)} ms; ` +
+        `pool before ${JSON.stringify(b.poolBefore)}, ${b.poolHits} claims hit the pool, ${b.poolMisses} built cold; ` +
+        `kill of all: ${(b.killMs / 1000).toFixed(1)} s (${b.killFailures} failed), ${b.leftAfterKill} listed after, leaks: ${b.leaks.length ? b.leaks.join('; ') : 'none'}\n`,
+    );
+  }
+  for (const d of density) {
+    console.log(
+      `density ${d.runtime}: ${d.alive}/${d.target} alive at once (created in ${(d.createMs / 1000).toFixed(1)} s, ${d.createFailures} failed); ` +
+        `host memory ${(d.hostKiBPer / 1024).toFixed(2)} MiB each` +
+        (d.cgroupKiBPer !== undefined
+          ? ` (memory cgroup: ${(d.cgroupKiBPer / 1024).toFixed(2)} MiB each)`
+          : '') +
+        (d.serverRssKiBPer !== undefined ? `, Cove RSS +${d.serverRssKiBPer.toFixed(0)} KiB each` : '') +
+        `; true answered ${d.answered}/${d.alive} in ${(d.answerMs / 1000).toFixed(1)} s; kill ${(d.killMs / 1000).toFixed(1)} s (${d.killFailures} failed); ` +
+        `left: ${d.leftovers.length ? d.leftovers.join('; ') : 'nothing'}${d.errors.length ? `; errors: ${d.errors.join(' | ')}` : ''}`,
+    );
+  }
+  if (summary.length) console.log(`\n${summaryTable(summary)}\n`);
   for (const n of notes) console.log(`- ${n}`);
   if (stopping) console.log('- INTERRUPTED: partial results');
 
@@ -404,6 +729,7 @@ async function main(): Promise<number> {
         shellRoundTrips: shellSamples.get(n) ?? [],
         writesMs: writeSamples.get(n) ?? [],
         readsMs: readSamples.get(n) ?? [],
+        poolHitCreates: poolSamples.get(n) ?? [],
       },
     ]),
   );
@@ -415,7 +741,15 @@ async function main(): Promise<number> {
     podmanRtRuns,
     filesRuns,
     filesMib,
-    pool,
+    quick,
+    poolRuns,
+    burst: burstN,
+    burstProcs,
+    burstClients,
+    density: densityN,
+    crunDensity: crunDensityN,
+    podmanDensity: podmanDensityN,
+    pool: poolConfig,
     only,
     templateHash: template.hash,
   };
@@ -427,11 +761,15 @@ async function main(): Promise<number> {
         machine,
         options,
         interrupted: stopping,
+        summary,
         rows,
         rateRows,
+        burst: burst && { ...burst, samples: undefined },
+        density,
+        poolClaims,
         notes,
         leftovers,
-        samples,
+        samples: { ...samples, burstCreatesMs: burst?.samples ?? [] },
       },
       null,
       2,
