@@ -54,6 +54,7 @@ function apiKey(root: string, home: string, url: string): string {
   if (!/^\s+keys\b/m.test(help)) return PLACEHOLDER_KEY;
   const out = execFileSync(process.execPath, [cli, 'keys', 'create', '--name', 'conformance'], {
     env: { ...cliEnv(home), COVE_URL: url },
+    stdio: ['ignore', 'pipe', 'pipe'],
   }).toString();
   const key = /\be2b_[0-9a-f]+\b/.exec(out)?.[0];
   if (!key) throw new Error(`cove keys create printed no e2b_ key: ${out}`);
