@@ -60,6 +60,13 @@ rm -f "$root/etc/resolv.conf"
 } >"$root/etc/resolv.conf"
 chmod 0644 "$root/etc/resolv.conf"
 
+# Every SDK command is `bash -l -c …`: Debian's /etc/profile runs `id -u` (a fork and an exec,
+# about a millisecond) once or twice per login shell. bash sets EUID itself; other shells
+# (dash for `sh -l`) have no EUID and still ask id. Same PATH, PS1 and umask as before.
+if [[ -f $root/etc/profile ]]; then
+  sed -i 's/"\$(id -u)"/"${EUID:-$(id -u)}"/g' "$root/etc/profile"
+fi
+
 # Leftovers that only cost space.
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/debconf/*-old \
   "$root"/var/lib/dpkg/*-old "$root"/var/log/apt/* "$root"/var/log/dpkg.log
