@@ -8,9 +8,10 @@ import type { Manager } from '../src/manager/manager.ts';
 import { mountsUnder, sh } from './sh.ts';
 import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
+import { BENCH_INSTANCE } from './instance.ts';
 
-/** The bench's own Cove instance: its bridge, namespaces, cgroups and crun root are `coveb*`. */
-const INSTANCE = 'coveb';
+/** The bench's own Cove instance: its bridge, namespaces, cgroups and crun root are `coveb*` (BENCH_INSTANCE). */
+const INSTANCE = BENCH_INSTANCE;
 
 /** Runs `argv` (`true` by default) in a sandbox through the manager and resolves at its exit. */
 export function execTrue(manager: Manager, id: string, argv: string[] = ['true']): Promise<void> {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { must, mustRedirect, sh } from './sh.ts';
 import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
+import { BENCH_INSTANCE } from './instance.ts';
 
 export interface CrunPeerOptions {
   /** The base template's rootfs, used read-only in place (`root.readonly`): never written. */
@@ -18,8 +19,8 @@ export interface CrunPeerOptions {
 }
 
 /** cgroup directory (under each v1 hierarchy's root) holding the bench's crun containers. */
-export const CGROUP_PARENT = 'coveb-crun';
-const LONG_ID = 'coveb-crun-long';
+export const CGROUP_PARENT = `${BENCH_INSTANCE}-crun`;
+const LONG_ID = `${BENCH_INSTANCE}-crun-long`;
 
 /**
  * A minimal OCI config (what `crun spec` writes, as root): pid, mount, ipc, uts and network
@@ -123,7 +124,7 @@ export async function crunPeer(opts: CrunPeerOptions): Promise<Subject> {
     ],
 
     async create() {
-      const id = `coveb-crun-${process.pid}-${seq++}`;
+      const id = `${BENCH_INSTANCE}-crun-${process.pid}-${seq++}`;
       const start = performance.now();
       await must(
         opts.mountHelper,

@@ -6,6 +6,7 @@ import { CGROUP_PARENT, ociConfig } from './crun.ts';
 import { execTrue } from './cove.ts';
 import { LABEL, RUN_FLAGS } from './podman.ts';
 import { mountsUnder, must, sh } from './sh.ts';
+import { BENCH_INSTANCE } from './instance.ts';
 
 export interface DensityResult {
   runtime: string;
@@ -162,9 +163,9 @@ export async function crunDensity(opts: {
   stateRoot: string;
 }): Promise<DensityResult> {
   const errors: string[] = [];
-  const dir = await mkdtemp(join(tmpdir(), 'coveb-crund-'));
+  const dir = await mkdtemp(join(tmpdir(), `${BENCH_INSTANCE}-crund-`));
   const crun = (...args: string[]) => ['crun', '--root', opts.stateRoot, ...args];
-  const ids = Array.from({ length: opts.n }, (_, i) => `coveb-crund-${i}`);
+  const ids = Array.from({ length: opts.n }, (_, i) => `${BENCH_INSTANCE}-crund-${i}`);
   await mkdir(opts.stateRoot, { recursive: true, mode: 0o700 });
   try {
     for (const id of ids) {
@@ -195,7 +196,7 @@ export async function crunDensity(opts: {
     const cgAfter = await cgroupKiB(CGROUP_PARENT);
     const alive = (await sh('crun', ['--root', opts.stateRoot, 'list', '-q'])).stdout
       .split('\n')
-      .filter((l) => l.startsWith('coveb-crund-')).length;
+      .filter((l) => l.startsWith(`${BENCH_INSTANCE}-crund-`)).length;
     const answered = await each(ids, 4, (id) => must('crun', crun('exec', id, '/bin/true').slice(1)), errors);
     const killed = await each(
       ids,
@@ -220,12 +221,12 @@ export async function crunDensity(opts: {
       killFailures: killed.failed,
       leftovers: (await sh('crun', ['--root', opts.stateRoot, 'list', '-q'])).stdout
         .split('\n')
-        .filter((l) => l.startsWith('coveb-crund-')),
+        .filter((l) => l.startsWith(`${BENCH_INSTANCE}-crund-`)),
       errors,
     };
   } finally {
     for (const id of (await sh('crun', ['--root', opts.stateRoot, 'list', '-q'])).stdout.split('\n'))
-      if (id.startsWith('coveb-crund-')) await sh('crun', crun('delete', '-f', id).slice(1));
+      if (id.startsWith(`${BENCH_INSTANCE}-crund-`)) await sh('crun', crun('delete', '-f', id).slice(1));
     // Their cgroups go with `crun delete`; the crun peer's cleanup removes any leaf left.
     await rm(dir, { recursive: true, force: true });
   }
@@ -238,7 +239,7 @@ export async function crunDensity(opts: {
 export async function podmanDensity(opts: { n: number; rootfs: string }): Promise<DensityResult> {
   const errors: string[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'coveb-podmand-'));
-  const names = Array.from({ length: opts.n }, (_, i) => `coveb-podmand-${process.pid}-${i}`);
+  const names = Array.from({ length: opts.n }, (_, i) => `${BENCH_INSTANCE}-podmand-${process.pid}-${i}`);
   try {
     for (let i = 0; i < opts.n; i++) {
       const base = join(dir, String(i));
@@ -274,13 +275,22 @@ export async function podmanDensity(opts: { n: number; rootfs: string }): Promis
     await settle();
     const after = await hostUsedSteadyKiB();
     const running = (
-      await sh('podman', ['ps', '-q', '--filter', `label=${LABEL}`, '--filter', 'name=coveb-podmand-'])
+      await sh('podman', [
+        'ps',
+        '-q',
+        '--filter',
+        `label=${LABEL}`,
+        '--filter',
+        `name=${BENCH_INSTANCE}-podmand-`,
+      ])
     ).stdout
       .split('\n')
       .filter(Boolean).length;
     const answered = await each(names, 2, (name) => must('podman', ['exec', name, 'true']), errors);
     const killed = await each(names, 2, (name) => must('podman', ['rm', '-f', '-t', '0', name]), errors);
-    const still = (await sh('podman', ['ps', '-aq', '--filter', 'name=coveb-podmand-'])).stdout.trim();
+    const still = (
+      await sh('podman', ['ps', '-aq', '--filter', `name=${BENCH_INSTANCE}-podmand-`])
+    ).stdout.trim();
     return {
       runtime: 'podman',
       target: opts.n,
@@ -296,7 +306,7 @@ export async function podmanDensity(opts: { n: number; rootfs: string }): Promis
       errors,
     };
   } finally {
-    const ids = (await sh('podman', ['ps', '-aq', '--filter', 'name=coveb-podmand-'])).stdout
+    const ids = (await sh('podman', ['ps', '-aq', '--filter', `name=${BENCH_INSTANCE}-podmand-`])).stdout
       .split('\n')
       .filter(Boolean);
     if (ids.length) await sh('podman', ['rm', '-f', '-t', '0', ...ids]);

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { mountsUnder, must, sh } from './sh.ts';
 import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
+import { BENCH_INSTANCE } from './instance.ts';
 
 /** Every container the bench starts carries this label, so that cleanup finds them all. */
-export const LABEL = 'coveb-bench';
+export const LABEL = `${BENCH_INSTANCE}-bench`;
 
 /**
  * The flags DESIGN.md measured: podman's default runtime (crun) fails on hybrid cgroups, and
@@ -82,7 +83,7 @@ export async function podmanPeer(opts: {
     ],
 
     async create() {
-      const name = `coveb-${process.pid}-${seq++}`;
+      const name = `${BENCH_INSTANCE}-${process.pid}-${seq++}`;
       const start = performance.now();
       const id = await run(overlays.run, name);
       const created = since(start);
@@ -96,7 +97,7 @@ export async function podmanPeer(opts: {
     },
 
     async startLong() {
-      longId = await run(overlays.long, `coveb-${process.pid}-long`);
+      longId = await run(overlays.long, `${BENCH_INSTANCE}-${process.pid}-long`);
     },
 
     async roundTrip() {

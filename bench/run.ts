@@ -14,6 +14,7 @@ import { percentile, summarize, type Summary } from './stats.ts';
 import type { Subject } from './subject.ts';
 import type { BurstResult } from './burst.ts';
 import { coveDensity, crunDensity, podmanDensity, type DensityResult } from './density.ts';
+import { BENCH_INSTANCE } from './instance.ts';
 
 /** `fn` run at most once; later calls get the first call's promise. */
 function once<T>(fn: () => Promise<T>): () => Promise<T> {
@@ -41,7 +42,8 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
-Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_SUBNET (10.13), COVE_LOG_LEVEL (warn).`;
+Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
+bench makes on the host), BENCH_SUBNET (10.13), COVE_LOG_LEVEL (warn).`;
 
 const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;
 const PEERS = ['crun', 'podman'] as const;
@@ -322,7 +324,7 @@ async function main(): Promise<number> {
   try {
     // Sandbox makers first (each cleans up after itself in the finally below, even half-made).
     if (only.some((r) => r.startsWith('cove'))) {
-      progress('starting Cove (instance coveb)');
+      progress(`starting Cove (instance ${BENCH_INSTANCE})`);
       const cove = await coveBench({ templatesHome, subnet16, pool: false });
       coldCove = cove;
       closeCold = once(() => cove.close());
@@ -336,7 +338,13 @@ async function main(): Promise<number> {
     if (only.includes('crun')) {
       const { crunPeer } = await import('./crun.ts');
       subjects.push(
-        await crunPeer({ rootfs: template.rootfs, mountHelper, stateRoot: '/run/coveb-crun', file, scratch }),
+        await crunPeer({
+          rootfs: template.rootfs,
+          mountHelper,
+          stateRoot: `/run/${BENCH_INSTANCE}-crun`,
+          file,
+          scratch,
+        }),
       );
     }
     if (only.includes('podman')) {
@@ -413,7 +421,7 @@ async function main(): Promise<number> {
         await coveDensity({
           manager: c.manager,
           n: densityN,
-          cgroupParent: 'coveb',
+          cgroupParent: BENCH_INSTANCE,
           leaks: () => c.leaks(),
           progress,
         }),
@@ -426,7 +434,7 @@ async function main(): Promise<number> {
           n: crunDensityN,
           rootfs: template.rootfs,
           mountHelper,
-          stateRoot: '/run/coveb-crun',
+          stateRoot: `/run/${BENCH_INSTANCE}-crun`,
         }),
       );
     }
@@ -443,7 +451,7 @@ async function main(): Promise<number> {
           ...(await s.cleanup().catch((err: unknown) => [`${s.runtime} cleanup: ${String(err)}`])),
         );
       if (closeCold) leftovers.push(...(await closeCold()));
-      progress('starting Cove again (instance coveb) with its warm pools on');
+      progress(`starting Cove again (instance ${BENCH_INSTANCE}) with its warm pools on`);
       const cove = await coveBench({ templatesHome, subnet16, pool: true });
       finalizers.unshift(once(() => cove.close()));
       poolConfig = cove.pool;
