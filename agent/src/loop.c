@@ -272,6 +272,10 @@ int agent_loop(int listen_fd, int signal_fd)
 		int64_t t = now_ms();
 		if (fs_pump(congested) || (!congested && proc_draining()))
 			timeout = 0;
+		/* A CHUNK the socket did not take whole is queued: wait for room, not for the host
+		 * (which may owe no CREDIT) or the idle timer. */
+		if (hidx >= 0 && out_pending())
+			pfds[hidx].events |= POLLOUT;
 		if (pfd_conn >= 0) {
 			int left = pend_deadline > t ? (int)(pend_deadline - t) : 0;
 			if (timeout < 0 || left < timeout)

@@ -68,9 +68,27 @@ function call<V>(fn: () => Promise<V>): Promise<V> {
   }
 }
 
+/**
+ * Every agent socket is read into this one buffer: 'data' listeners get a view of it that is
+ * only valid during the call (FrameDecoder copies what it keeps). A read then moves up to
+ * 256 KiB (a bulk transfer's CHUNKs, several at once) without Node allocating a fresh 64 KiB
+ * buffer per read: at file-transfer rates those allocations cost more in garbage collection
+ * than the copies. One buffer serves all connections: each read is consumed synchronously.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
+
 function dial(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect(path);
+    const s = connect({
+      path,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          s.emit('data', Buffer.from(buf.buffer, buf.byteOffset, n));
+          return true;
+        },
+      },
+    });
     s.once('connect', () => {
       s.off('error', reject);
       resolve(s);

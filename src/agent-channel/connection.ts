@@ -17,6 +17,9 @@ export interface StreamHandler {
   fail(err: CoveError): void;
 }
 
+/** Frames at least this long are written without first being copied into one buffer. */
+const BIG_FRAME = 16 * 1024;
+
 const ERRNO_NAME = /^E[A-Z0-9]{1,31}$/;
 
 function errorFrom(r: Reader, what: string): CoveError {
@@ -65,7 +68,15 @@ export class Connection {
   /** Sends a frame that belongs to an open stream (CREDIT, WDATA, WEND, CANCEL). */
   send(type: number, id: number, payload: Writer): boolean {
     if (this.failure) throw this.failure;
-    return this.socket.write(payload.frame(type, id));
+    if (payload.length < BIG_FRAME) return this.socket.write(payload.frame(type, id));
+    // A file's WDATA: header and data go out in one writev, the data never copied into a
+    // frame buffer (an allocation as large as the data, per chunk, is what costs here).
+    const parts = payload.frameParts(type, id);
+    this.socket.cork();
+    let ok = true;
+    for (const p of parts) ok = this.socket.write(p);
+    this.socket.uncork();
+    return ok;
   }
 
   /** Resolves when the socket can take more (or rejects once the connection is gone). */

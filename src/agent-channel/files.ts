@@ -18,8 +18,10 @@ import {
 } from './protocol.ts';
 import type { FileInfo, FsUser, Watch, WatchEvent } from './types.ts';
 
-/** How far a read may run ahead of its consumer. */
-const READ_WINDOW = 4 * MAX_CHUNK;
+/** How far a read may run ahead of its consumer: what one stream may hold in memory here. */
+const READ_WINDOW = 16 * MAX_CHUNK;
+/** Credit goes back in batches this large: one CREDIT (and one agent wake-up) per 256 KiB. */
+const CREDIT_BATCH = READ_WINDOW / 4;
 const MAX_LIST = 10_000;
 /** A watch whose consumer stops reading fails rather than queueing without bound. */
 const MAX_QUEUED_EVENTS = 10_000;
@@ -194,14 +196,17 @@ export async function* readFile(conn: Connection, path: string, user: FsUser): A
       q.end(err);
     },
   });
+  let owed = 0;
   try {
     for (;;) {
       const r = await q.next();
       if (r.done) return;
-      if (open) {
+      owed += r.value.length;
+      if (open && owed >= CREDIT_BATCH) {
         // Credit goes back only as the consumer takes chunks: memory stays under the window.
-        credit += r.value.length;
-        conn.send(T.CREDIT, id, new Writer().u32(r.value.length));
+        credit += owed;
+        conn.send(T.CREDIT, id, new Writer().u32(owed));
+        owed = 0;
       }
       yield r.value;
     }

@@ -102,7 +102,7 @@ describe('agent client against a hostile agent', () => {
   it('rejects a read chunk beyond the granted credit', async () => {
     const flood = await fakeAgent((s, type, id) => {
       if (type !== T.READ) return;
-      for (let i = 0; i < 10; i++) s.write(new Writer().bytes(Buffer.alloc(64 * 1024)).frame(R.CHUNK, id));
+      for (let i = 0; i < 20; i++) s.write(new Writer().bytes(Buffer.alloc(64 * 1024)).frame(R.CHUNK, id));
     });
     server = flood.server;
     const c2 = await connectAgent(flood.path, TOKEN);

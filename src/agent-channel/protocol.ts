@@ -97,12 +97,16 @@ export class Writer {
     return HDR_LEN + this.size;
   }
   frame(type: number, id: number): Buffer {
+    return Buffer.concat(this.frameParts(type, id), this.length);
+  }
+  /** The frame as its header followed by the payload's pieces, uncopied (for a writev). */
+  frameParts(type: number, id: number): Buffer[] {
     const h = Buffer.alloc(HDR_LEN);
     h.writeUInt32LE(this.length, 0);
     h.writeUInt8(type, 4);
     h.writeUInt8(this.flags, 5);
     h.writeUInt32LE(id >>> 0, 8);
-    return Buffer.concat([h, ...this.parts], this.length);
+    return [h, ...this.parts];
   }
 }
 
@@ -185,29 +189,109 @@ export interface Frame {
   payload: Buffer;
 }
 
-/** Splits a byte stream into frames; holds at most one frame plus the chunk being pushed. */
+/**
+ * Buffers for frames that carry a full data chunk (a file's CHUNK, a process's DATA), kept for
+ * reuse: a bulk read would otherwise allocate one per 64 KiB, and at transfer rates V8 then
+ * runs a full garbage collection every few tens of MiB. Only a consumer that knows a payload
+ * is no longer referenced anywhere hands it back (releaseChunk); the others are collected as
+ * usual. At most SLOTS_KEPT are kept (4 MiB).
+ */
+const SLOT = HDR_LEN + 1 + MAX_CHUNK;
+const SLOTS_KEPT = 64;
+const slots: ArrayBuffer[] = [];
+const pooled = new WeakSet<ArrayBuffer>();
+
+function frameBuffer(len: number): Buffer {
+  if (len < 16 * 1024 || len > SLOT) return Buffer.allocUnsafe(len);
+  let ab = slots.pop();
+  if (!ab) {
+    ab = new ArrayBuffer(SLOT);
+    pooled.add(ab);
+  }
+  return Buffer.from(ab, 0, len);
+}
+
+/**
+ * Gives a payload's memory back for the next frame. The caller guarantees that nothing holds
+ * the payload (or another view of its frame) any more: e.g. a socket's write callback ran.
+ */
+export function releaseChunk(b: Buffer): void {
+  const ab = b.buffer as ArrayBuffer;
+  if (pooled.has(ab) && slots.length < SLOTS_KEPT && !slots.includes(ab)) slots.push(ab);
+}
+
+/**
+ * Splits a byte stream into frames. The chunks pushed are only borrowed (the client reads the
+ * socket into one shared buffer): every payload handed out is a copy the decoder owns, made
+ * once — a frame split across reads is assembled in a buffer of its exact length, allocated
+ * when its header arrives (bounded by MAX_FRAME), never by concatenating what came so far.
+ */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private size = 0;
+  /** Bytes of a header not complete yet. */
+  private head = Buffer.alloc(HDR_LEN);
+  private headLen = 0;
+  /** The frame being assembled (header included) and how much of it is filled. */
+  private frame: Buffer | undefined;
+  private filled = 0;
+
+  private static check(h: Buffer, off: number): number {
+    const len = h.readUInt32LE(off);
+    if (len < HDR_LEN || len > MAX_FRAME) throw new ProtocolError(`frame length ${len} out of bounds`);
+    if (h[off + 5] !== 0 || h[off + 6] !== 0 || h[off + 7] !== 0)
+      throw new ProtocolError('reserved header bytes set');
+    return len;
+  }
+
+  private static emit(f: Buffer): Frame {
+    return { type: f[4]!, id: f.readUInt32LE(8), payload: f.subarray(HDR_LEN) };
+  }
 
   push(chunk: Buffer): Frame[] {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
     const out: Frame[] = [];
-    for (;;) {
-      if (this.size < HDR_LEN) return out;
-      if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
-      const buf = this.chunks[0];
-      if (!buf) return out;
-      const len = buf.readUInt32LE(0);
-      if (len < HDR_LEN || len > MAX_FRAME) throw new ProtocolError(`frame length ${len} out of bounds`);
-      if (buf[5] !== 0 || buf[6] !== 0 || buf[7] !== 0) throw new ProtocolError('reserved header bytes set');
-      if (this.size < len) return out;
-      out.push({ type: buf.readUInt8(4), id: buf.readUInt32LE(8), payload: buf.subarray(HDR_LEN, len) });
-      const rest = buf.subarray(len);
-      this.chunks = rest.length ? [rest] : [];
-      this.size = rest.length;
+    let off = 0;
+    const end = chunk.length;
+    while (off < end) {
+      if (this.frame) {
+        const n = Math.min(this.frame.length - this.filled, end - off);
+        chunk.copy(this.frame, this.filled, off, off + n);
+        this.filled += n;
+        off += n;
+        if (this.filled === this.frame.length) {
+          out.push(FrameDecoder.emit(this.frame));
+          this.frame = undefined;
+        }
+        continue;
+      }
+      if (this.headLen > 0 || end - off < HDR_LEN) {
+        const n = Math.min(HDR_LEN - this.headLen, end - off);
+        chunk.copy(this.head, this.headLen, off, off + n);
+        this.headLen += n;
+        off += n;
+        if (this.headLen < HDR_LEN) break;
+        const len = FrameDecoder.check(this.head, 0);
+        this.headLen = 0;
+        this.frame = frameBuffer(len);
+        this.head.copy(this.frame, 0);
+        this.filled = HDR_LEN;
+        if (len === HDR_LEN) {
+          out.push(FrameDecoder.emit(this.frame));
+          this.frame = undefined;
+        }
+        continue;
+      }
+      const len = FrameDecoder.check(chunk, off);
+      // Copied out whole or started: the chunk is not ours to keep.
+      const f = frameBuffer(len);
+      const n = Math.min(len, end - off);
+      chunk.copy(f, 0, off, off + n);
+      off += n;
+      if (n === len) out.push(FrameDecoder.emit(f));
+      else {
+        this.frame = f;
+        this.filled = n;
+      }
     }
+    return out;
   }
 }
 
