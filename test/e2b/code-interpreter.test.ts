@@ -140,6 +140,35 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     }
   });
 
+  it('runs JavaScript: output, ESM imports, top-level await, state across cells', async () => {
+    const js = { language: 'js' } as const;
+    expect((await cold.runCode('console.log("Hello World!")', js)).logs.stdout).toEqual(['Hello World!\n']);
+    const esm = await cold.runCode(
+      "\n    import { readFileSync } from 'fs'\n    console.log(typeof readFileSync)\n    ",
+      js,
+    );
+    expect(esm.logs.stdout).toEqual(['function\n']);
+    expect((await cold.runCode("await Promise.resolve('Hello World!')", js)).text).toBe('Hello World!');
+    // Declarations outlive their cell, and a cell may run again.
+    const cell = 'const {a, b: [c]} = {a: 1, b: [2]}; function twice(x) { return 2 * x }; class K {}; a + c';
+    expect((await cold.runCode(cell, js)).text).toBe('3');
+    expect((await cold.runCode(cell, js)).text).toBe('3');
+    expect((await cold.runCode('twice(a) + (new K() instanceof K ? 10 : 0)', js)).text).toBe('12');
+    expect((await cold.runCode('({x: 1})', js)).text).toBe('{ x: 1 }');
+    const err = await cold.runCode('function f() { throw new TypeError("nope") }\nf()', js);
+    expect(err.error).toMatchObject({ name: 'TypeError', value: 'nope' });
+    expect(err.error?.traceback).toContain('at f (');
+    expect(err.error?.traceback).not.toContain('js_kernel');
+  });
+
+  it('runs TypeScript', async () => {
+    const ex = await cold.runCode('const message: string = "Hello World!"; console.log(message)', {
+      language: 'ts',
+    });
+    expect(ex.logs.stdout).toEqual(['Hello World!\n']);
+    expect(ex.error).toBeUndefined();
+  });
+
   it('keeps contexts apart; lists, restarts and removes them', async () => {
     const ctx = await cold.createCodeContext({ cwd: '/tmp' });
     expect(ctx).toMatchObject({ language: 'python', cwd: '/tmp' });
@@ -148,9 +177,11 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     expect((await cold.runCode('secret')).error?.name).toBe('NameError');
     const listed = await cold.listCodeContexts();
     expect(listed.map((c) => c.id)).toContain(ctx.id);
-    expect(listed.some((c) => c.id !== ctx.id && c.language === 'python' && c.cwd === '/home/user')).toBe(
-      true,
-    );
+    for (const language of ['python', 'javascript']) {
+      expect(listed.some((c) => c.id !== ctx.id && c.language === language && c.cwd === '/home/user')).toBe(
+        true,
+      );
+    }
     await cold.restartCodeContext(ctx);
     expect((await cold.runCode('secret', { context: ctx })).error?.name).toBe('NameError');
     await cold.removeCodeContext(ctx);
@@ -167,6 +198,20 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     const during = await sbx().runCode(code, { envs: { SANDBOX_VAR: 'run', RUN_VAR: 'only-now' } });
     expect(during.text).toBe("('run', 'only-now')");
     expect((await sbx().runCode(code)).text).toBe("('sandbox-wide', None)");
+    const js = { language: 'js' } as const;
+    const jsCode = '`${process.env.SANDBOX_VAR} ${process.env.RUN_VAR}`';
+    expect((await sbx().runCode(jsCode, js)).text).toBe('sandbox-wide undefined');
+    expect((await sbx().runCode(jsCode, { ...js, envs: { RUN_VAR: 'only-now' } })).text).toBe(
+      'sandbox-wide only-now',
+    );
+    expect((await sbx().runCode(jsCode, js)).text).toBe('sandbox-wide undefined');
+  });
+
+  it('interrupts a JavaScript loop when the client times out', async () => {
+    const js = { language: 'js' } as const;
+    const err = await cold.runCode('while (true) {}', { ...js, timeoutMs: 1000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ci.TimeoutError);
+    expect((await cold.runCode('1 + 1', { ...js, timeoutMs: 10_000 })).text).toBe('2');
   });
 
   it('interrupts the kernel when the client times out, so that the next run is not blocked', async () => {

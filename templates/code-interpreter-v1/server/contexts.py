@@ -1,4 +1,4 @@
-"""Contexts: one Jupyter kernel each, driven over ZMQ by jupyter_client.
+"""Contexts: one kernel each (kernels.py), python or javascript/typescript.
 
 E2B runs Jupyter Server and talks to it over websockets; Cove talks to the kernels directly,
 which leaves one process (this server) between the SDK and the kernels and no HTTP hop
@@ -8,8 +8,8 @@ Invariants:
 - executions in a context are serialized by `lock`; what one leaves to do (interrupting the
   kernel after a client went away, restoring env vars) is `pending`, which the next holder of
   the lock awaits first, so it never overlaps the next execution;
-- one reader task per context takes every iopub message and hands it to the queue of the
-  execution that caused it (by parent msg_id); messages of nobody's execution are dropped.
+- the kernel hands every message it publishes to `_deliver`, which puts it on the queue of
+  the execution that caused it (by parent msg_id); messages of nobody's execution are dropped.
 """
 
 import asyncio
@@ -18,13 +18,11 @@ import logging
 import os
 import uuid
 
-from jupyter_client.manager import AsyncKernelManager
-
 import outputs
+from kernels import JupyterKernel, NodeKernel
 
 log = logging.getLogger("contexts")
 
-KERNEL_START_TIMEOUT = 60
 # A silent line every KEEPALIVE seconds of silence: uvicorn learns that a client has gone
 # only when a write fails, and that is what triggers the interrupt (spec 5.2).
 KEEPALIVE = 5.0
@@ -37,9 +35,13 @@ SANDBOX_ENV_FILE = "/run/cove/env.json"
 # The kernel's debugger (debugpy) warns about frozen modules on every start otherwise.
 KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
-# Jupyter kernel name per language. javascript, typescript, r, java and bash are E2B
-# languages without a kernel in this template yet (docs/code-interpreter.md).
-KERNELS = {"python": "python3"}
+# The kernel of each language. r, java and bash are E2B languages without a kernel in this
+# template yet (docs/code-interpreter.md).
+KERNELS = {
+    "python": lambda: JupyterKernel("python3"),
+    "javascript": lambda: NodeKernel(typescript=False),
+    "typescript": lambda: NodeKernel(typescript=True),
+}
 ALIASES = {"js": "javascript", "ts": "typescript"}
 
 
@@ -79,12 +81,10 @@ class Context:
         # back to afterwards: the server's own, i.e. the sandbox-wide env vars (the manager
         # starts the server with them).
         self.env = dict(env)
-        self.km = AsyncKernelManager(kernel_name=KERNELS[language])
-        self.kc = None
+        self.kernel = KERNELS[language]()
         self.lock = asyncio.Lock()
         self.pending = None
         self.executions = {}
-        self._readers = []
         # Whether the kernel has SANDBOX_ENV_FILE's variables (set at its first execution).
         self._synced = False
 
@@ -94,51 +94,12 @@ class Context:
     async def start(self):
         if not os.path.isdir(self.cwd):
             raise ContextError(400, f"cwd {self.cwd!r} is not a directory in the sandbox")
-        await self.km.start_kernel(cwd=self.cwd, env={**self.env, **KERNEL_ENV})
-        await self._connect()
+        await self.kernel.start(self.cwd, {**self.env, **KERNEL_ENV}, self._deliver)
 
-    async def _connect(self):
-        kc = self.km.client()
-        kc.start_channels()
-        await kc.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
-        self.kc = kc
-        self._readers = [
-            asyncio.create_task(self._read_iopub(kc)),
-            # Replies on the shell channel are not used (iopub carries everything the
-            # stream needs), but they must be read or they pile up in the socket.
-            asyncio.create_task(self._drain(kc.get_shell_msg)),
-        ]
-
-    async def _disconnect(self):
-        for task in self._readers:
-            task.cancel()
-        self._readers = []
-        if self.kc is not None:
-            self.kc.stop_channels()
-            self.kc = None
-
-    async def _read_iopub(self, kc):
-        while True:
-            try:
-                msg = await kc.get_iopub_msg()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a message that does not decode: skip it, keep reading
-                log.exception("reading iopub of %s", self.id)
-                continue
-            queue = self.executions.get(msg.get("parent_header", {}).get("msg_id"))
-            if queue is not None:
-                queue.put_nowait(msg)
-
-    @staticmethod
-    async def _drain(get):
-        while True:
-            try:
-                await get()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("draining a channel")
+    def _deliver(self, msg):
+        queue = self.executions.get((msg.get("parent_header") or {}).get("msg_id"))
+        if queue is not None:
+            queue.put_nowait(msg)
 
     def _mark_running(self, mark):
         for queue in self.executions.values():
@@ -152,15 +113,13 @@ class Context:
                 await task
             except Exception:
                 log.exception("cleanup after an execution in %s", self.id)
-        if not await self.km.is_alive():
+        if not await self.kernel.is_alive():
             log.warning("kernel of %s is dead: starting a new one", self.id)
             await self._restart_kernel()
 
     async def _restart_kernel(self):
         self._synced = False
-        await self._disconnect()
-        await self.km.restart_kernel(now=True)
-        await self._connect()
+        await self.kernel.restart()
 
     async def execute(self, code, env_vars):
         """The lines of one execution, as dicts, ending with end_of_execution."""
@@ -170,7 +129,7 @@ class Context:
                 await self._sync_sandbox_env()
             if env_vars:
                 await self._quiet(self._set_env_code(env_vars))
-            msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+            msg_id = self.kernel.execute(code, silent=False)
             queue = self.executions[msg_id] = asyncio.Queue()
             finished = False
             try:
@@ -190,7 +149,7 @@ class Context:
             try:
                 msg = await asyncio.wait_for(queue.get(), ALIVE_CHECK)
             except asyncio.TimeoutError:
-                if not await self.km.is_alive():
+                if not await self.kernel.is_alive():
                     yield outputs.error(
                         "UnexpectedEndOfExecution",
                         "the kernel died during the execution; the context restarts with a fresh state",
@@ -227,7 +186,7 @@ class Context:
         try:
             if not finished:
                 log.info("client left during an execution in %s: interrupting the kernel", self.id)
-                await self.km.interrupt_kernel()
+                await self.kernel.interrupt()
                 try:
                     await asyncio.wait_for(self._until_idle(queue), QUIET_TIMEOUT)
                 except asyncio.TimeoutError:
@@ -262,25 +221,20 @@ class Context:
 
     async def _quiet(self, code):
         """Runs code that leaves no trace: no output, no history, no execution count."""
-        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
+        msg_id = self.kernel.execute(code, silent=True)
         queue = self.executions[msg_id] = asyncio.Queue()
         try:
             await asyncio.wait_for(self._until_idle(queue), QUIET_TIMEOUT)
         finally:
             self.executions.pop(msg_id, None)
 
-    # Values are JSON string literals, which Python reads as string literals, so that no
-    # value can break out of the snippet.
     def _set_env_code(self, env_vars):
-        return f"__import__('os').environ.update({json.dumps(env_vars)})"
+        return self.kernel.set_env_code(env_vars)
 
     def _reset_env_code(self, env_vars):
         restore = {k: self.env[k] for k in env_vars if k in self.env}
         drop = [k for k in env_vars if k not in self.env]
-        return (
-            f"__import__('os').environ.update({json.dumps(restore)})\n"
-            f"[__import__('os').environ.pop(k, None) for k in {json.dumps(drop)}]"
-        )
+        return f"{self.kernel.set_env_code(restore)}\n{self.kernel.unset_env_code(drop)}"
 
     async def restart(self):
         """Clears the kernel's state; a running execution ends with ContextRestarting."""
@@ -297,5 +251,4 @@ class Context:
             if self.pending is not None:
                 await asyncio.gather(self.pending, return_exceptions=True)
                 self.pending = None
-            await self._disconnect()
-            await self.km.shutdown_kernel(now=True)
+            await self.kernel.shutdown()

@@ -3,7 +3,7 @@
 Started by the sandbox manager from template.json's `start` (there is no init system in a
 sandbox), as the template's user, with the sandbox-wide env vars in its environment; the
 manager's create returns once port 49999 accepts connections. The port opens only after the
-default python context's kernel answered, so the first runCode never waits for a cold kernel.
+default contexts' kernels answered, so the first runCode never waits for a cold kernel.
 
 Written for Cove on Starlette and uvicorn as Debian packages them (no PyPI in the build).
 """
@@ -155,9 +155,16 @@ async def refused(request, err):
 
 
 async def startup():
-    # The default python context exists before the port opens (see the module doc).
-    await default_context("python")
-    log.info("default python context ready")
+    # The default contexts exist before the port opens (see the module doc), as E2B's server
+    # creates python's and javascript's at start. Only python's failing stops the server.
+    python, javascript = await asyncio.gather(
+        default_context("python"), default_context("javascript"), return_exceptions=True
+    )
+    if isinstance(python, BaseException):
+        raise python
+    if isinstance(javascript, BaseException):
+        log.error("no default javascript context: %s", javascript)
+    log.info("default contexts ready")
 
 
 async def shutdown():
