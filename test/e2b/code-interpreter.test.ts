@@ -272,4 +272,19 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
       'Context nope not found',
     ]);
   });
+
+  it("restarts a server that dies, as systemd does in E2B's template", async () => {
+    await pooled.commands.run("kill $(pgrep -f '^python3 /opt/cove/code-interpreter/main.py')");
+    let text: string | undefined;
+    for (let i = 0; i < 100 && text === undefined; i++) {
+      text = await pooled.runCode('1 + 1', { timeoutMs: 5000, requestTimeoutMs: 5000 }).then(
+        (ex) => ex.text,
+        () => undefined,
+      );
+      if (text === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(text).toBe('2');
+    // A new server's contexts get the claimed sandbox's env vars too.
+    expect((await pooled.runCode('import os; os.getenv("SANDBOX_VAR")')).text).toBe('sandbox-wide');
+  });
 });

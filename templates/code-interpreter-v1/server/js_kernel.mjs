@@ -25,7 +25,12 @@ let current = null; // msg_id of the execution running now
 let count = 0;
 
 function send(msgId, msgType, content) {
-  const msg = { msg_type: msgType, parent_header: { msg_id: msgId }, header: { date: new Date().toISOString() }, content };
+  const msg = {
+    msg_type: msgType,
+    parent_header: { msg_id: msgId },
+    header: { date: new Date().toISOString() },
+    content,
+  };
   ctl.write(JSON.stringify(msg) + '\n');
 }
 
@@ -79,7 +84,13 @@ function names(pattern, out) {
 }
 
 function rewrite(code) {
-  const ast = acorn.parse(code, { ecmaVersion: 'latest', sourceType: 'module', allowAwaitOutsideFunction: true, allowReturnOutsideFunction: true, allowHashBang: true });
+  const ast = acorn.parse(code, {
+    ecmaVersion: 'latest',
+    sourceType: 'module',
+    allowAwaitOutsideFunction: true,
+    allowReturnOutsideFunction: true,
+    allowHashBang: true,
+  });
   const hoisted = new Set();
   const exported = []; // function declarations: made global at the top of the body
   const edits = []; // [start, end, text], non-overlapping
@@ -170,9 +181,19 @@ async function run({ msg_id: msgId, code, silent, typescript }) {
   if (!silent) send(msgId, 'execute_input', { code, execution_count: ++count });
   try {
     const js = rewrite(typescript ? transpile(code) : code);
-    const script = new vm.Script(js, { filename: `cell-${count}.js`, importModuleDynamically: (s) => __coveImport(s) });
+    const script = new vm.Script(js, {
+      filename: `cell-${count}.js`,
+      importModuleDynamically: (s) => __coveImport(s),
+    });
     const pending = script.runInThisContext({ breakOnSigint: true });
-    const value = await Promise.race([pending, new Promise((_, reject) => (interrupted = () => reject(Object.assign(new Error('Interrupted'), { name: 'KeyboardInterrupt' }))))]);
+    const value = await Promise.race([
+      pending,
+      new Promise(
+        (_, reject) =>
+          (interrupted = () =>
+            reject(Object.assign(new Error('Interrupted'), { name: 'KeyboardInterrupt' }))),
+      ),
+    ]);
     const data = silent ? null : display(value);
     if (data) send(msgId, 'execute_result', { data, metadata: {}, execution_count: count });
   } catch (err) {

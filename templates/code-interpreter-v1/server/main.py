@@ -26,6 +26,7 @@ from contexts import Context, ContextError, check_language, normalize_language  
 
 PORT = int(os.environ.get("COVE_CODE_INTERPRETER_PORT", "49999"))
 DEFAULT_CWD = "/home/user"
+READY_MARK = "/tmp/.code-interpreter-ready"
 
 log = logging.getLogger("server")
 
@@ -164,6 +165,10 @@ async def startup():
         raise python
     if isinstance(javascript, BaseException):
         log.error("no default javascript context: %s", javascript)
+    # template.json's start loop restarts a server that dies (as E2B's systemd unit does),
+    # but only one that got this far once: a server that cannot start fails the create.
+    with open(READY_MARK, "w"):
+        pass
     log.info("default contexts ready")
 
 
