@@ -11,6 +11,8 @@ import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
 import { envdServices } from './envd/services.ts';
 import { createGateway } from './gateway/gateway.ts';
+import { CoveError } from './core/errors.ts';
+import { holdLock } from './core/lock.ts';
 import { createLogger, type Logger } from './core/log.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
@@ -59,6 +61,29 @@ export async function startCove(
   opts: { log?: Logger; ensureTemplates?: string[]; apiKey?: string } = {},
 ): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
+  // One Cove per instance: a second one's reconcile would take the first one's sandboxes
+  // for orphans and remove them. The lock is the kernel's, so a crash never leaves it stale.
+  await mkdir(`/run/${config.instance}`, { recursive: true, mode: 0o700 });
+  const instanceLock = await holdLock(`/run/${config.instance}/serve.lock`, { timeoutMs: 0 }).catch(
+    (err: unknown) => {
+      const message = `another Cove already serves instance '${config.instance}' on this host`;
+      throw new CoveError('conflict', message, { cause: err });
+    },
+  );
+  try {
+    return await startLocked(config, opts, log, instanceLock);
+  } catch (err) {
+    await instanceLock.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  config: Config,
+  opts: { ensureTemplates?: string[]; apiKey?: string },
+  log: Logger,
+  instanceLock: { release(): Promise<void> },
+): Promise<Cove> {
   await mkdir(join(config.home, 'sandboxes'), { recursive: true, mode: 0o711 });
   // The runtime opens each sandbox's rootfs as the sandbox's mapped root, a host uid with no
   // rights of its own: every directory above it must be searchable (o+x) by anyone.
@@ -180,6 +205,7 @@ export async function startCove(
       await metrics.stop();
       await manager.close();
       store.close();
+      await instanceLock.release();
     },
   };
 }

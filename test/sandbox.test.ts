@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCoveError } from '../src/core/errors.ts';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
-import { canRunSandboxes, exec, hostLeftovers, sh, startTestCove, stopTestCove } from './helpers.ts';
+import {
+  canRunSandboxes,
+  exec,
+  hostLeftovers,
+  sh,
+  startTestCove,
+  stopTestCove,
+  testConfig,
+} from './helpers.ts';
 
 describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations', () => {
   let cove: Cove & { config: Config };
@@ -158,6 +166,13 @@ describe.skipIf(!canRunSandboxes)('a sandbox runs commands and file operations',
     await expect(m.kill('aaaaaaaaaaaaaaaaaaaa')).rejects.toSatisfy((e) => isCoveError(e, 'not_found'));
     expect(m.list().map((s) => s.id)).toEqual([id]);
     expect((await sh(m, id, 'echo still-here')).stdout).toBe('still-here\n');
+  });
+
+  it('refuses a second Cove on the same instance, which would take its sandboxes for orphans', async () => {
+    await expect(startTestCove(testConfig())).rejects.toSatisfy(
+      (e) => isCoveError(e, 'conflict') && /already serves instance/.test((e as Error).message),
+    );
+    expect((await sh(cove.manager, id, 'echo still-mine')).stdout).toBe('still-mine\n');
   });
 
   it('kills a sandbox and leaves nothing behind', async () => {

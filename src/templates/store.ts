@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { CoveError, isCoveError } from '../core/errors.ts';
 import { FINALIZE_SCRIPT, buildWithMmdebstrap } from './builder.ts';
 import type { BuildFn } from './builder.ts';
-import { withLock } from './lock.ts';
+import { withLock } from '../core/lock.ts';
 import { BUILDER_VERSION, hashRecipeDir, loadRecipe, validateTemplateName } from './recipe.ts';
 import type { Recipe } from './recipe.ts';
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { CoveError } from '../core/errors.ts';
+import { CoveError } from './errors.ts';
 
 /**
  * An exclusive lock between processes, held by the kernel: flock(2) on an open file
@@ -11,6 +11,24 @@ import { CoveError } from '../core/errors.ts';
  * lock (mmdebstrap) are given the descriptor too (`fd` in fn), so that a build orphaned by a
  * killed builder keeps the lock until it ends, and nobody removes its staging dir under it.
  */
+/**
+ * Takes the lock and keeps it until release() (or this process's exit): for a lock held
+ * for a whole lifetime, such as one Cove per instance.
+ */
+export async function holdLock(
+  path: string,
+  opts: { timeoutMs: number },
+): Promise<{ release(): Promise<void> }> {
+  const handle = await open(path, 'a', 0o644);
+  try {
+    await flock(handle.fd, opts.timeoutMs, path);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  return { release: () => handle.close() };
+}
+
 export async function withLock<T>(
   path: string,
   fn: (fd: number) => Promise<T>,
