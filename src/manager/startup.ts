@@ -21,7 +21,7 @@ export async function startTemplateServer(
   address: string,
 ): Promise<void> {
   const { passwd, group } = await readUserDb(agent);
-  const who = resolveUser(template.defaultUser.name, passwd, group);
+  const who = resolveUser(template.start.user ?? template.defaultUser.name, passwd, group);
   await runTemplateStart({
     start: template.start,
     address,

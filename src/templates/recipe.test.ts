@@ -39,7 +39,7 @@ describe('parseRecipe', () => {
     const text = readFileSync(join(recipesDir, 'code-interpreter-v1', 'template.json'), 'utf8');
     const r = parseRecipe('code-interpreter-v1', text);
     expect(r.packages).toEqual(expect.arrayContaining(['python3-ipykernel', 'python3-pandas']));
-    expect(r.start).toMatchObject({ readyPort: 49999, log: '/tmp/code-interpreter.log' });
+    expect(r.start).toMatchObject({ readyPort: 49999, log: '/tmp/code-interpreter.log', user: 'root' });
     expect(r.start?.command).toContain('/opt/cove/code-interpreter/main.py');
   });
 
@@ -51,7 +51,14 @@ describe('parseRecipe', () => {
       readyTimeoutMs: 60_000,
     });
     expect(parseRecipe('base', base).start).toBeUndefined();
-    for (const start of [{}, { command: '' }, { command: 'x', readyPort: 0 }, { command: 'x', log: 'rel' }]) {
+    expect(parseRecipe('base', withStart({ command: 'x', user: 'root' })).start?.user).toBe('root');
+    for (const start of [
+      {},
+      { command: '' },
+      { command: 'x', readyPort: 0 },
+      { command: 'x', log: 'rel' },
+      { command: 'x', user: 'a b' },
+    ]) {
       expect(() => parseRecipe('base', withStart(start)), JSON.stringify(start)).toThrow(
         expect.objectContaining({ code: 'invalid_argument' }),
       );

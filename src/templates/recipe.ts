@@ -56,8 +56,13 @@ const recipeSchema = z.strictObject({
   }),
   start: z
     .strictObject({
-      /** Run by `/bin/sh -c` as the template's user in its home, with the sandbox's env. */
+      /** Run by `/bin/sh -c` as `user` in its home, with the sandbox's env. */
       command: z.string().min(1).max(4096),
+      /** A user of the sandbox; the template's user when absent. */
+      user: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_-]{0,31}$/)
+        .optional(),
       /** Where its stdout and stderr go, inside the sandbox (appended). */
       log: absPath.default('/tmp/cove-start.log'),
       /** create returns once this TCP port accepts connections on the sandbox's address. */

@@ -36,6 +36,8 @@ export interface Template {
 /** The recipe's `start` (templates/README.md): a command, its log, and its readiness probe. */
 export interface TemplateStart {
   command: string;
+  /** The sandbox user it runs as; the template's user when absent. */
+  user?: string;
   log: string;
   readyPort?: number;
   readyTimeoutMs: number;

@@ -184,6 +184,11 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     }
     await cold.restartCodeContext(ctx);
     expect((await cold.runCode('secret', { context: ctx })).error?.name).toBe('NameError');
+    // Kernels run as root, as in E2B's template: a context may start in /root.
+    const rootCtx = await cold.createCodeContext({ cwd: '/root' });
+    const who = await cold.runCode('import os; (os.getuid(), os.getcwd())', { context: rootCtx });
+    expect(who.text).toBe("(0, '/root')");
+    await cold.removeCodeContext(rootCtx);
     await cold.removeCodeContext(ctx);
     expect((await cold.listCodeContexts()).map((c) => c.id)).not.toContain(ctx.id);
     await expect(cold.runCode('1', { context: ctx })).rejects.toThrow(ci.NotFoundError);
@@ -274,7 +279,9 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
   });
 
   it("restarts a server that dies, as systemd does in E2B's template", async () => {
-    await pooled.commands.run("kill $(pgrep -f '^python3 /opt/cove/code-interpreter/main.py')");
+    await pooled.commands.run("kill $(pgrep -f '^python3 /opt/cove/code-interpreter/main.py')", {
+      user: 'root',
+    });
     let text: string | undefined;
     for (let i = 0; i < 100 && text === undefined; i++) {
       text = await pooled.runCode('1 + 1', { timeoutMs: 5000, requestTimeoutMs: 5000 }).then(
