@@ -1,7 +1,8 @@
 import { statfsSync } from 'node:fs';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createServer, type RequestListener } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
@@ -11,6 +12,7 @@ import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
 import { envdServices } from './envd/services.ts';
 import { createGateway } from './gateway/gateway.ts';
+import { loadTls, SELF_SIGNED_DOMAIN, type TlsMaterial } from './gateway/tls.ts';
 import { CoveError } from './core/errors.ts';
 import { holdLock } from './core/lock.ts';
 import { createLogger, type Logger } from './core/log.ts';
@@ -33,6 +35,8 @@ export interface Cove {
   url: string;
   /** The domain of sandbox hosts, `<port>-<id>.<domain>`, as create replies name it. */
   domain: string;
+  /** With HTTPS (config.tls): the certificate's names, and the CA file when Cove made it. */
+  tls?: TlsMaterial;
   /**
    * A valid API key, when this start knows one in plain text: the key it minted because the
    * store held none (the first start; `cove serve` prints it), or `opts.apiKey`, which it
@@ -51,8 +55,11 @@ export interface Cove {
  * and browsers resolve to the loopback (RFC 6761), so that getHost() URLs work on this machine.
  * A domain in the reply wins over the client's E2B_DOMAIN, so it is set on the server.
  */
-export function sandboxDomain(config: Pick<Config, 'domain'>, port: number): string {
-  return config.domain ?? `localhost:${port}`;
+export function sandboxDomain(config: Pick<Config, 'domain' | 'tls'>, port: number): string {
+  // A certificate cannot name `*.localhost` (no wildcard right under a top-level name), so a
+  // self-signed one is made for `*.cove.localhost`, which curl and browsers resolve too.
+  const selfSigned = config.tls !== undefined && 'selfSigned' in config.tls;
+  return config.domain ?? `${selfSigned ? SELF_SIGNED_DOMAIN : 'localhost'}:${port}`;
 }
 
 /** The one place where Cove's components are built from config and wired together. */
@@ -61,6 +68,9 @@ export async function startCove(
   opts: { log?: Logger; ensureTemplates?: string[]; apiKey?: string } = {},
 ): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
+  // First: a missing or mismatched certificate is a clear error before anything starts.
+  const tls =
+    config.tls && (await loadTls(config.tls, join(config.home, 'tls'), config.domain ?? SELF_SIGNED_DOMAIN));
   // One Cove per instance: a second one's reconcile would take the first one's sandboxes
   // for orphans and remove them. The lock is the kernel's, so a crash never leaves it stale.
   await mkdir(`/run/${config.instance}`, { recursive: true, mode: 0o700 });
@@ -71,7 +81,7 @@ export async function startCove(
     },
   );
   try {
-    return await startLocked(config, opts, log, instanceLock);
+    return await startLocked(config, opts, log, instanceLock, tls);
   } catch (err) {
     await instanceLock.release();
     throw err;
@@ -83,6 +93,7 @@ async function startLocked(
   opts: { ensureTemplates?: string[]; apiKey?: string },
   log: Logger,
   instanceLock: { release(): Promise<void> },
+  tls: TlsMaterial | undefined,
 ): Promise<Cove> {
   await mkdir(join(config.home, 'sandboxes'), { recursive: true, mode: 0o711 });
   // The runtime opens each sandbox's rootfs as the sandbox's mapped root, a host uid with no
@@ -158,10 +169,14 @@ async function startLocked(
   // The server listens before the API is built: the domain that create replies name by default
   // (`localhost:<port>`, for the SDK's getHost()) needs the port, which is known only now when
   // it was 0. No request is read in between: the listeners are attached in this same turn.
-  const server = createServer({
+  const serverOptions = {
     keepAliveTimeout: 65_000,
-    shouldUpgradeCallback: (req) => gateway.shouldUpgrade(req),
-  });
+    shouldUpgradeCallback: (req: IncomingMessage) => gateway.shouldUpgrade(req),
+  };
+  // HTTPS: the same listeners over TLS (HTTP/1.1; the SDK's undici falls back from h2 by ALPN).
+  const server = tls
+    ? createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key })
+    : createServer(serverOptions);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -193,8 +208,9 @@ async function startLocked(
     manager,
     log,
     reconciled,
-    url: `http://${config.host}:${port}`,
+    url: `${tls ? 'https' : 'http'}://${config.host}:${port}`,
     domain,
+    ...(tls && { tls }),
     ...(apiKey !== undefined && { apiKey }),
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -18,25 +18,42 @@ program
     '--domain <domain>',
     'sandbox ports are served at <port>-<id>.<domain> (default: localhost:<port>, resolved by curl and browsers)',
   )
-  .action(async (opts: { port?: number; host?: string; home?: string; domain?: string }) => {
+  .addOption(
+    new Option('--tls <mode>', 'serve HTTPS with a local CA and wildcard certificate').choices([
+      'self-signed',
+    ]),
+  )
+  .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain) for the domain and *.<domain>')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+  .action(async (opts: ServeOptions) => {
     const { startCove } = await import('../main.ts');
+    const { trustHints } = await import('../gateway/tls.ts');
     const config = loadConfig({
       ...(opts.port !== undefined && { port: opts.port }),
       ...(opts.host && { host: opts.host }),
       ...(opts.home && { home: opts.home }),
       ...(opts.domain && { domain: opts.domain }),
+      ...(opts.tls && { tls: opts.tls }),
+      ...(opts.tlsCert && { tlsCert: opts.tlsCert }),
+      ...(opts.tlsKey && { tlsKey: opts.tlsKey }),
     });
     const cove = await startCove(config, { ensureTemplates: ['base'] });
     const { adopted, removed, orphans } = cove.reconciled;
+    const scheme = cove.tls ? 'https' : 'http';
+    // With TLS the SDK's own https URLs work: E2B_DOMAIN alone names the API and every sandbox.
+    const clientEnv = cove.tls
+      ? `export E2B_DOMAIN=${cove.domain}\n` +
+        (cove.tls.caFile ? `export NODE_EXTRA_CA_CERTS=${cove.tls.caFile}\n` : '')
+      : `export E2B_API_URL=${cove.url}\nexport E2B_SANDBOX_URL=${cove.url}\n`;
     // One write: a reader of the pipe (test/helpers.ts) gets the URL and the key together.
     process.stdout.write(
       `Cove is serving on ${cove.url}\n` +
-        `  servers in sandboxes: http://<port>-<id>.${cove.domain} (or E2b-Sandbox-Id/-Port headers)\n` +
+        `  servers in sandboxes: ${scheme}://<port>-<id>.${cove.domain} (or E2b-Sandbox-Id/-Port headers)\n` +
+        (cove.tls ? `  API: https://api.${cove.domain}\n` + trustHints(cove.tls, cove.domain) : '') +
         `  adopted ${adopted.length} running sandboxes, removed ${removed.length} dead ones and ${orphans.length} orphans\n` +
         (cove.apiKey
           ? `  a first API key was made; it is shown only this once (more: cove keys create). For the E2B SDK and the CLI:\n` +
-            `export E2B_API_URL=${cove.url}\n` +
-            `export E2B_SANDBOX_URL=${cove.url}\n` +
+            clientEnv +
             `export E2B_API_KEY=${cove.apiKey}\n`
           : `  API keys: cove keys list | create\n`) +
         `  try: npx cove sandbox create && npx cove sandbox list\n`,
@@ -48,6 +65,16 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+
+interface ServeOptions {
+  port?: number;
+  host?: string;
+  home?: string;
+  domain?: string;
+  tls?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
 
 program.addCommand(sandboxCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(keyCommands());

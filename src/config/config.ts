@@ -1,6 +1,12 @@
 import { join, resolve } from 'node:path';
 import { CoveError } from '../core/errors.ts';
 
+/**
+ * How Cove serves HTTPS: certificate and key files the operator has (`--tls-cert`,
+ * `--tls-key`), or a local CA and wildcard certificate Cove makes once (`--tls self-signed`).
+ */
+export type TlsSetting = { cert: string; key: string } | { selfSigned: true };
+
 /** Everything Cove reads from its environment, typed once. The only code that reads process.env. */
 export interface Config {
   /** State root: the database, sandbox directories and the template cache (COVE_HOME). */
@@ -28,6 +34,12 @@ export interface Config {
    * `<port>-<id>.<name>` host is a sandbox host, and replies say `localhost:<port>`.
    */
   domain?: string;
+  /**
+   * HTTPS on the one port (docs/networking.md, TLS): certificate and key files (COVE_TLS_CERT
+   * and COVE_TLS_KEY, `--tls-cert`/`--tls-key`), or a Cove-made local CA and wildcard
+   * certificate (COVE_TLS=self-signed, `--tls self-signed`). Unset: plain HTTP.
+   */
+  tls?: TlsSetting;
   /** How often each running sandbox's cpu, memory and disk use is sampled (getMetrics). */
   metricsIntervalMs: number;
   /** The checkout: the agent binaries and template recipes live in it. */
@@ -40,7 +52,7 @@ export interface Config {
 
 export type ConfigOverrides = Partial<
   Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel' | 'domain'>
->;
+> & { tls?: string; tlsCert?: string; tlsKey?: string };
 
 export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const root = resolve(import.meta.dirname, '..', '..');
@@ -66,6 +78,11 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       'invalid_argument',
       `domain ${domain}: a lowercase DNS name, optionally with a port (sandbox.example.com, localhost:3000)`,
     );
+  const tls = tlsSetting(
+    overrides.tls ?? env.COVE_TLS,
+    overrides.tlsCert ?? env.COVE_TLS_CERT,
+    overrides.tlsKey ?? env.COVE_TLS_KEY,
+  );
   const count = (name: string, fallback: number): number => {
     const n = Number(env[name] ?? fallback);
     if (!Number.isInteger(n) || n < 0 || n > 10_000)
@@ -94,6 +111,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       queue: count('COVE_BUILD_QUEUE', 1024),
     },
     ...(domain !== undefined && { domain }),
+    ...(tls && { tls }),
     metricsIntervalMs: 5_000,
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),
@@ -103,9 +121,28 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
   };
 }
 
-/** Where a CLI finds the server (COVE_URL), by default the local one. */
+function tlsSetting(mode?: string, cert?: string, key?: string): TlsSetting | undefined {
+  if (mode !== undefined && mode !== 'self-signed')
+    throw new CoveError(
+      'invalid_argument',
+      `--tls ${mode}: the only mode is self-signed (or give --tls-cert and --tls-key)`,
+    );
+  if (mode !== undefined && (cert || key))
+    throw new CoveError('invalid_argument', '--tls self-signed and --tls-cert/--tls-key: one or the other');
+  if (mode) return { selfSigned: true };
+  if (!cert !== !key) throw new CoveError('invalid_argument', 'TLS: give both --tls-cert and --tls-key');
+  return cert && key ? { cert: resolve(cert), key: resolve(key) } : undefined;
+}
+
+/**
+ * Where a CLI finds the server: COVE_URL, else the SDK's own settings (E2B_API_URL, or
+ * `https://api.<E2B_DOMAIN>` as `cove serve --tls` prints them), else the local one.
+ */
 export function serverUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.COVE_URL ?? `http://127.0.0.1:${env.COVE_PORT ?? 3000}`;
+  if (env.COVE_URL) return env.COVE_URL;
+  if (env.E2B_API_URL) return env.E2B_API_URL;
+  if (env.E2B_DOMAIN) return `https://api.${env.E2B_DOMAIN}`;
+  return `http://127.0.0.1:${env.COVE_PORT ?? 3000}`;
 }
 
 /** The API key a CLI presents: COVE_API_KEY, else the E2B_API_KEY that `cove serve` prints. */

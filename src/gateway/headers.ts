@@ -81,6 +81,11 @@ export function requestHeaders(
   return out;
 }
 
+/** The scheme the client used: `https` when the gateway's listener is the TLS one. */
+export function protoOf(req: IncomingMessage): 'http' | 'https' {
+  return 'encrypted' in req.socket && req.socket.encrypted ? 'https' : 'http';
+}
+
 /** Whether a request carries a body (RFC 9112 §6.3: only these two headers announce one). */
 export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];

@@ -1,6 +1,6 @@
 import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { endToEnd, hasBody, requestHeaders, trailerPairs } from './headers.ts';
+import { endToEnd, hasBody, requestHeaders, trailerPairs, protoOf } from './headers.ts';
 import { badUpstream, sendJson } from './reply.ts';
 import { failure, withTimeouts, type PortTarget, type Timeouts } from './upstream.ts';
 import { forwardUpgrade } from './websocket.ts';
@@ -68,7 +68,7 @@ export function createPortProxy(opts: ProxyOptions = {}): PortProxy {
       port: target.port,
       method: req.method,
       path: req.url,
-      headers: requestHeaders(req, { proto: 'http' }),
+      headers: requestHeaders(req, { proto: protoOf(req) }),
       agent: agentFor(target.sandboxId),
     });
     withTimeouts(up, timeouts);

@@ -1,7 +1,7 @@
 import { request, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { endToEnd, requestHeaders } from './headers.ts';
+import { endToEnd, requestHeaders, protoOf } from './headers.ts';
 import { writeJson } from './reply.ts';
 import { failure, withTimeouts, type PortTarget, type Timeouts } from './upstream.ts';
 
@@ -35,7 +35,7 @@ export function forwardUpgrade(
     port: target.port,
     method: req.method,
     path: req.url,
-    headers: requestHeaders(req, { proto: 'http', upgrade: true }),
+    headers: requestHeaders(req, { proto: protoOf(req), upgrade: true }),
     // An upgraded connection leaves any pool: a fresh one, closed with the pair.
     agent: false,
   });
