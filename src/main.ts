@@ -18,6 +18,7 @@ import { holdLock } from './core/lock.ts';
 import { createLogger, type Logger } from './core/log.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
+import { createMcpEndpoint } from './mcp/http.ts';
 import { createCgroupReader } from './metrics/cgroup.ts';
 import { createDiskMeter, diskTotal } from './metrics/disk.ts';
 import { createSampler } from './metrics/sampler.ts';
@@ -197,6 +198,18 @@ async function startLocked(
     },
     domain,
   });
+  const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
+  // MCP's Streamable HTTP at /mcp, behind the API's key check; its tools call the manager.
+  const mcp = createMcpEndpoint({
+    manager,
+    sandboxLog,
+    log,
+    domain,
+    url,
+    scheme: tls ? 'https' : 'http',
+    cleanup: config.mcpCleanup,
+  });
+  app.route('/', mcp.routes);
   const envd = createEnvd({ manager, log }, envdServices);
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
@@ -208,7 +221,7 @@ async function startLocked(
     manager,
     log,
     reconciled,
-    url: `${tls ? 'https' : 'http'}://${config.host}:${port}`,
+    url,
     domain,
     ...(tls && { tls }),
     ...(apiKey !== undefined && { apiKey }),
@@ -216,6 +229,7 @@ async function startLocked(
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streaming responses (exec, watches) and WebSockets would hold close() open: end them.
       gateway.close();
+      await mcp.close();
       server.closeAllConnections();
       await closed;
       await metrics.stop();

@@ -76,6 +76,17 @@ interface ServeOptions {
   tlsKey?: string;
 }
 
+program
+  .command('mcp')
+  .description(
+    'serve MCP over stdio for clients that spawn servers (Claude Desktop, Cursor), relayed to the running Cove (COVE_URL, COVE_API_KEY or E2B_API_KEY)',
+  )
+  .action(async () => {
+    const { runStdioBridge } = await import('../mcp/stdio.ts');
+    await runStdioBridge({ url: serverUrl(), apiKey: clientApiKey() });
+    process.exit(0);
+  });
+
 program.addCommand(sandboxCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(keyCommands());
 

@@ -42,6 +42,9 @@ export interface Config {
   tls?: TlsSetting;
   /** How often each running sandbox's cpu, memory and disk use is sampled (getMetrics). */
   metricsIntervalMs: number;
+  /** What ending an MCP session does to the sandboxes it created (COVE_MCP_CLEANUP): keep them
+   * (the default: an agent may hand them on) or kill them. */
+  mcpCleanup: 'keep' | 'kill';
   /** The checkout: the agent binaries and template recipes live in it. */
   root: string;
   agentBinary: string;
@@ -113,12 +116,19 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     ...(domain !== undefined && { domain }),
     ...(tls && { tls }),
     metricsIntervalMs: 5_000,
+    mcpCleanup: mcpCleanup(env.COVE_MCP_CLEANUP),
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),
     mountHelper: join(root, 'agent', 'build', 'cove-mount'),
     recipesDir: join(root, 'templates'),
     crunRoot: `/run/${instance}/crun`,
   };
+}
+
+function mcpCleanup(value: string | undefined): Config['mcpCleanup'] {
+  if (value === undefined || value === '' || value === 'keep') return 'keep';
+  if (value === 'kill') return 'kill';
+  throw new CoveError('invalid_argument', `COVE_MCP_CLEANUP: expected keep or kill, got '${value}'`);
 }
 
 function tlsSetting(mode?: string, cert?: string, key?: string): TlsSetting | undefined {
