@@ -169,6 +169,23 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     expect(ex.error).toBeUndefined();
   });
 
+  it('runs Bash: state across cells, stdout and stderr, a failing status as the error', async () => {
+    const bash = { language: 'bash' } as const;
+    expect((await cold.runCode('pwd', bash)).logs.stdout).toEqual(['/home/user\n']);
+    await cold.runCode('cd /tmp; GREETING=hello', bash);
+    const ex = await cold.runCode('echo "$GREETING from $(pwd)"; echo oops >&2; false', bash);
+    expect(ex.logs.stdout.join('')).toBe('hello from /tmp\n');
+    expect(ex.logs.stderr.join('')).toBe('oops\n');
+    expect(ex.error).toMatchObject({ value: '1' });
+  });
+
+  it('runs R', async () => {
+    const ex = await cold.runCode('x <- c(1, 2, 3)\ncat(getwd(), "\\n")\nsum(x)', { language: 'r' });
+    expect(ex.logs.stdout.join('')).toBe('/home/user \n');
+    // IRkernel shows values as display data, not as the main result (E2B's tests read it so).
+    expect(ex.results[0]?.text).toBe('[1] 6');
+  });
+
   it('keeps contexts apart; lists, restarts and removes them', async () => {
     const ctx = await cold.createCodeContext({ cwd: '/tmp' });
     expect(ctx).toMatchObject({ language: 'python', cwd: '/tmp' });
@@ -210,6 +227,18 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
       'sandbox-wide only-now',
     );
     expect((await sbx().runCode(jsCode, js)).text).toBe('sandbox-wide undefined');
+    const bash = { language: 'bash' } as const;
+    const sh = 'echo "$SANDBOX_VAR ${RUN_VAR:-unset}"';
+    expect((await sbx().runCode(sh, { ...bash, envs: { RUN_VAR: "it's" } })).logs.stdout).toEqual([
+      "sandbox-wide it's\n",
+    ]);
+    expect((await sbx().runCode(sh, bash)).logs.stdout).toEqual(['sandbox-wide unset\n']);
+    const r = { language: 'r' } as const;
+    const rCode = 'cat(Sys.getenv("SANDBOX_VAR"), Sys.getenv("RUN_VAR", "unset"))';
+    expect((await sbx().runCode(rCode, { ...r, envs: { RUN_VAR: 'x' } })).logs.stdout).toEqual([
+      'sandbox-wide x',
+    ]);
+    expect((await sbx().runCode(rCode, r)).logs.stdout).toEqual(['sandbox-wide unset']);
   });
 
   it('interrupts a JavaScript loop when the client times out', async () => {
@@ -266,7 +295,7 @@ describe.skipIf(!canRunSandboxes || !built)(`@e2b/code-interpreter on ${TEMPLATE
     expect(await post('/execute', '{"code": 1}')).toEqual([400, 'code must be a string']);
     expect(await post('/execute', '{"code": "1", "language": "cobol"}')).toEqual([
       400,
-      expect.stringMatching(/language 'cobol' is not available.*python/),
+      "language 'cobol' is not available in this sandbox (available: bash, javascript, python, r, typescript)",
     ]);
     expect(await post('/execute', `{"code": "1", "context_id": "${ctx.id}", "language": "python"}`)).toEqual([
       400,

@@ -19,7 +19,8 @@ import os
 import uuid
 
 import outputs
-from kernels import JupyterKernel, NodeKernel
+from bashkernel import BashKernel
+from kernels import JupyterKernel, NodeKernel, RKernel
 
 log = logging.getLogger("contexts")
 
@@ -35,12 +36,14 @@ SANDBOX_ENV_FILE = "/run/cove/env.json"
 # The kernel's debugger (debugpy) warns about frozen modules on every start otherwise.
 KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
-# The kernel of each language. r, java and bash are E2B languages without a kernel in this
-# template yet (docs/code-interpreter.md).
+# The kernel of each language. java is the one E2B language without a kernel in this
+# template (docs/code-interpreter.md).
 KERNELS = {
     "python": lambda: JupyterKernel("python3"),
     "javascript": lambda: NodeKernel(typescript=False),
     "typescript": lambda: NodeKernel(typescript=True),
+    "r": RKernel,
+    "bash": BashKernel,
 }
 ALIASES = {"js": "javascript", "ts": "typescript"}
 

@@ -4,7 +4,9 @@ Both hand every message a kernel publishes (Jupyter's iopub shape: msg_type, par
 header, content) to `deliver`, and `execute` returns the msg_id its messages will carry as
 parent, so that contexts.py drives either one the same way.
 - JupyterKernel: a real Jupyter kernel (ipykernel), over ZMQ with jupyter_client.
+- RKernel: Debian's IRkernel, a Jupyter kernel with R's env var snippets.
 - NodeKernel: js_kernel.mjs, over a socketpair (see that file for why not a Jupyter kernel).
+- BashKernel (bashkernel.py): a long-lived bash.
 """
 
 import asyncio
@@ -97,6 +99,22 @@ class JupyterKernel:
     @staticmethod
     def unset_env_code(keys):
         return f"[__import__('os').environ.pop(k, None) for k in {json.dumps(keys)}]"
+
+
+class RKernel(JupyterKernel):
+    def __init__(self):
+        super().__init__("ir")
+
+    # JSON string literals are R string literals too. Sys.setenv() without arguments is an
+    # error, which would stop the rest of the snippet.
+    @staticmethod
+    def set_env_code(env):
+        pairs = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in env.items())
+        return f"Sys.setenv({pairs})" if pairs else ""
+
+    @staticmethod
+    def unset_env_code(keys):
+        return f"Sys.unsetenv(c({', '.join(json.dumps(k) for k in keys)}))" if keys else ""
 
 
 class NodeKernel:
