@@ -2,7 +2,8 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'src/gen', 'agent', 'dist'] },
+  // templates/: code that runs inside sandboxes (Python, and Node 18 for the JS kernel), not Cove's.
+  { ignores: ['node_modules', 'src/gen', 'agent', 'dist', 'templates'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
