@@ -40,6 +40,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --crun-density N  idle crun containers at once                  BENCH_CRUN_DENSITY (100 [20])
   --podman-density N idle podman containers at once               BENCH_PODMAN_DENSITY (50 [10])
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
+                    or code-interpreter alone: bench/code-interpreter.ts (its own options: BENCH_CI_*)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -256,6 +257,12 @@ async function main(): Promise<number> {
     'podman-density',
   );
   const only = (values.only ?? env.BENCH_ONLY ?? RUNTIMES.join(',')).split(',').map((s) => s.trim());
+  // The code interpreter's latencies (issue 7): a bench of its own, run alone (BENCH_CI_* set
+  // its counts; `node bench/code-interpreter.ts --help`).
+  if (only.includes('code-interpreter')) {
+    if (only.length > 1) throw new Error('--only code-interpreter runs alone');
+    return (await import('./code-interpreter.ts')).codeInterpreterMain([]);
+  }
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))
       throw new Error(`--only: unknown runtime ${name} (${RUNTIMES.join(', ')})`);
