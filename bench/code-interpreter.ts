@@ -19,6 +19,7 @@ import { describeMachine } from './machine.ts';
 import { sh } from './sh.ts';
 import { since, summarize, type Summary } from './stats.ts';
 import type { Sandbox as CiSandbox } from '@e2b/code-interpreter';
+import { markdownTable, ms } from './table.ts';
 
 const TEMPLATE = 'code-interpreter-v1';
 const CODE = '1+1';
@@ -267,28 +268,20 @@ export function codeInterpreterReport(r: CodeInterpreterResult): string {
     ['↳ of which first runCode', r.cold.first],
   ];
   const head = ['scenario', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'min ms', 'max ms'];
-  const n = (x: number) => (!Number.isFinite(x) ? '—' : x < 10 ? x.toFixed(2) : x.toFixed(1));
   const body = rows.map(([s, m]) => [
     s,
     String(m.n),
-    n(m.p50),
-    n(m.p90),
-    n(m.p99),
-    n(m.mean),
-    n(m.min),
-    n(m.max),
+    ms(m.p50),
+    ms(m.p90),
+    ms(m.p99),
+    ms(m.mean),
+    ms(m.min),
+    ms(m.max),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    '| ' +
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') +
-    ' |';
-  const rule =
-    '| ' + widths.map((w, i) => (i === 0 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') + ' |';
   const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
   const hits = `pool hits ${r.poolClaims.hits}/${r.poolClaims.hits + r.poolClaims.misses}`;
   return [
-    [line(head), rule, ...body.map(line)].join('\n'),
+    markdownTable(head, body, 1),
     '',
     `- runCode('${CODE}') under 15 ms p50: p50 ${f(r.runCode.p50)}, p99 ${f(r.runCode.p99)} (n ${r.runCode.n}): ${verdict(r.runCode.p50 < 15)}`,
     `- first runCode after create under 300 ms p50, warm pool: create + first runCode p50 ${f(r.poolHit.total.p50)}, p99 ${f(r.poolHit.total.p99)} (first runCode alone p50 ${f(r.poolHit.first.p50)}; n ${r.poolHit.total.n}, ${hits}): ${verdict(r.poolHit.total.p50 < 300)}`,

@@ -15,6 +15,7 @@ import type { Subject } from './subject.ts';
 import type { BurstResult } from './burst.ts';
 import { coveDensity, crunDensity, podmanDensity, type DensityResult } from './density.ts';
 import { BENCH_INSTANCE } from './instance.ts';
+import { markdownTable, ms, ratioCell } from './table.ts';
 
 /** `fn` run at most once; later calls get the first call's promise. */
 function once<T>(fn: () => Promise<T>): () => Promise<T> {
@@ -94,23 +95,15 @@ interface SummaryRow {
 
 function summaryTable(rows: SummaryRow[]): string {
   const head = ['scenario', 'target', 'measured', 'verdict', 'cove/crun', 'cove/podman'];
-  const ratio = (x: number | undefined) => (x === undefined ? '' : `${x.toFixed(2)}×`);
   const body = rows.map((r) => [
     r.scenario,
     r.target,
     r.measured,
     r.verdict === 'missed' ? '**missed**' : r.verdict,
-    ratio(r.ratios.crun),
-    ratio(r.ratios.podman),
+    ratioCell(r.ratios.crun),
+    ratioCell(r.ratios.podman),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    '| ' +
-    cells.map((c, i) => (i < 4 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') +
-    ' |';
-  const rule =
-    '| ' + widths.map((w, i) => (i < 4 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') + ' |';
-  return [line(head), rule, ...body.map(line)].join('\n');
+  return markdownTable(head, body, 4);
 }
 
 function positive(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
@@ -119,11 +112,6 @@ function positive(flag: string | undefined, env: string | undefined, fallback: n
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new Error(`${name}: expected a whole number, got ${raw}`);
   return n;
-}
-
-function ms(x: number): string {
-  if (!Number.isFinite(x)) return '—';
-  return x < 10 ? x.toFixed(2) : x.toFixed(1);
 }
 
 function table(rows: Row[], peers: readonly string[]): string {
@@ -149,19 +137,9 @@ function table(rows: Row[], peers: readonly string[]): string {
     ms(r.mean),
     ms(r.min),
     ms(r.max),
-    ...peers.map((p) => {
-      const ratio = r.ratios[p as (typeof PEERS)[number]];
-      return ratio === undefined ? '' : `${ratio.toFixed(2)}×`;
-    }),
+    ...peers.map((p) => ratioCell(r.ratios[p as (typeof PEERS)[number]])),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    '| ' +
-    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') +
-    ' |';
-  const rule =
-    '| ' + widths.map((w, i) => (i < 2 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') + ' |';
-  return [line(head), rule, ...body.map(line)].join('\n');
+  return markdownTable(head, body, 2);
 }
 
 function rateTable(rows: RateRow[], peers: readonly string[], mib: number): string {
@@ -185,19 +163,9 @@ function rateTable(rows: RateRow[], peers: readonly string[], mib: number): stri
     r.min.toFixed(0),
     r.max.toFixed(0),
     ms(r.p50ms),
-    ...peers.map((p) => {
-      const ratio = r.ratios[p as (typeof PEERS)[number]];
-      return ratio === undefined ? '' : `${ratio.toFixed(2)}×`;
-    }),
+    ...peers.map((p) => ratioCell(r.ratios[p as (typeof PEERS)[number]])),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    '| ' +
-    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') +
-    ' |';
-  const rule =
-    '| ' + widths.map((w, i) => (i < 2 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') + ' |';
-  return [line(head), rule, ...body.map(line)].join('\n');
+  return markdownTable(head, body, 2);
 }
 
 async function main(): Promise<number> {
