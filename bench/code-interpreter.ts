@@ -20,12 +20,12 @@ import { sh } from './sh.ts';
 import { since, summarize, type Summary } from './stats.ts';
 import type { Sandbox as CiSandbox } from '@e2b/code-interpreter';
 import { markdownTable, ms } from './table.ts';
+import { childClient, serveParent } from './ipc.ts';
 
 const TEMPLATE = 'code-interpreter-v1';
 const CODE = '1+1';
 
 type Request = { op: 'startLong' } | { op: 'runCode' } | { op: 'create' } | { op: 'close' };
-type Reply = { ok: true; value: unknown } | { ok: false; error: string };
 /** One create sample: Sandbox.create(), the first runCode after it, both, and the kill. */
 type CreateSample = { total: number; create: number; first: number; kill: number };
 
@@ -76,14 +76,7 @@ async function child(): Promise<void> {
     }
   }
 
-  process.on('message', (req: Request) => {
-    handle(req).then(
-      (value) => process.send?.({ ok: true, value } satisfies Reply),
-      (err: unknown) =>
-        process.send?.({ ok: false, error: err instanceof Error ? err.stack || err.message : String(err) }),
-    );
-  });
-  process.on('disconnect', () => process.exit(0));
+  serveParent(handle);
 }
 
 // ---- the parent: Cove, the child, the figures -------------------------------------------
@@ -104,33 +97,7 @@ function sdkClient(cove: CoveBench): SdkClient {
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const exited = new Promise<void>((done) => proc.once('exit', () => done()));
-  let pending: { resolve(v: never): void; reject(e: Error): void } | undefined;
-  proc.on('message', (reply: Reply) => {
-    const p = pending;
-    pending = undefined;
-    if (reply.ok) p?.resolve(reply.value as never);
-    else p?.reject(new Error(`code-interpreter client: ${reply.error}`));
-  });
-  proc.once('exit', (code, signal) =>
-    pending?.reject(new Error(`code-interpreter client exited (${code ?? signal})`)),
-  );
-  function ask<T>(req: Request): Promise<T> {
-    if (pending) return Promise.reject(new Error('a request is already pending'));
-    if (!proc.connected) return Promise.reject(new Error('code-interpreter client is gone'));
-    return new Promise<T>((ok, fail) => {
-      pending = { resolve: ok, reject: fail };
-      proc.send(req);
-    });
-  }
-  return {
-    ask,
-    async close() {
-      if (proc.connected && !pending) await ask({ op: 'close' }).catch(() => undefined);
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill();
-      await exited;
-    },
-  };
+  return childClient<Request>(proc, 'code-interpreter client', { op: 'close' });
 }
 
 export interface CodeInterpreterOptions {

@@ -5,6 +5,7 @@
 // environment before forking.
 import { readFile } from 'node:fs/promises';
 import { Sandbox } from 'e2b';
+import { serveParent } from './ipc.ts';
 
 export type Request =
   | { op: 'create' }
@@ -14,8 +15,6 @@ export type Request =
   | { op: 'write' }
   | { op: 'read' }
   | { op: 'close' };
-
-export type Reply = { ok: true; value: unknown } | { ok: false; error: string };
 
 /** The file the parent made (its bytes go up once per write) and where it goes in the sandbox. */
 const SOURCE = process.env.BENCH_FILE ?? '';
@@ -114,12 +113,4 @@ async function handle(req: Request): Promise<unknown> {
   }
 }
 
-process.on('message', (req: Request) => {
-  handle(req).then(
-    (value) => process.send?.({ ok: true, value } satisfies Reply),
-    (err: unknown) =>
-      process.send?.({ ok: false, error: err instanceof Error ? err.stack || err.message : String(err) }),
-  );
-});
-// The parent going away (even killed) closes the channel: leave with it.
-process.on('disconnect', () => process.exit(0));
+serveParent(handle);

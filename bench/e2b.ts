@@ -2,7 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Manager } from '../src/manager/manager.ts';
-import type { Reply, Request } from './e2b-client.ts';
+import type { Request } from './e2b-client.ts';
+import { childClient } from './ipc.ts';
 import { must } from './sh.ts';
 import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
@@ -36,25 +37,7 @@ export function e2bSubject(opts: E2bOptions): Subject {
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let pending: { resolve(v: never): void; reject(e: Error): void } | undefined;
-  child.on('message', (reply: Reply) => {
-    const p = pending;
-    pending = undefined;
-    if (reply.ok) p?.resolve(reply.value as never);
-    else p?.reject(new Error(`e2b client: ${reply.error}`));
-  });
-  child.once('exit', (code, signal) => pending?.reject(new Error(`e2b client exited (${code ?? signal})`)));
-
-  /** One request at a time: the runner awaits each step. */
-  function ask<T>(req: Request): Promise<T> {
-    if (pending) return Promise.reject(new Error('e2b client: a request is already pending'));
-    if (!child.connected) return Promise.reject(new Error('e2b client is gone'));
-    return new Promise<T>((resolve, reject) => {
-      pending = { resolve, reject };
-      child.send(req);
-    });
-  }
+  const { ask, close } = childClient<Request>(child, 'e2b client', { op: 'close' });
 
   return {
     runtime: 'cove-e2b',
@@ -72,9 +55,7 @@ export function e2bSubject(opts: E2bOptions): Subject {
       read: () => ask<number>({ op: 'read' }),
     },
     async cleanup() {
-      if (child.connected && !pending) await ask({ op: 'close' }).catch(() => undefined);
-      if (child.exitCode === null && child.signalCode === null) child.kill();
-      await exited;
+      await close();
       for (const s of opts.manager.list()) await opts.manager.kill(s.id).catch(() => undefined);
       return [];
     },
