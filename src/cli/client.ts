@@ -1,15 +1,12 @@
-import { CoveError, type ErrorCode } from '../core/errors.ts';
+import { CoveError, httpStatus, type ErrorCode } from '../core/errors.ts';
 
-const statusCodes: Record<number, ErrorCode> = {
-  400: 'invalid_argument',
-  401: 'unauthenticated',
-  403: 'permission_denied',
-  404: 'not_found',
-  409: 'conflict',
-  429: 'resource_exhausted',
-  503: 'unavailable',
-  504: 'deadline_exceeded',
-};
+// The inverse of the server's one table; where two codes share a status (409), the first
+// listed wins: they share an exit status too.
+const statusCodes = new Map<number, ErrorCode>(
+  (Object.entries(httpStatus) as Array<[ErrorCode, number]>)
+    .reverse()
+    .map(([code, status]) => [status, code]),
+);
 
 /** A thin HTTP client of Cove's API for the CLI. Errors come back as CoveErrors. */
 export function createClient(baseUrl: string, apiKey: string | undefined) {
@@ -41,7 +38,7 @@ export function createClient(baseUrl: string, apiKey: string | undefined) {
       message = apiKey
         ? `${message} (the key in COVE_API_KEY or E2B_API_KEY)`
         : 'no API key: set E2B_API_KEY (the first `cove serve` printed one) or make one with `cove keys create`';
-    throw new CoveError(statusCodes[res.status] ?? 'internal', message || `HTTP ${res.status}`);
+    throw new CoveError(statusCodes.get(res.status) ?? 'internal', message || `HTTP ${res.status}`);
   }
 
   return {
