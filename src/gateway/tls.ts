@@ -43,7 +43,9 @@ export async function loadTls(setting: TlsSetting, dir: string, domain: string):
       });
     }
   };
-  const [cert, key] = await Promise.all([read('certificate', setting.cert), read('key', setting.key)]);
+  // One after the other, so that when both are unreadable the error names the certificate.
+  const cert = await read('certificate', setting.cert);
+  const key = await read('key', setting.key);
   return { cert, key, names: check(cert, key, setting) };
 }
 
