@@ -43,6 +43,19 @@ export interface RuntimeDriver {
   /** Ids of every sandbox this runtime knows, running or not: what reconcile compares with the store. */
   list(): Promise<string[]>;
   destroy(id: string): Promise<void>;
+  /**
+   * Capability 'pause': stop every process of a running sandbox in place (cgroup freezer) and
+   * let it go on again. Memory stays where it is, so this lasts only while the host is up.
+   */
+  freeze?(id: string): Promise<void>;
+  thaw?(id: string): Promise<void>;
+  /**
+   * Capability 'checkpoint-memory': save a running sandbox (memory, processes, open files) into
+   * `imageDir` and stop it; restore() brings such an image back as a running sandbox described
+   * by `spec` (the same id for a resume, a new one for a fork), returning its PID 1's host pid.
+   */
+  checkpoint?(id: string, imageDir: string): Promise<void>;
+  restore?(spec: SandboxSpec, imageDir: string): Promise<{ pid: number }>;
 }
 
 /** Where the agent sits inside every sandbox. */
