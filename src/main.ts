@@ -6,6 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
+import { serviceUsageRoutes } from './api/services.ts';
 import { runtimeLogTail } from './audit/runtime-log.ts';
 import { createSandboxLog } from './audit/sandbox-log.ts';
 import type { Config } from './config/config.ts';
@@ -25,6 +26,7 @@ import { createSampler } from './metrics/sampler.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
 import { createCrunDriver } from './runtime/oci/crun.ts';
+import { createServices } from './services/services.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { createTemplateStore } from './templates/index.ts';
 
@@ -110,6 +112,21 @@ async function startLocked(
   let apiKey = opts.apiKey;
   if (apiKey !== undefined) keys.seed(apiKey);
   else if (keys.list().length === 0) apiKey = keys.create('first').key;
+  // Runtime services (model gateway, memory, search): sandboxes reach them on their bridge's host address.
+  const servicesUrl = `http://${config.subnet16}.0.1:${config.services.port}`;
+  const services = createServices({
+    home: config.home,
+    configPath: config.services.configPath,
+    log,
+    sandboxAlive: (id) => {
+      try {
+        return manager.get(id).state === 'running';
+      } catch {
+        return false;
+      }
+    },
+    keyAlive: (id) => keys.list().some((k) => k.id === id),
+  });
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
   for (const name of opts.ensureTemplates ?? [])
     await templates.ensure(name, { log: (line) => log.info(line) });
@@ -123,19 +140,25 @@ async function startLocked(
     pool: config.pool,
     builds: config.builds,
     agentTimeoutMs: config.agentTimeoutMs,
+    sandboxEnv: (id, owner) => (owner ? services.sandboxEnv(id, owner, servicesUrl) : {}),
     host: {
       runtime: createCrunDriver({
         stateRoot: config.crunRoot,
         mountHelper: config.mountHelper,
         cgroupParent: config.instance,
       }),
-      network: createNetwork({ name: config.instance, prefix16: config.subnet16 }),
+      network: createNetwork({
+        name: config.instance,
+        prefix16: config.subnet16,
+        servicesPort: config.services.port,
+      }),
       sandboxesDir: join(config.home, 'sandboxes'),
       agentBinary: config.agentBinary,
       mountHelper: config.mountHelper,
     },
   });
   const reconciled = await manager.start();
+  await services.listen(`${config.subnet16}.0.1`, config.services.port);
   const sandboxesDir = join(config.home, 'sandboxes');
 
   const readCgroup = createCgroupReader(config.instance);
@@ -164,6 +187,7 @@ async function startLocked(
     for (const line of runtimeLogTail(join(sandboxesDir, id, 'runtime.log')))
       sandboxLog.append(id, 'warn', line, { source: 'runtime' });
     sandboxLog.stopped(id);
+    services.sandboxGone(id);
     disk.forget(upperDir(id));
   });
 
@@ -210,6 +234,8 @@ async function startLocked(
     cleanup: config.mcpCleanup,
   });
   app.route('/', mcp.routes);
+  app.route('/', serviceUsageRoutes(services.usage));
+  app.route('/', services.routes);
   const envd = createEnvd({ manager, log }, envdServices);
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
@@ -234,6 +260,7 @@ async function startLocked(
       await closed;
       await metrics.stop();
       await manager.close();
+      await services.close();
       store.close();
       await instanceLock.release();
     },

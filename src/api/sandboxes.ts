@@ -76,6 +76,7 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
         secure: req.secure ?? secureByDefault,
         metadata: req.metadata ?? {},
         envVars: req.envVars ?? {},
+        owner: c.get('keyId'),
       });
       sandboxLog.append(info.id, 'info', 'sandbox created', {
         template: info.templateName,

@@ -45,6 +45,10 @@ export interface Config {
   /** What ending an MCP session does to the sandboxes it created (COVE_MCP_CLEANUP): keep them
    * (the default: an agent may hand them on) or kill them. */
   mcpCleanup: 'keep' | 'kill';
+  /** Runtime services (src/services): the port sandboxes reach them on, at their bridge's host
+   * address (COVE_SERVICES_PORT), and the operator's file of providers and quotas
+   * (COVE_SERVICES_CONFIG, default `<home>/services.json`). */
+  services: { port: number; configPath: string };
   /** The checkout: the agent binaries and template recipes live in it. */
   root: string;
   agentBinary: string;
@@ -117,6 +121,10 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     ...(tls && { tls }),
     metricsIntervalMs: 5_000,
     mcpCleanup: mcpCleanup(env.COVE_MCP_CLEANUP),
+    services: {
+      port: Number(env.COVE_SERVICES_PORT ?? 49990),
+      configPath: env.COVE_SERVICES_CONFIG ?? join(home, 'services.json'),
+    },
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),
     mountHelper: join(root, 'agent', 'build', 'cove-mount'),

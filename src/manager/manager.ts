@@ -30,6 +30,8 @@ export interface ManagerOptions {
   pool?: PoolOptions;
   /** Cold builds at once, and how many may wait (limiter.ts). */
   builds?: { concurrency: number; queue: number };
+  /** Variables every created sandbox gets (runtime services' token), under the caller's own. */
+  sandboxEnv?: (id: string, owner: string | undefined) => Record<string, string>;
 }
 
 /** A sandbox this process is serving: its record plus what lives only in memory. */
@@ -143,9 +145,10 @@ export function createManager(opts: ManagerOptions) {
    */
   async function build(template: Template, state: 'starting' | 'pooled', input?: CreateSandboxInput) {
     const now = Date.now();
+    const id = newSandboxId();
     const record = store.insertSandbox(
       {
-        id: newSandboxId(),
+        id,
         templateName: template.name,
         templateHash: template.hash,
         state,
@@ -153,7 +156,7 @@ export function createManager(opts: ManagerOptions) {
         ...(input?.secure && { envdAccessToken: newToken() }),
         limits: template.limits,
         metadata: input?.metadata ?? {},
-        envVars: input?.envVars ?? {},
+        envVars: input ? { ...opts.sandboxEnv?.(id, input.owner), ...input.envVars } : {},
         startedAt: now,
         endAt: now + (input?.timeoutMs ?? 0),
       },
@@ -223,7 +226,7 @@ export function createManager(opts: ManagerOptions) {
         startedAt: now,
         endAt: now + input.timeoutMs,
         metadata: input.metadata ?? {},
-        envVars: input.envVars ?? {},
+        envVars: { ...opts.sandboxEnv?.(entry.record.id, input.owner), ...input.envVars },
         ...(input.secure && { envdAccessToken: newToken() }),
       };
       store.updateSandbox(entry.record.id, claimed);

@@ -20,6 +20,8 @@ export interface CreateSandboxInput {
   secure?: boolean;
   metadata?: Record<string, string>;
   envVars?: Record<string, string>;
+  /** The API key id that asked for it: runtime services count its sandbox against that key. */
+  owner?: string;
 }
 
 export function toInfo(record: SandboxRecord, address: string): SandboxInfo {

@@ -48,6 +48,7 @@ export function registerSandboxTools(server: McpServer, deps: McpDeps, session: 
         timeoutMs: timeoutSeconds * 1000,
         metadata: { ...args.metadata, ...(sessionId !== undefined && { [SESSION_KEY]: sessionId }) },
         envVars: args.envs ?? {},
+        owner: session.keyId,
       });
       sandboxLog.append(info.id, 'info', 'sandbox created', {
         template: info.templateName,

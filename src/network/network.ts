@@ -39,6 +39,8 @@ export interface NetworkOptions {
   name: string;
   /** First two octets of the /16 the sandboxes live in. */
   prefix16?: string;
+  /** The port of Cove's runtime services on the bridge address, which sandboxes may reach. */
+  servicesPort?: number;
 }
 
 const NETNS_DIR = '/run/netns';
@@ -66,7 +68,10 @@ export function createNetwork(opts: NetworkOptions): Network {
       if (!stdout.includes(`${gateway}/16`)) await run('ip', ['addr', 'add', `${gateway}/16`, 'dev', bridge]);
       await run('ip', ['link', 'set', bridge, 'up']);
       await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
-      await run('nft', ['-f', '-'], { input: firewallRules({ table: name, bridge, subnet }) });
+      const services = opts.servicesPort ? { address: gateway, port: opts.servicesPort } : undefined;
+      await run('nft', ['-f', '-'], {
+        input: firewallRules({ table: name, bridge, subnet, ...(services && { services }) }),
+      });
     },
 
     slot(index: number, id: string): Slot {

@@ -4,8 +4,14 @@
  * one transaction. Sandbox-to-sandbox traffic on the bridge itself is cut by bridge port
  * isolation (see network.ts); these rules cover what is routed.
  */
-export function firewallRules(opts: { table: string; bridge: string; subnet: string }): string {
-  const { table, bridge, subnet } = opts;
+export function firewallRules(opts: {
+  table: string;
+  bridge: string;
+  subnet: string;
+  /** Cove's runtime services (src/services), served on the bridge's host address. */
+  services?: { address: string; port: number };
+}): string {
+  const { table, bridge, subnet, services } = opts;
   return `
 table inet ${table}
 delete table inet ${table}
@@ -14,6 +20,8 @@ table inet ${table} {
     type filter hook input priority filter - 1; policy accept;
     # replies to connections the host opened (port proxy, health checks)
     iifname "${bridge}" ct state established,related accept
+    # the one host service a sandbox may call: models, memory, search (src/services), token-checked
+    ${services ? `iifname "${bridge}" ip daddr ${services.address} tcp dport ${services.port} accept` : ''}
     # a sandbox never reaches a service of the host, on any of the host's addresses
     iifname "${bridge}" drop
   }

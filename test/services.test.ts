@@ -1,0 +1,229 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config/config.ts';
+import type { Cove } from '../src/main.ts';
+import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import {
+  ANTHROPIC_SECRET,
+  OPENAI_SECRET,
+  startStandIn,
+  standInConfig,
+  type StandIn,
+} from './services-stand-in.ts';
+
+const loadE2b = () => import('e2b');
+
+/**
+ * The model gateway (issue 14), called from inside real sandboxes with curl, against stand-in
+ * providers on loopback: streamed calls pass through unbuffered and are counted, the sandbox
+ * holds only its own token, quotas answer 429, bad input gets clear errors, and a restart
+ * keeps tokens and the ledger.
+ */
+describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
+  let cove: Cove & { config: Config; apiKey: string };
+  let standIn: StandIn;
+  let sandbox: Awaited<ReturnType<typeof create>>;
+  let e2b: Awaited<ReturnType<typeof loadE2b>>;
+
+  const create = () => e2b.Sandbox.create('base', { timeoutMs: 600_000 });
+  const run = async (id: string, script: string) => {
+    const r = await sh(cove.manager, id, script);
+    expect(r.exitCode, r.stderr).toBe(0);
+    return r.stdout;
+  };
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`${cove.url}${path}`, {
+      ...init,
+      headers: { 'x-api-key': cove.apiKey, 'content-type': 'application/json', ...init.headers },
+    });
+  const curlJson = (path: string, body: string) =>
+    `curl -sS -m 20 "$COVE_SERVICES_URL${path}" -H "Authorization: Bearer $COVE_SERVICES_TOKEN" ` +
+    `-H 'content-type: application/json' --data-binary '${body}' -w '\\n%{http_code}'`;
+
+  beforeAll(async () => {
+    standIn = await startStandIn();
+    const config = testConfig();
+    writeFileSync(join(config.home, 'services.json'), JSON.stringify(standInConfig(standIn.url)));
+    cove = await startTestCove(config);
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
+    process.env.E2B_API_KEY = cove.apiKey;
+    e2b = await loadE2b();
+    sandbox = await create();
+  });
+
+  afterAll(async () => {
+    if (cove) expect(await stopTestCove(cove)).toEqual([]);
+    await standIn?.close();
+  });
+
+  it('streams a chat completion from inside a sandbox, unbuffered, and counts its usage', async () => {
+    const id = sandbox.sandboxId;
+    let seen = '';
+    let firstChunk!: () => void;
+    const gotFirst = new Promise<void>((r) => (firstChunk = r));
+    const done = new Promise<string>((resolve, reject) => {
+      cove.manager
+        .exec(
+          id,
+          {
+            argv: [
+              '/bin/bash',
+              '-c',
+              `curl -sSN -m 30 "$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer $OPENAI_API_KEY" ` +
+                `-H 'content-type: application/json' -d '{"model":"gated-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'`,
+            ],
+          },
+          {
+            onData: (_s, d) => {
+              seen += d.toString();
+              if (seen.includes('Hello')) firstChunk();
+            },
+            onExit: () => resolve(seen),
+          },
+        )
+        .catch(reject);
+    });
+    // The stand-in holds the rest of the stream until the first chunk reached curl: a
+    // gateway that buffered would never let it through.
+    await gotFirst;
+    expect(seen).not.toContain('[DONE]');
+    standIn.release();
+    const out = await done;
+    expect(out).toContain(' from stand-in');
+    expect(out).toContain('"usage"');
+    expect(out).toContain('data: [DONE]');
+    // Cove asked the provider for the usage chunk, with its own key.
+    const req = standIn.requests.at(-1)!;
+    expect(req.body.stream_options).toEqual({ include_usage: true });
+    expect(req.headers.authorization).toBe(`Bearer ${OPENAI_SECRET}`);
+    const usage = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as Record<string, unknown>;
+    expect(usage).toMatchObject({ requests: 1, inputTokens: 11, outputTokens: 3, totalTokens: 14 });
+  });
+
+  it('forwards Anthropic messages, streamed and not, and counts both', async () => {
+    const id = sandbox.sandboxId;
+    const body = (stream: boolean) =>
+      `{"model":"claude-test","max_tokens":10,"stream":${stream},"messages":[{"role":"user","content":"hi"}]}`;
+    const streamed = await run(
+      id,
+      `curl -sSN -m 20 "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" ` +
+        `-H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d '${body(true)}'`,
+    );
+    expect(streamed).toContain('event: message_stop');
+    const plain = await run(
+      id,
+      `curl -sS -m 20 "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" ` +
+        `-H 'content-type: application/json' -d '${body(false)}'`,
+    );
+    expect(JSON.parse(plain)).toMatchObject({ content: [{ text: 'Hello from stand-in' }] });
+    expect(standIn.requests.at(-1)!.headers['x-api-key']).toBe(ANTHROPIC_SECRET);
+    const usage = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as {
+      byModel: Array<{ model: string; requests: number; inputTokens: number; outputTokens: number }>;
+    };
+    expect(usage.byModel.find((m) => m.model === 'claude-test')).toEqual({
+      model: 'claude-test',
+      requests: 2,
+      inputTokens: 18,
+      outputTokens: 8,
+    });
+  });
+
+  it('never shows the sandbox a provider key: env and files hold only its own token', async () => {
+    const id = sandbox.sandboxId;
+    const env = await run(id, 'env');
+    expect(env).toMatch(/^OPENAI_API_KEY=cst_/m);
+    expect(env).toMatch(/^ANTHROPIC_API_KEY=cst_/m);
+    expect(env).not.toContain(OPENAI_SECRET);
+    expect(env).not.toContain(ANTHROPIC_SECRET);
+    // The secrets travel encoded, so that grep's own command line does not hold them.
+    const patterns = Buffer.from(`${OPENAI_SECRET}\n${ANTHROPIC_SECRET}\n`).toString('base64');
+    const r = await sh(
+      cove.manager,
+      id,
+      `grep -rlsF -f <(echo ${patterns} | base64 -d) --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev / ; ` +
+        `grep -lsF -f <(echo ${patterns} | base64 -d) /proc/*/environ /proc/*/cmdline; true`,
+      { user: 'root' },
+    );
+    expect(r.stdout).toBe('');
+  });
+
+  it('lists models, and answers bad input with clear errors', async () => {
+    const models = (await (await api('/v1/models')).json()) as { data: Array<{ id: string }> };
+    expect(models.data.map((m) => m.id)).toContain('claude-test');
+    const id = sandbox.sandboxId;
+    const unknown = await run(id, curlJson('/v1/chat/completions', '{"model":"nope","messages":[]}'));
+    expect(unknown).toMatch(/model 'nope' is not served here[\s\S]*\n404$/);
+    const malformed = await run(id, curlJson('/v1/chat/completions', '{"model":'));
+    expect(malformed).toMatch(/not valid JSON[\s\S]*\n400$/);
+    const big = await run(
+      id,
+      `head -c 70000 /dev/zero | tr '\\0' a | sed 's/.*/{"model":"gpt-test","messages":[{"role":"user","content":"&"}]}/' > /tmp/big.json; ` +
+        `curl -sS -m 20 "$OPENAI_BASE_URL/chat/completions" -H "Authorization: Bearer $OPENAI_API_KEY" ` +
+        `-H 'content-type: application/json' --data-binary @/tmp/big.json -w '\\n%{http_code}'`,
+    );
+    expect(big).toMatch(/larger than the limit of 65536 bytes[\s\S]*\n400$/);
+    const wrongApi = await run(id, curlJson('/v1/chat/completions', '{"model":"claude-test","messages":[]}'));
+    expect(wrongApi).toMatch(/\/v1\/messages[\s\S]*\n400$/);
+    const noToken = await run(id, 'curl -sS -m 5 "$COVE_SERVICES_URL/v1/models" -w "\\n%{http_code}"');
+    expect(noToken).toMatch(/\n401$/);
+    // Cove's own port: the API key, and no sandbox token.
+    const bad = await fetch(`${cove.url}/v1/models`, { headers: { authorization: 'Bearer cst_x' } });
+    expect(bad.status).toBe(401);
+  });
+
+  it('retries a failing provider with back-off, and maps a timeout to a clear error', async () => {
+    const ok = await api('/v1/chat/completions', {
+      method: 'POST',
+      body: JSON.stringify({ model: 'flaky-model', messages: [] }),
+    });
+    expect(ok.status).toBe(200);
+    expect(standIn.requests.filter((r) => r.body.model === 'flaky-model')).toHaveLength(3);
+    const slow = await api('/v1/chat/completions', {
+      method: 'POST',
+      body: JSON.stringify({ model: 'slow-model', messages: [] }),
+    });
+    expect(slow.status).toBe(504);
+    expect(((await slow.json()) as { error: { message: string } }).error.message).toMatch(
+      /provider 'standin' did not answer within 2000 ms/,
+    );
+  });
+
+  it('refuses a call over the sandbox quota with 429, and other sandboxes keep theirs', async () => {
+    const other = await create();
+    const call = () =>
+      run(other.sandboxId, curlJson('/v1/chat/completions', '{"model":"big-model","messages":[]}'));
+    expect(await call()).toMatch(/\n200$/);
+    expect(await call()).toMatch(/\n200$/); // 150 tokens used of 200: still admitted
+    expect(await call()).toMatch(/quota exceeded: 300 of 200 tokens per day[\s\S]*\n429$/);
+    expect(
+      await run(sandbox.sandboxId, curlJson('/v1/chat/completions', '{"model":"gpt-test","messages":[]}')),
+    ).toMatch(/\n200$/);
+    await other.kill();
+  });
+
+  it('keeps tokens and usage across a Cove restart; a killed sandbox token dies', async () => {
+    const id = sandbox.sandboxId;
+    const before = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as { requests: number };
+    const token = (await run(id, 'printf %s "$COVE_SERVICES_TOKEN"')).trim();
+    await cove.close();
+    cove = await startTestCove(cove.config);
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
+    const after = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as { requests: number };
+    expect(after.requests).toBe(before.requests);
+    expect(await run(id, curlJson('/v1/chat/completions', '{"model":"gpt-test","messages":[]}'))).toMatch(
+      /\n200$/,
+    );
+    const keyUsage = (await (await api('/v1/usage')).json()) as { requests: number };
+    expect(keyUsage.requests).toBeGreaterThan(after.requests);
+    await cove.manager.kill(id);
+    const other = await create();
+    // the dead sandbox's token, presented from another sandbox
+    const r = await run(
+      other.sandboxId,
+      `curl -sS -m 5 "$COVE_SERVICES_URL/v1/models" -H "Authorization: Bearer ${token}" -w '\\n%{http_code}'`,
+    );
+    expect(r).toMatch(/invalid or expired sandbox token[\s\S]*\n401$/);
+    await other.kill();
+  });
+});
