@@ -11,6 +11,7 @@ import { createLogger } from '../src/core/log.ts';
 import { createManager, type Manager } from '../src/manager/manager.ts';
 import { createNetwork } from '../src/network/network.ts';
 import { createCrunDriver } from '../src/runtime/oci/crun.ts';
+import { createRuntimeSet } from '../src/runtime/set.ts';
 import { createSqliteStore } from '../src/store/sqlite.ts';
 import { createTemplateStore } from '../src/templates/index.ts';
 import { mountsUnder, sh } from './sh.ts';
@@ -71,10 +72,19 @@ async function main(): Promise<void> {
   const log = createLogger('warn');
   const store = createSqliteStore(join(home, 'cove.db'));
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
-  const runtime = timed(
-    createCrunDriver({ stateRoot: config.crunRoot, mountHelper: config.mountHelper, cgroupParent: INSTANCE }),
+  const runtime = createRuntimeSet(
+    [
+      timed(
+        createCrunDriver({
+          stateRoot: config.crunRoot,
+          mountHelper: config.mountHelper,
+          cgroupParent: INSTANCE,
+        }),
+        'crun',
+        ['create', 'start', 'destroy'],
+      ),
+    ],
     'crun',
-    ['create', 'start', 'destroy'],
   );
   const network = timed(createNetwork({ name: INSTANCE, prefix16: config.subnet16 }), 'net', [
     'attach',

@@ -15,10 +15,11 @@ die() {
 [[ $(uname -s) == Linux ]] || die "Cove runs on Linux only (this is $(uname -s))"
 [[ $EUID -eq 0 ]] || die "must run as root: Cove creates namespaces, cgroups, mounts and veths (try: sudo npm start)"
 
-# 1. Debian packages. podman is only the benchmark's peer; libcap2-bin strips file capabilities
+# 1. Debian packages. runsc is the gVisor backend (`cove serve --runtime runsc`, docs/runtimes.md);
+#    podman is only the benchmark's peer; libcap2-bin strips file capabilities
 #    from templates; npm/nodejs only bootstrap the pinned Node 24 from the npm registry; openssl
 #    makes `cove serve --tls self-signed`'s CA (priority optional in Debian: not always there).
-packages=(crun runc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl)
+packages=(crun runc runsc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if command -v dpkg-query >/dev/null; then
   mapfile -t installed < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null |

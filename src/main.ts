@@ -26,6 +26,8 @@ import { createSampler } from './metrics/sampler.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
 import { createCrunDriver } from './runtime/oci/crun.ts';
+import { createRunscDriver } from './runtime/runsc/runsc.ts';
+import { createRuntimeSet } from './runtime/set.ts';
 import { createServices } from './services/services.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { createTemplateStore } from './templates/index.ts';
@@ -142,11 +144,21 @@ async function startLocked(
     agentTimeoutMs: config.agentTimeoutMs,
     sandboxEnv: (id, owner) => (owner ? services.sandboxEnv(id, owner, servicesUrl) : {}),
     host: {
-      runtime: createCrunDriver({
-        stateRoot: config.crunRoot,
-        mountHelper: config.mountHelper,
-        cgroupParent: config.instance,
-      }),
+      runtime: createRuntimeSet(
+        [
+          createCrunDriver({
+            stateRoot: config.crunRoot,
+            mountHelper: config.mountHelper,
+            cgroupParent: config.instance,
+          }),
+          createRunscDriver({
+            stateRoot: config.runscRoot,
+            cgroupParent: config.instance,
+            statxShim: config.statxShim,
+          }),
+        ],
+        config.runtime,
+      ),
       network: createNetwork({
         name: config.instance,
         prefix16: config.subnet16,

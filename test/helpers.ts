@@ -30,6 +30,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
       subnet16: process.env.COVE_TEST_SUBNET ?? '10.12',
       port: 0,
       logLevel: process.env.COVE_LOG_LEVEL ?? 'warn',
+      // COVE_TEST_RUNTIME=runsc runs a suite's sandboxes on gVisor (docs/runtimes.md).
+      ...(process.env.COVE_TEST_RUNTIME && { runtime: process.env.COVE_TEST_RUNTIME }),
     }),
     // No warm pools unless a test asks: pooled sandboxes would run beside every test's own.
     pool: { min: 0, max: 0, budget: 0, templates: [], idleShrinkMs: 60_000 },
@@ -130,6 +132,13 @@ export function hostLeftovers(instance: string, home: string): string[] {
   }
   const crunRoot = `/run/${instance}/crun`;
   if (existsSync(crunRoot)) found.push(...readdirSync(crunRoot).map((c) => `crun ${c}`));
+  const runscRoot = `/run/${instance}/runsc`;
+  if (existsSync(runscRoot))
+    found.push(
+      ...readdirSync(runscRoot)
+        .filter((f) => !f.startsWith('.'))
+        .map((c) => `runsc ${c}`),
+    );
   const sandboxes = join(home, 'sandboxes');
   if (existsSync(sandboxes)) found.push(...readdirSync(sandboxes).map((d) => `dir ${d}`));
   return found;
@@ -157,6 +166,7 @@ export async function spawnServer(
         COVE_POOL_BUDGET: String(config.pool.budget),
         COVE_POOL_TEMPLATES: config.pool.templates.join(','),
         COVE_LOG_LEVEL: 'warn',
+        COVE_RUNTIME: config.runtime,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     },

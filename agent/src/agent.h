@@ -174,7 +174,9 @@ void watch_handle(struct pollfd *pfd, int n);
 int token_ok(const uint8_t *p, size_t n);
 /* Runs the loop on the listening socket and the signalfd. Never returns normally: shutdown
  * exits the process; returns 1 only if poll fails. */
-int agent_loop(int listen_fd, int signal_fd);
+int agent_loop(int listen_fd, int signal_fd, const char *socket_path);
+/* Binds and listens on the agent's socket (born 0600); -1 on failure. */
+int agent_listen(const char *path);
 /* Marks the host connection as broken; it is dropped after the current frame. */
 void protocol_violation(const char *why);
 #endif

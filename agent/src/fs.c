@@ -18,12 +18,26 @@
 
 uint8_t req_flags;
 
+/* gVisor (runsc) has no setfsuid/setfsgid (ENOSYS): there the effective ids are switched
+ * instead, keeping the saved uid 0 to come back; the effect on file access and on what is
+ * created is the same, and nothing else runs in this single-threaded process meanwhile. */
+static int no_fsuid = -1;
+
 void fs_as(uid_t uid, gid_t gid, int elevated)
 {
+	if (no_fsuid < 0)
+		no_fsuid = setfsuid((uid_t)-1) == -1 && errno == ENOSYS;
 	/* Dropping fsuid from 0 also drops the file capabilities (DAC override, fowner, ...)
 	 * for the operation; returning to 0 restores them. */
-	setfsgid(gid);
-	setfsuid(uid);
+	if (no_fsuid) {
+		setresuid((uid_t)-1, 0, (uid_t)-1); /* root again first: only root may change gid */
+		setresgid((gid_t)-1, gid, (gid_t)-1);
+		if (uid)
+			setresuid((uid_t)-1, uid, (uid_t)-1);
+	} else {
+		setfsgid(gid);
+		setfsuid(uid);
+	}
 	if (!elevated || !uid)
 		return;
 	/* They stay in the permitted set: raising them again keeps fsuid/fsgid (the owner of

@@ -20,7 +20,8 @@
 /* After this long without events, buffers and free heap go back to the kernel. */
 #define TRIM_AFTER_MS 500
 
-static int lfd = -1, sfd = -1;
+static int lfd = -1, sfd = -1; /* lfd is -1 while quiesced (SIGUSR2) */
+static const char *lpath;
 static int hfd = -1;                 /* the authenticated host */
 static int pfd_conn = -1;            /* a connection that has not authenticated yet */
 static int64_t pend_deadline;
@@ -208,12 +209,32 @@ static void read_pending(void)
 	tx_end();
 }
 
+/* SIGUSR2 quiesces, SIGUSR1 resumes (spec/agent-protocol.md, Checkpoint); both idempotent.
+ * gVisor cannot checkpoint a socket bound on the host, so before a checkpoint the host asks
+ * the agent to close its socket and connections, and after the restore to listen again. The
+ * socket file is gone while the agent is quiesced: the host waits for that. Processes keep
+ * running throughout. */
+static void set_listening(int on)
+{
+	if (!on && lfd >= 0) {
+		drop_pending();
+		drop_host();
+		close(lfd);
+		lfd = -1;
+		unlink(lpath);
+	} else if (on && lfd < 0) {
+		lfd = agent_listen(lpath);
+	}
+}
+
 static void on_signal(void)
 {
 	struct signalfd_siginfo si;
 	while (read(sfd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD) {
 			proc_reap();
+		} else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+			set_listening(si.ssi_signo == SIGUSR1);
 		} else if (!shutdown_deadline) {
 			/* SIGTERM/SIGINT/SIGHUP: ask everything to stop, then SIGKILL after a grace
 			 * period and exit. As PID 1, kill(-1) reaches every process in the sandbox,
@@ -239,9 +260,10 @@ static void check_shutdown(void)
 	exit(0);
 }
 
-int agent_loop(int listen_fd, int signal_fd)
+int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 {
 	lfd = listen_fd;
+	lpath = socket_path;
 	sfd = signal_fd;
 	for (;;) {
 		process_rx();
@@ -319,7 +341,7 @@ int agent_loop(int listen_fd, int signal_fd)
 			read_pending();
 		if (pfd_conn >= 0 && now_ms() >= pend_deadline)
 			drop_pending();
-		if (pfds[0].revents & POLLIN)
+		if (lfd >= 0 && pfds[0].revents & POLLIN)
 			accept_conn();
 		check_shutdown();
 	}

@@ -62,12 +62,11 @@ int token_ok(const uint8_t *p, size_t n)
 	return diff == 0;
 }
 
-static int listen_on(const char *path)
+int agent_listen(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof sa.sun_path) {
-		die("socket path too long", 2);
-	}
+	if (strlen(path) >= sizeof sa.sun_path)
+		return -1;
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -76,8 +75,10 @@ static int listen_on(const char *path)
 	mode_t old = umask(0177); /* born 0600: no window where another user could connect */
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0)
-		die(path, 1);
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -112,11 +113,15 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	int lfd = listen_on(path);
+	int lfd = agent_listen(path);
+	if (lfd < 0)
+		die(path, 1);
 	if (sfd < 0)
 		die("signalfd", 1);
 	proc_reap(); /* children inherited before signalfd existed */
-	return agent_loop(lfd, sfd);
+	return agent_loop(lfd, sfd, path);
 }

@@ -46,6 +46,7 @@ function fakeManager() {
         metadata: input.metadata ?? {},
         limits: { cpus: 2, memoryMiB: 512, pids: 100 },
         address: '10.0.0.2',
+        runtime: 'crun',
         ...(input.secure && { envdAccessToken: 'token' }),
       };
       sandboxes.set(id, info);

@@ -6,6 +6,7 @@ import { decodeMetadataFilter, listPage, parseListQuery } from './list.ts';
 const sandbox = (id: string, startedAt: number, extra: Partial<SandboxInfo> = {}): SandboxInfo => ({
   id,
   templateName: 'base',
+  runtime: 'crun',
   state: 'running',
   startedAt: new Date(startedAt),
   endAt: new Date(startedAt + 60_000),

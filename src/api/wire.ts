@@ -50,6 +50,8 @@ export function listedSandbox(s: SandboxInfo, diskSizeMB: number) {
     diskSizeMB,
     envdVersion: ENVD_VERSION,
     volumeMounts: [],
+    /** Cove's own: the runtime backend (crun, runsc) that isolates it (docs/runtimes.md). */
+    runtime: s.runtime,
   };
 }
 

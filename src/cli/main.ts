@@ -25,6 +25,12 @@ program
   )
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain) for the domain and *.<domain>')
   .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+  .addOption(
+    new Option(
+      '--runtime <name>',
+      'default runtime of sandboxes: crun, or runsc for gVisor (docs/runtimes.md)',
+    ).choices(['crun', 'runsc']),
+  )
   .action(async (opts: ServeOptions) => {
     const { startCove } = await import('../main.ts');
     const { trustHints } = await import('../gateway/tls.ts');
@@ -36,6 +42,7 @@ program
       ...(opts.tls && { tls: opts.tls }),
       ...(opts.tlsCert && { tlsCert: opts.tlsCert }),
       ...(opts.tlsKey && { tlsKey: opts.tlsKey }),
+      ...(opts.runtime && { runtime: opts.runtime }),
     });
     const cove = await startCove(config, { ensureTemplates: ['base'] });
     const { adopted, removed, orphans } = cove.reconciled;
@@ -74,6 +81,7 @@ interface ServeOptions {
   tls?: string;
   tlsCert?: string;
   tlsKey?: string;
+  runtime?: string;
 }
 
 program

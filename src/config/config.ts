@@ -53,13 +53,18 @@ export interface Config {
   root: string;
   agentBinary: string;
   mountHelper: string;
+  /** agent/build/cove-statx.so, preloaded in runsc sandboxes (agent/shim/statx.c). */
+  statxShim: string;
   recipesDir: string;
   crunRoot: string;
+  /** The default runtime backend (COVE_RUNTIME, `cove serve --runtime`): crun, or runsc for gVisor. */
+  runtime: 'crun' | 'runsc';
+  runscRoot: string;
 }
 
 export type ConfigOverrides = Partial<
   Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel' | 'domain'>
-> & { tls?: string; tlsCert?: string; tlsKey?: string };
+> & { runtime?: string } & { tls?: string; tlsCert?: string; tlsKey?: string };
 
 export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const root = resolve(import.meta.dirname, '..', '..');
@@ -128,9 +133,18 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),
     mountHelper: join(root, 'agent', 'build', 'cove-mount'),
+    statxShim: join(root, 'agent', 'build', 'cove-statx.so'),
     recipesDir: join(root, 'templates'),
     crunRoot: `/run/${instance}/crun`,
+    runtime: runtimeName(overrides.runtime ?? env.COVE_RUNTIME),
+    runscRoot: `/run/${instance}/runsc`,
   };
+}
+
+function runtimeName(value: string | undefined): Config['runtime'] {
+  if (value === undefined || value === '' || value === 'crun') return 'crun';
+  if (value === 'runsc') return 'runsc';
+  throw new CoveError('invalid_argument', `runtime '${value}': expected crun or runsc`);
 }
 
 function mcpCleanup(value: string | undefined): Config['mcpCleanup'] {

@@ -3,8 +3,8 @@ import { chown, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CleanupStack } from '../core/cleanup.ts';
 import { run } from '../core/exec.ts';
-import type { Network } from '../network/network.ts';
-import type { RuntimeDriver } from '../runtime/driver.ts';
+import { NETNS_DIR, type Network } from '../network/network.ts';
+import type { RuntimeSet } from '../runtime/set.ts';
 
 /**
  * The host side of one sandbox: its directory, root filesystem mounts, runtime state and
@@ -14,7 +14,7 @@ import type { RuntimeDriver } from '../runtime/driver.ts';
  * create and the reclaim of leftovers alike.
  */
 export interface HostDeps {
-  runtime: RuntimeDriver;
+  runtime: RuntimeSet;
   network: Network;
   sandboxesDir: string;
   agentBinary: string;
@@ -42,6 +42,8 @@ export interface ProvisionInput {
   templateRootfs: string;
   limits: { cpus: number; memoryMiB: number; pids: number };
   agentToken: string;
+  /** The backend (RuntimeSet name); the server's default when absent. */
+  runtime?: string;
 }
 
 /** Creates and starts the sandbox. On failure everything done so far is undone before it throws. */
@@ -63,9 +65,20 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
 
     await writeHosts(join(dir, 'rootfs'), id, deps.network.slot(slot, id).address, base);
 
+    // A runtime that joins a namespace (runsc) gets it plumbed first; crun makes its own
+    // inside the sandbox's user namespace, plumbed between create and start (oci/spec.ts).
+    const driver = deps.runtime.get(input.runtime);
+    const joins = driver.capabilities.has('joins-netns');
+    if (joins) {
+      undo.push('network', () => deps.network.detach(netSlot));
+      await deps.network.attach(netSlot, id);
+    }
+
     undo.push('runtime', () => deps.runtime.destroy(id));
     const { pid } = await deps.runtime.create({
       id,
+      runtime: driver.name,
+      ...(joins && { netns: join(NETNS_DIR, netSlot.netns) }),
       rootfs: join(dir, 'rootfs'),
       bundleDir: dir,
       uidBase: base,
@@ -76,8 +89,10 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
       agentToken: input.agentToken,
     });
 
-    undo.push('network', () => deps.network.detach(netSlot));
-    await deps.network.attach(netSlot, id, pid);
+    if (!joins) {
+      undo.push('network', () => deps.network.detach(netSlot));
+      await deps.network.attach(netSlot, id, pid);
+    }
 
     await deps.runtime.start(id);
   } catch (err) {

@@ -155,6 +155,7 @@ export function createManager(opts: ManagerOptions) {
         agentToken: newToken(),
         ...(input?.secure && { envdAccessToken: newToken() }),
         limits: template.limits,
+        runtime: template.runtime ?? host.runtime.defaultName,
         metadata: input?.metadata ?? {},
         envVars: input ? { ...opts.sandboxEnv?.(id, input.owner), ...input.envVars } : {},
         startedAt: now,
@@ -165,8 +166,8 @@ export function createManager(opts: ManagerOptions) {
     const entry = liveEntry(record, template);
     if (state === 'starting') live.set(record.id, entry);
     try {
-      const { id, slot, limits, agentToken } = record;
-      await provision(host, { id, slot, templateRootfs: template.rootfs, limits, agentToken });
+      const { id, slot, limits, agentToken, runtime } = record;
+      await provision(host, { id, slot, templateRootfs: template.rootfs, limits, agentToken, runtime });
       await attachAgent(entry, true).catch(async (err: unknown) => {
         await teardown(host, id, slot);
         throw err;

@@ -9,6 +9,8 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   limits: SandboxRecord['limits'];
   address: string;
+  /** The runtime backend that runs it: 'crun' or 'runsc' (docs/runtimes.md). */
+  runtime: string;
   /** envd's access token (E2B `secure` sandboxes); callers at the edge check it. */
   envdAccessToken?: string;
 }
@@ -34,6 +36,7 @@ export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
     metadata: record.metadata,
     limits: record.limits,
     address,
+    runtime: record.runtime ?? 'crun',
     ...(record.envdAccessToken && { envdAccessToken: record.envdAccessToken }),
   };
 }

@@ -24,8 +24,11 @@ export interface Network {
   /** Bridge, its address, forwarding and the firewall. Idempotent; run at every start. */
   init(): Promise<void>;
   slot(index: number, id: string): Slot;
-  /** Names the network namespace of process `pid` and plumbs it: veth, address, route. */
-  attach(slot: Slot, id: string, pid: number): Promise<void>;
+  /**
+   * Names the network namespace of process `pid` and plumbs it: veth, address, route. Without
+   * `pid`, makes a new namespace of that name instead (for runtimes that join one at create).
+   */
+  attach(slot: Slot, id: string, pid?: number): Promise<void>;
   /** Removes the veth and the namespace name; succeeds when they are already gone. Takes a
    * slot, or what owners() found of a sandbox that has no record. */
   detach(target: { hostVeth?: string; netns?: string }): Promise<void>;
@@ -43,7 +46,8 @@ export interface NetworkOptions {
   servicesPort?: number;
 }
 
-const NETNS_DIR = '/run/netns';
+/** Where `ip netns` keeps named namespaces: `<NETNS_DIR>/<slot.netns>` is a namespace's path. */
+export const NETNS_DIR = '/run/netns';
 
 export function createNetwork(opts: NetworkOptions): Network {
   const { name } = opts;
@@ -89,13 +93,13 @@ export function createNetwork(opts: NetworkOptions): Network {
       };
     },
 
-    async attach(slot: Slot, id: string, pid: number) {
+    async attach(slot: Slot, id: string, pid?: number) {
       // Two `ip -batch` calls (host side, then inside the namespace): ~4 ms against ~10 ms
       // for one `ip` per step. The namespace name comes first so a failure after it is
       // found again by reclaim.
       await run('ip', ['-batch', '-'], {
         input: [
-          `netns attach ${slot.netns} ${pid}`,
+          pid === undefined ? `netns add ${slot.netns}` : `netns attach ${slot.netns} ${pid}`,
           `link add ${slot.hostVeth} type veth peer name eth0 netns ${slot.netns}`,
           `link set ${slot.hostVeth} alias ${name}-${id}`,
           `link set ${slot.hostVeth} master ${bridge}`,

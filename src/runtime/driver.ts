@@ -26,11 +26,24 @@ export interface SandboxSpec {
   /** Host directory holding the agent's socket, bind-mounted at /.cove/run. */
   agentRunDir: string;
   agentToken: string;
+  /**
+   * A network namespace the caller made and plumbed before create (`/run/netns/<name>`),
+   * given to drivers with capability 'joins-netns'; others make their own and ignore this.
+   */
+  netns?: string;
+  /** Which backend of a RuntimeSet runs the sandbox (its default when absent). */
+  runtime?: string;
 }
 
 export type SandboxStatus = 'created' | 'running' | 'paused' | 'stopped' | 'missing';
 
-export type Capability = 'pause' | 'checkpoint-memory' | 'guest-kernel';
+/**
+ * What a backend can do beyond create/start/status/list/destroy. 'joins-netns': create()
+ * joins `spec.netns`, plumbed before create (runsc reads eth0's addresses when it starts its
+ * own network stack); without it the runtime makes the namespace inside the sandbox's user
+ * namespace and the caller plumbs it between create and start (crun: see oci/spec.ts).
+ */
+export type Capability = 'pause' | 'checkpoint-memory' | 'guest-kernel' | 'joins-netns';
 
 export interface RuntimeDriver {
   readonly name: string;

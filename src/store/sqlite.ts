@@ -25,6 +25,7 @@ const migrations = [
      created_at INTEGER NOT NULL,
      last_used_at INTEGER
    ) STRICT`,
+  `ALTER TABLE sandboxes ADD COLUMN runtime TEXT`,
 ];
 
 interface Row {
@@ -35,6 +36,7 @@ interface Row {
   slot: number;
   agent_token: string;
   envd_access_token: string | null;
+  runtime: string | null;
   limits: string;
   metadata: string;
   env_vars: string;
@@ -65,8 +67,8 @@ export function createSqliteStore(path: string): Store {
   migrate(db);
 
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const slots = db.prepare('SELECT slot FROM sandboxes ORDER BY slot');
   const byId = db.prepare('SELECT * FROM sandboxes WHERE id = ?');
@@ -105,6 +107,7 @@ export function createSqliteStore(path: string): Store {
           JSON.stringify(record.envVars),
           record.startedAt,
           record.endAt,
+          record.runtime ?? null,
         );
         db.exec('COMMIT');
         return { ...record, slot };
@@ -223,6 +226,7 @@ function fromRow(row: Row): SandboxRecord {
     slot: row.slot,
     agentToken: row.agent_token,
     ...(row.envd_access_token !== null && { envdAccessToken: row.envd_access_token }),
+    ...(row.runtime !== null && { runtime: row.runtime }),
     limits: JSON.parse(row.limits) as SandboxRecord['limits'],
     metadata: JSON.parse(row.metadata) as Record<string, string>,
     envVars: JSON.parse(row.env_vars) as Record<string, string>,

@@ -16,6 +16,8 @@ export interface SandboxRecord {
   agentToken: string;
   /** envd's X-Access-Token for this sandbox (E2B `secure`); absent: envd needs no token. */
   envdAccessToken?: string;
+  /** The runtime backend that runs it (src/runtime/set.ts); absent in records older than that: crun. */
+  runtime?: string;
   limits: { cpus: number; memoryMiB: number; pids: number };
   metadata: Record<string, string>;
   envVars: Record<string, string>;

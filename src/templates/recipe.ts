@@ -54,6 +54,8 @@ const recipeSchema = z.strictObject({
     memoryMiB: z.int().min(32),
     pids: z.int().min(16),
   }),
+  /** The runtime backend of its sandboxes (docs/runtimes.md); the server's default when absent. */
+  runtime: z.enum(['crun', 'runsc']).optional(),
   start: z
     .strictObject({
       /** Run by `/bin/sh -c` as `user` in its home, with the sandbox's env. */

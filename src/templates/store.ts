@@ -31,6 +31,8 @@ export interface Template {
   env: Record<string, string>;
   /** A server the sandbox must run (there is no init system): the manager starts it at create. */
   start?: TemplateStart;
+  /** The runtime backend its sandboxes use (recipe `runtime`); the server's default when absent. */
+  runtime?: string;
 }
 
 /** The recipe's `start` (templates/README.md): a command, its log, and its readiness probe. */
@@ -90,6 +92,7 @@ interface BuildRecord {
   defaultUser: Template['defaultUser'];
   env: Record<string, string>;
   start?: TemplateStart;
+  runtime?: string;
 }
 
 const HASH_DIR_RE = /^[0-9a-f]{16}$/;
@@ -124,6 +127,7 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
       defaultUser: rec.defaultUser,
       env: rec.env,
       ...(rec.start && { start: rec.start }),
+      ...(rec.runtime && { runtime: rec.runtime }),
     };
   };
 
@@ -216,6 +220,7 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
           },
           env: recipe.env,
           ...(recipe.start && { start: recipe.start }),
+          ...(recipe.runtime && { runtime: recipe.runtime }),
         };
         await writeFile(join(staging, 'build.json'), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
         // The rename publishes the build: make its content durable before the name appears.

@@ -1,0 +1,263 @@
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { basename, join } from 'node:path';
+import { CoveError } from '../../core/errors.ts';
+import { run } from '../../core/exec.ts';
+import {
+  agentPaths,
+  type Capability,
+  type RuntimeDriver,
+  type SandboxSpec,
+  type SandboxStatus,
+} from '../driver.ts';
+import { cgroupDirs, detectCgroupMode } from '../oci/cgroups.ts';
+import type { OciSpec } from '../oci/spec.ts';
+import { readAddresses, restoreAddresses } from './netns.ts';
+import { runscOciSpec, statxShimPath } from './spec.ts';
+
+export interface RunscOptions {
+  /** runsc's state directory: Cove's own, so that `list` shows only Cove's sandboxes. */
+  stateRoot: string;
+  /** cgroup directory under each hierarchy's root that holds the sandboxes (the instance name). */
+  cgroupParent: string;
+  /** agent/build/cove-statx.so (agent/shim/statx.c). */
+  statxShim: string;
+  binary?: string;
+}
+
+/**
+ * Flags of every runsc command (docs/runtimes.md). `--host-uds=create` lets the agent bind its
+ * socket in the bind-mounted /.cove/run as a host socket the host can connect to (gVisor
+ * refuses host sockets otherwise). `--overlay2=none`: writes go to the overlay Cove mounted,
+ * on disk (a fork copies it), not to a memory overlay inside the Sentry. ptrace platform and
+ * `--network=sandbox` (gVisor's own network stack on the namespace's eth0) are the defaults.
+ */
+const FLAGS = ['--host-uds=all', '--overlay2=none'];
+
+/** How long the agent may take to close its socket when asked to before a checkpoint. */
+const QUIESCE_TIMEOUT_MS = 5_000;
+
+/**
+ * The gVisor driver: the sandbox's system calls go to gVisor's user-space kernel (the Sentry),
+ * its files through a gofer process, its packets through gVisor's network stack; the host
+ * kernel sees only the few calls runsc's own seccomp filters allow. Same bundle as crun.
+ */
+export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
+  const runsc = opts.binary ?? 'runsc';
+  const global = ['--root', opts.stateRoot, ...FLAGS];
+  const mode = detectCgroupMode();
+
+  // runsc's root-namespace guard checks only that /proc/sys/net/core/rmem_default exists,
+  // which is true in every network namespace on recent kernels, so start/run/restore refuse
+  // ("cannot run with network enabled in root network namespace") unless /proc/sys/net is
+  // hidden from them; a tmpfs over /proc/sys/net/core is not enough. runsc must still run in
+  // the root network namespace: its control socket is bound in the caller's namespace.
+  // `restore` also makes the sandbox process, which mounts a fresh proc inside the sandbox's
+  // user namespace; the kernel allows that only while some proc mount is fully visible (no
+  // mount over any part of it), hence a second, untouched proc beside the hidden one.
+  const visibleProc = join(opts.stateRoot, '.proc');
+  function hidingProcSysNet(args: string[]): [string, string[]] {
+    const script = `mount -t tmpfs none /proc/sys/net && mount -t proc proc ${visibleProc} && exec "$@"`;
+    return [
+      'unshare',
+      ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', runsc, ...global, ...args],
+    ];
+  }
+
+  // Runs runsc with its stdio on `<bundle>/runtime.log`: for create and restore that file is
+  // the container's stdio too (the agent's stderr), which PID 1 must hold instead of a pipe
+  // of ours, and which gVisor writes at its own offset (so nothing else writes it later).
+  function runLogged(file: string, argv: string[], bundleDir: string): Promise<void> {
+    const log = join(bundleDir, 'runtime.log');
+    const fd = openSync(log, 'a', 0o600);
+    return new Promise<void>((resolve, reject) => {
+      const child = spawn(file, argv, { stdio: ['ignore', fd, fd] });
+      closeSync(fd);
+      child.on('error', reject);
+      child.on('exit', (code) => {
+        if (code === 0) return resolve();
+        const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
+        reject(
+          new CoveError(
+            'internal',
+            `runsc ${argv.find((a) => !a.startsWith('-'))} failed (${code}): ${tail}`,
+          ),
+        );
+      });
+    });
+  }
+
+  async function writeBundle(spec: SandboxSpec): Promise<void> {
+    const preloadFile = join(spec.bundleDir, 'ld.so.preload');
+    await writeFile(preloadFile, `${statxShimPath}\n`, { mode: 0o644 });
+    const config = runscOciSpec(spec, opts.cgroupParent, { binary: opts.statxShim, preloadFile });
+    await writeFile(join(spec.bundleDir, 'config.json'), JSON.stringify(config));
+  }
+
+  function readPid(bundleDir: string, id: string): number {
+    const pid = Number(readFileSync(join(bundleDir, 'pid'), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1)
+      throw new CoveError('internal', `runsc wrote a bad pid file for ${id}`);
+    return pid;
+  }
+
+  async function state(id: string): Promise<{ status?: string; bundle?: string } | undefined> {
+    try {
+      const { stdout } = await run(runsc, ['--root', opts.stateRoot, 'state', id]);
+      return JSON.parse(stdout) as { status?: string; bundle?: string };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The host directory bind-mounted at /.cove/run, read back from the sandbox's bundle. */
+  async function agentRunDir(id: string): Promise<string> {
+    const bundle = (await state(id))?.bundle;
+    if (!bundle) throw new CoveError('not_found', `runsc knows no sandbox ${id}`);
+    const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpec;
+    const mount = config.mounts.find((m) => m.destination === agentPaths.runDir);
+    if (!mount) throw new CoveError('internal', `sandbox ${id}: no agent directory in its bundle`);
+    return mount.source;
+  }
+
+  // The agent closes its socket on SIGUSR2 and listens again on SIGUSR1 (agent/src/loop.c).
+  async function signalAgent(id: string, listen: boolean): Promise<void> {
+    await run(runsc, ['--root', opts.stateRoot, 'kill', id, listen ? 'USR1' : 'USR2']);
+  }
+
+  async function quiesce(id: string): Promise<void> {
+    const socket = join(await agentRunDir(id), basename(agentPaths.socket));
+    await signalAgent(id, false);
+    const deadline = Date.now() + QUIESCE_TIMEOUT_MS;
+    while (existsSync(socket)) {
+      if (Date.now() > deadline) {
+        await signalAgent(id, true).catch(() => undefined);
+        throw new CoveError(
+          'unavailable',
+          `sandbox ${id}: the agent did not close its socket for the checkpoint`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  async function removeCgroups(id: string): Promise<void> {
+    for (const dir of cgroupDirs(mode, opts.cgroupParent, id)) {
+      await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+  }
+
+  async function list(): Promise<string[]> {
+    // runsc keeps `<container>_sandbox:<sandbox>.state` (and a .lock) per container.
+    const names = await readdir(opts.stateRoot).catch(() => [] as string[]);
+    return [...new Set(names.filter((n) => n.endsWith('.state')).map((n) => n.split('_sandbox:')[0] ?? n))];
+  }
+
+  return {
+    name: 'runsc',
+    capabilities: new Set<Capability>(['checkpoint-memory', 'joins-netns']),
+
+    async init() {
+      await mkdir(visibleProc, { recursive: true, mode: 0o700 });
+      await run(runsc, ['--version']).catch((err: unknown) => {
+        throw new CoveError('unavailable', `runsc is not installed (apt-get install runsc): ${String(err)}`);
+      });
+    },
+
+    async create(spec: SandboxSpec) {
+      await writeBundle(spec);
+      // What restore() needs to give back: runsc moves eth0's addresses into its own stack.
+      await writeFile(join(spec.bundleDir, 'netns.json'), JSON.stringify(await readAddresses(spec.netns!)));
+      await runLogged(
+        runsc,
+        [...global, 'create', '--bundle', spec.bundleDir, '--pid-file', join(spec.bundleDir, 'pid'), spec.id],
+        spec.bundleDir,
+      );
+      return { pid: readPid(spec.bundleDir, spec.id) };
+    },
+
+    async start(id: string) {
+      const [file, argv] = hidingProcSysNet(['start', id]);
+      await run(file, argv);
+    },
+
+    async status(id: string): Promise<SandboxStatus> {
+      const status = (await state(id))?.status;
+      if (status === 'created' || status === 'running' || status === 'paused' || status === 'stopped')
+        return status;
+      return 'missing';
+    },
+
+    list,
+
+    async destroy(id: string) {
+      // delete --force stops the Sentry and the gofer: every process of the sandbox goes with them.
+      await run(runsc, ['--root', opts.stateRoot, 'delete', '--force', id]).catch(async (err: unknown) => {
+        if (!(await list()).includes(id)) return; // already gone
+        throw err;
+      });
+      await removeCgroups(id);
+    },
+
+    /**
+     * Saves the sandbox into `imageDir` and stops it; its runtime state is then removed, so
+     * that restore() may reuse the id. gVisor cannot save a socket bound on the host, nor (on
+     * this version) a TCP connection that is open or in TIME_WAIT: it then fails and the
+     * sandbox dies. So the agent is asked to close its socket first, and the caller must have
+     * closed (reset) every connection to the sandbox's servers.
+     */
+    async checkpoint(id: string, imageDir: string) {
+      await mkdir(imageDir, { recursive: true, mode: 0o700 });
+      await quiesce(id);
+      try {
+        await run(runsc, ['--root', opts.stateRoot, 'checkpoint', '--image-path', imageDir, id], {
+          timeoutMs: 120_000,
+        });
+      } catch (err) {
+        const alive = (await state(id))?.status === 'running';
+        if (alive) await signalAgent(id, true).catch(() => undefined);
+        throw new CoveError(
+          'internal',
+          `checkpoint of sandbox ${id} failed${alive ? '' : ' and stopped it'}: ${String(err).split('\n')[0]}`,
+          { cause: err },
+        );
+      }
+      await run(runsc, ['--root', opts.stateRoot, 'delete', '--force', id]);
+      await removeCgroups(id);
+    },
+
+    /**
+     * Brings a checkpoint back as sandbox `spec.id` (the same id for a resume, a new one with a
+     * copy of the writable layer and a new namespace for a fork). eth0's addresses are put back
+     * first when they are gone (a resume into the namespace runsc emptied); a fresh namespace
+     * keeps its own, which is how a fork gets its new address.
+     */
+    async restore(spec: SandboxSpec, imageDir: string) {
+      await writeBundle(spec);
+      const saved = join(spec.bundleDir, 'netns.json');
+      const addresses = existsSync(saved)
+        ? (JSON.parse(await readFile(saved, 'utf8')) as Awaited<ReturnType<typeof readAddresses>>)
+        : undefined;
+      const now = await restoreAddresses(spec.netns!, addresses);
+      await writeFile(saved, JSON.stringify(now));
+      const [file, argv] = hidingProcSysNet([
+        'restore',
+        '--detach',
+        '--bundle',
+        spec.bundleDir,
+        '--image-path',
+        imageDir,
+        '--pid-file',
+        join(spec.bundleDir, 'pid'),
+        spec.id,
+      ]);
+      await runLogged(file, argv, spec.bundleDir);
+      const pid = readPid(spec.bundleDir, spec.id);
+      await signalAgent(spec.id, true); // the agent was saved with its socket closed: open it again
+      return { pid };
+    },
+  };
+}
