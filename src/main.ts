@@ -28,6 +28,7 @@ import { createNetwork } from './network/network.ts';
 import { createCrunDriver } from './runtime/oci/crun.ts';
 import { createRunscDriver } from './runtime/runsc/runsc.ts';
 import { createRuntimeSet } from './runtime/set.ts';
+import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { createTemplateStore } from './templates/index.ts';
@@ -128,6 +129,7 @@ async function startLocked(
       }
     },
     keyAlive: (id) => keys.list().some((k) => k.id === id),
+    readSandboxFile: (id, path, max) => readSandboxFile(manager, id, path, max),
   });
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
   for (const name of opts.ensureTemplates ?? [])

@@ -202,6 +202,58 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     await other.kill();
   });
 
+  it('memory from a sandbox: stores, recalls a fact phrased differently, expires and forgets', async () => {
+    const id = sandbox.sandboxId;
+    const stored = await run(
+      id,
+      curlJson(
+        '/v1/memory/notes/entries',
+        '{"text":"The user prefers tabs over spaces when indenting code","metadata":{"source":"chat"}}',
+      ),
+    );
+    expect(stored).toMatch(/\n201$/);
+    const fact = JSON.parse(stored.split('\n')[0]!) as { id: number };
+    await run(id, curlJson('/v1/memory/notes/entries', '{"text":"The staging server reboots nightly"}'));
+    await run(
+      id,
+      curlJson('/v1/memory/notes/entries', '{"text":"draft reply to Alice","kind":"short","ttlSeconds":1}'),
+    );
+    const recall = (query: string) =>
+      run(id, curlJson('/v1/memory/notes/recall', JSON.stringify({ query }))).then(
+        (out) =>
+          (JSON.parse(out.split('\n')[0]!) as { results: Array<{ id: number; text: string }> }).results,
+      );
+    const found = await recall('How should indentation be done? Which does the user prefer?');
+    expect(found[0]).toMatchObject({ id: fact.id, metadata: { source: 'chat' } });
+    expect((await recall('reply Alice')).map((r) => r.text)).toContain('draft reply to Alice');
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await recall('reply Alice')).map((r) => r.text)).not.toContain('draft reply to Alice');
+    // The key's holder sees the same memory on Cove's port (a sandbox uses its creator key's).
+    const listed = (await (await api('/v1/memory/notes/entries')).json()) as { entries: unknown[] };
+    expect(listed.entries).toHaveLength(2);
+    // A document from a file of the sandbox, recalled with a citation back to its chunk.
+    await run(
+      id,
+      `printf 'Setup guide\n\nInstall with apt.\n\nThe database password rotates every 30 days.\n' > /home/user/guide.txt`,
+    );
+    const doc = await run(id, curlJson('/v1/memory/notes/documents', '{"path":"guide.txt","chunkSize":200}'));
+    expect(doc).toMatch(/\n201$/);
+    const [hit] = (await recall('how often are passwords rotated')) as Array<{
+      citation?: { title: string };
+    }>;
+    expect(hit?.citation?.title).toBe('guide.txt');
+    const forget = await run(
+      id,
+      `curl -sS -m 5 -X DELETE "$COVE_SERVICES_URL/v1/memory/notes/entries/${fact.id}" -H "Authorization: Bearer $COVE_SERVICES_TOKEN" -w '%{http_code}'`,
+    );
+    expect(forget).toBe('204');
+    expect((await recall('user prefers tabs')).map((r) => r.id)).not.toContain(fact.id);
+    const bad = await run(id, curlJson('/v1/memory/no%20pe/recall', '{"query":"x"}'));
+    expect(bad).toMatch(/namespace[\s\S]*\n400$/);
+    const noQuery = await run(id, curlJson('/v1/memory/notes/recall', '{"limit":3}'));
+    expect(noQuery).toMatch(/query[\s\S]*\n400$/);
+  });
+
   it('keeps tokens and usage across a Cove restart; a killed sandbox token dies', async () => {
     const id = sandbox.sandboxId;
     const before = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as { requests: number };
@@ -211,6 +263,13 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
     const after = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as { requests: number };
     expect(after.requests).toBe(before.requests);
+    const remembered = await api('/v1/memory/notes/recall', {
+      method: 'POST',
+      body: JSON.stringify({ query: 'staging server reboot' }),
+    });
+    expect(((await remembered.json()) as { results: Array<{ text: string }> }).results[0]?.text).toBe(
+      'The staging server reboots nightly',
+    );
     expect(await run(id, curlJson('/v1/chat/completions', '{"model":"gpt-test","messages":[]}'))).toMatch(
       /\n200$/,
     );

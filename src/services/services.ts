@@ -8,8 +8,11 @@ import { loadServicesConfig, providers, type ServicesConfig } from './config.ts'
 import { openServicesDb } from './db.ts';
 import type { ServicesEnv } from './env.ts';
 import { servicesErrorHandler } from './errors.ts';
+import { memoryRoutes } from './memory/routes.ts';
+import { createMemory } from './memory/store.ts';
 import { createModelMap } from './models/providers.ts';
 import { modelRoutes } from './models/routes.ts';
+import { callUpstream } from './models/upstream.ts';
 import { createQuotas } from './quotas.ts';
 import { createTokens, loadSecret } from './tokens.ts';
 import { createUsage } from './usage.ts';
@@ -25,6 +28,8 @@ export interface ServicesOptions {
   sandboxAlive: (id: string) => boolean;
   /** Whether an API key is still stored: a token dies with its key. */
   keyAlive: (id: string) => boolean;
+  /** A text file of a sandbox (memory's document ingest). */
+  readSandboxFile: (sandboxId: string, path: string, maxBytes: number) => Promise<string>;
 }
 
 /**
@@ -39,6 +44,57 @@ export function createServices(opts: ServicesOptions) {
   const usage = createUsage(db);
   const quotas = createQuotas({ ...config.quotas, usage });
   const models = createModelMap(providers(config));
+  const upstream = { timeoutMs: config.timeoutMs, retries: config.retries, retryBaseMs: config.retryBaseMs };
+
+  // Memory's vectors come through the gateway's own provider call, counted to the key.
+  const embeddingModel = config.memory.embeddingModel;
+  const embed = embeddingModel
+    ? async (texts: string[], keyId: string): Promise<Float32Array[] | undefined> => {
+        const at = Date.now();
+        try {
+          const provider = models.resolve(embeddingModel, 'openai');
+          const body = JSON.stringify({ model: embeddingModel, input: texts });
+          const res = await callUpstream(provider, '/embeddings', body, new Headers(), upstream);
+          const json = (await res.json()) as {
+            data?: Array<{ index: number; embedding: number[] }>;
+            usage?: { prompt_tokens?: number };
+          };
+          usage.record({
+            at,
+            keyId,
+            service: 'memory',
+            model: embeddingModel,
+            provider: provider.name,
+            inputTokens: json.usage?.prompt_tokens ?? 0,
+            outputTokens: 0,
+            status: res.status,
+          });
+          if (!res.ok || !json.data || json.data.length !== texts.length)
+            throw new Error(`status ${res.status}`);
+          return json.data.sort((a, b) => a.index - b.index).map((d) => Float32Array.from(d.embedding));
+        } catch (err) {
+          opts.log.warn(
+            { err, model: embeddingModel },
+            'embedding failed: memory falls back to full-text recall',
+          );
+          return undefined;
+        }
+      }
+    : undefined;
+  const memory = createMemory(db, {
+    capacity: config.memory.capacity,
+    decayDays: config.memory.decayDays,
+    ...(embed && { embed }),
+  });
+  memory.sweep();
+  const sweeper = setInterval(() => {
+    try {
+      memory.sweep();
+    } catch (err) {
+      opts.log.error({ err }, 'memory sweep failed');
+    }
+  }, 60_000);
+  sweeper.unref();
 
   function app(authenticate: MiddlewareHandler<ServicesEnv>): Hono<ServicesEnv> {
     const a = new Hono<ServicesEnv>();
@@ -51,8 +107,16 @@ export function createServices(opts: ServicesOptions) {
         usage,
         quotas,
         log: opts.log,
-        upstream: { timeoutMs: config.timeoutMs, retries: config.retries, retryBaseMs: config.retryBaseMs },
+        upstream,
         maxRequestBytes: config.maxRequestBytes,
+      }),
+    );
+    a.route(
+      '/',
+      memoryRoutes({
+        memory,
+        maxRequestBytes: config.maxRequestBytes,
+        readSandboxFile: opts.readSandboxFile,
       }),
     );
     a.get('/v1/usage', (c) => {
@@ -91,6 +155,7 @@ export function createServices(opts: ServicesOptions) {
   return {
     config,
     usage,
+    memory,
     routes,
 
     /** The variables a new sandbox gets: its own token, never a provider's key. */
@@ -119,6 +184,7 @@ export function createServices(opts: ServicesOptions) {
     },
 
     async close(): Promise<void> {
+      clearInterval(sweeper);
       if (server) {
         const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
         server.closeAllConnections();

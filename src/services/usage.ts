@@ -5,7 +5,7 @@ export interface UsageEntry {
   at: number;
   keyId: string;
   sandboxId?: string;
-  service: 'models' | 'search';
+  service: 'models' | 'memory' | 'search';
   model?: string;
   provider?: string;
   inputTokens: number;
