@@ -32,6 +32,7 @@ import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { createTemplateStore } from './templates/index.ts';
+import { createTemplateBuilder } from './templates/build/index.ts';
 
 export interface Cove {
   manager: Manager;
@@ -173,6 +174,15 @@ async function startLocked(
   });
   const reconciled = await manager.start();
   await services.listen(`${config.subnet16}.0.1`, config.services.port);
+  const templateBuilder = createTemplateBuilder({
+    home: config.home,
+    templatesHome: config.templatesHome,
+    recipesDir: config.recipesDir,
+    templates,
+    open: (template) => manager.buildSandbox(template),
+    log: (msg, err) => log.error({ err }, msg),
+  });
+  await templateBuilder.builds.recover();
   const sandboxesDir = join(config.home, 'sandboxes');
 
   const readCgroup = createCgroupReader(config.instance);
@@ -235,6 +245,7 @@ async function startLocked(
       return Math.floor((st.blocks * st.bsize) / 2 ** 20);
     },
     domain,
+    templateBuilder,
   });
   const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
   // MCP's Streamable HTTP at /mcp, behind the API's key check; its tools call the manager.
@@ -270,6 +281,7 @@ async function startLocked(
       // Streaming responses (exec, watches) and WebSockets would hold close() open: end them.
       gateway.close();
       await mcp.close();
+      await templateBuilder.builds.close();
       server.closeAllConnections();
       await closed;
       await metrics.stop();

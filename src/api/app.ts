@@ -11,6 +11,8 @@ import { logRoutes } from './logs.ts';
 import { metricsRoutes } from './metrics.ts';
 import { networkRoutes } from './network.ts';
 import { sandboxRoutes } from './sandboxes.ts';
+import { templateRoutes, templateUploadRoutes } from './templates.ts';
+import type { TemplateBuilder } from '../templates/build/index.ts';
 import { timeoutRoutes } from './timeout.ts';
 import { unsupportedRoutes } from './unsupported.ts';
 
@@ -25,6 +27,8 @@ export interface ApiDeps {
   diskSizeMB: () => number;
   /** COVE_DOMAIN, or null: replies then leave the SDK to its own E2B_DOMAIN. */
   domain: string | null;
+  /** Template builds through the API (spec 2.15); without it those routes say "not supported". */
+  templateBuilder?: TemplateBuilder;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */
@@ -34,7 +38,10 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.notFound((c) => c.json({ code: 404, message: `no route ${c.req.method} ${c.req.path}` }, 404));
   // The one route without a key (a load balancer's probe): registered before the key check.
   app.get('/health', (c) => c.json({ status: 'ok' }));
+  // The SDK PUTs COPY archives to the signed URL without a key: the signature is checked instead.
+  if (deps.templateBuilder) app.route('/', templateUploadRoutes(deps.templateBuilder));
   app.use('*', requireApiKey(deps.verifyKey));
+  if (deps.templateBuilder) app.route('/', templateRoutes(deps.templateBuilder));
   app.route('/', metricsRoutes(deps)); // first: /sandboxes/metrics is no sandbox id
   app.route('/', listRoutes(deps));
   app.route('/', sandboxRoutes(deps));

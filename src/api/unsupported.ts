@@ -40,6 +40,7 @@ export function unsupportedRoutes(deps: ApiDeps): Hono<ApiEnv> {
   // There are no snapshots to list, which is an honest empty page.
   app.get('/snapshots', (c) => c.json([]));
 
+  const templatesServed = deps.templateBuilder !== undefined;
   for (const [prefix, what] of [
     [
       '/templates',
@@ -57,6 +58,7 @@ export function unsupportedRoutes(deps: ApiDeps): Hono<ApiEnv> {
     ['/volumecontent', 'volumes'],
     ['/secrets', 'secrets'],
   ] as const) {
+    if (templatesServed && prefix.endsWith('/templates')) continue;
     app.all(prefix, () => refuse(what));
     app.all(`${prefix}/*`, () => refuse(what));
   }

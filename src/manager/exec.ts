@@ -35,7 +35,7 @@ export function spawnOptions(
       ...sandboxEnv,
       ...input.env,
     },
-    cwd: input.cwd ?? who.home,
+    cwd: input.cwd ?? template.workdir ?? who.home,
     uid: who.uid,
     gid: who.gid,
     groups: who.groups,

@@ -6,6 +6,7 @@ import type { Logger } from '../core/log.ts';
 import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
+import { openBuildSandbox } from './build-sandbox.ts';
 import { spawnOptions, type ExecInput } from './exec.ts';
 import { createLimiter } from './limiter.ts';
 import { createWarmPool, type PoolOptions } from './pool.ts';
@@ -289,6 +290,9 @@ export function createManager(opts: ManagerOptions) {
 
   return {
     events,
+    /** A sandbox for one step of a template build (build-sandbox.ts); never in `live`. */
+    buildSandbox: async (template: Template) =>
+      openBuildSandbox({ host, store, template, ...(await build(template, 'pooled')) }),
 
     /** Reconciles the store with the host: adopts what runs, removes what nobody owns. */
     async start(): Promise<ReconcileReport> {

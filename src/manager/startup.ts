@@ -79,6 +79,7 @@ export async function runTemplateStart(input: StartInput): Promise<void> {
     onData: () => {}, // the script's own output went to its log
     onExit: (r) => (exited = r),
   });
+  if (start.readyCmd !== undefined) return waitReadyCmd(input, start.readyCmd, () => exited);
   if (start.readyPort === undefined) return;
   const deadline = Date.now() + start.readyTimeoutMs;
   const every = input.probeEveryMs ?? 20;
@@ -90,15 +91,50 @@ export async function runTemplateStart(input: StartInput): Promise<void> {
         : Date.now() >= deadline
           ? `did not open port ${start.readyPort} within ${start.readyTimeoutMs} ms`
           : undefined;
-    if (why !== undefined) {
-      const tail = await input.readLog().catch(() => '');
-      throw new CoveError(
-        'unavailable',
-        `the template's start command ${why}${tail ? `; the end of ${start.log}:\n${tail}` : ''}`,
-      );
-    }
+    if (why !== undefined) await startFailed(input, why);
     await new Promise((resolve) => setTimeout(resolve, every));
   }
+}
+
+/**
+ * E2B's `readyCmd` (templates built with the SDK): the command is run in the sandbox, as the
+ * start command's user, until it exits 0; the start command exiting first, or the deadline,
+ * fails the create with the end of the start command's log.
+ */
+async function waitReadyCmd(
+  input: StartInput,
+  readyCmd: string,
+  exited: () => { exitCode: number; signal?: string } | undefined,
+): Promise<void> {
+  const { start } = input;
+  const deadline = Date.now() + start.readyTimeoutMs;
+  const every = input.probeEveryMs ?? 20;
+  for (;;) {
+    const code = await new Promise<number>((resolve, reject) => {
+      input
+        .spawn(['/bin/sh', '-c', readyCmd], { onData: () => {}, onExit: (r) => resolve(r.exitCode) })
+        .catch(reject);
+    });
+    if (code === 0) return;
+    const ended = exited();
+    const why =
+      ended !== undefined && (ended.exitCode !== 0 || ended.signal !== undefined)
+        ? `exited (${ended.signal ?? `status ${ended.exitCode}`}) before the ready command succeeded`
+        : Date.now() >= deadline
+          ? `was not ready within ${start.readyTimeoutMs} ms (the ready command \`${readyCmd}\` last exited ${code})`
+          : undefined;
+    if (why !== undefined) await startFailed(input, why);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(every, 100)));
+  }
+}
+
+/** Fails a create whose start command did not get ready, with the end of its log. */
+async function startFailed(input: StartInput, why: string): Promise<never> {
+  const tail = await input.readLog().catch(() => '');
+  throw new CoveError(
+    'unavailable',
+    `the template's start command ${why}${tail ? `; the end of ${input.start.log}:\n${tail}` : ''}`,
+  );
 }
 
 /** Whether a TCP connection to host:port succeeds within timeoutMs (closed at once if so). */

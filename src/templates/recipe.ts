@@ -28,6 +28,18 @@ export function validateTemplateName(name: string): void {
   }
 }
 
+const TAG_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** A template tag (`name:tag`); `default` is the tag of a bare name. */
+export function validateTag(tag: string): void {
+  if (!TAG_RE.test(tag)) {
+    throw new CoveError(
+      'invalid_argument',
+      `invalid template tag ${JSON.stringify(tag)}: want ${TAG_RE.source}`,
+    );
+  }
+}
+
 const absPath = z.string().regex(/^\/[A-Za-z0-9._/+-]*$/, 'an absolute path of plain characters');
 
 const recipeSchema = z.strictObject({

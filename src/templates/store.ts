@@ -6,7 +6,7 @@ import { CoveError, isCoveError } from '../core/errors.ts';
 import { FINALIZE_SCRIPT, buildWithMmdebstrap } from './builder.ts';
 import type { BuildFn } from './builder.ts';
 import { withLock } from '../core/lock.ts';
-import { BUILDER_VERSION, hashRecipeDir, loadRecipe, validateTemplateName } from './recipe.ts';
+import { BUILDER_VERSION, hashRecipeDir, loadRecipe, validateTag, validateTemplateName } from './recipe.ts';
 import type { Recipe } from './recipe.ts';
 
 export interface TemplateLimits {
@@ -33,6 +33,8 @@ export interface Template {
   start?: TemplateStart;
   /** The runtime backend its sandboxes use (recipe `runtime`); the server's default when absent. */
   runtime?: string;
+  /** Where commands start when they name no cwd (E2B `setWorkdir`); the user's home when absent. */
+  workdir?: string;
 }
 
 /** The recipe's `start` (templates/README.md): a command, its log, and its readiness probe. */
@@ -42,6 +44,8 @@ export interface TemplateStart {
   user?: string;
   log: string;
   readyPort?: number;
+  /** E2B's `readyCmd`: create returns once this shell command exits 0 in the sandbox. */
+  readyCmd?: string;
   readyTimeoutMs: number;
 }
 
@@ -93,6 +97,7 @@ interface BuildRecord {
   env: Record<string, string>;
   start?: TemplateStart;
   runtime?: string;
+  workdir?: string;
 }
 
 const HASH_DIR_RE = /^[0-9a-f]{16}$/;
@@ -128,6 +133,7 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
       env: rec.env,
       ...(rec.start && { start: rec.start }),
       ...(rec.runtime && { runtime: rec.runtime }),
+      ...(rec.workdir !== undefined && { workdir: rec.workdir }),
     };
   };
 
@@ -149,7 +155,27 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
   // for a second, as long as its build is still there (another process may have pruned it).
   const recent = new Map<string, { t: Template; at: number }>();
 
-  const get = async (name: string): Promise<Template> => {
+  // `name:tag` (E2B's names, spec 2.15): a tag other than `default` is a link `<name>/tags/<tag>`
+  // to a build, written by the template builder (build/publish.ts).
+  const getTagged = async (ref: string): Promise<Template> => {
+    const [name = '', tag = ''] = ref.split(':', 2);
+    validateTemplateName(name);
+    validateTag(tag);
+    let hash: string | undefined;
+    try {
+      const target = await readlink(join(cacheDir, name, 'tags', tag));
+      hash = HASH_DIR_RE.test(target) ? target : undefined;
+    } catch {
+      hash = undefined;
+    }
+    const t = hash === undefined ? undefined : await readBuild(name, hash);
+    if (t === undefined) throw new CoveError('not_found', `template ${ref} does not exist`);
+    return { ...t, name: `${name}:${tag}` };
+  };
+
+  const get = async (ref: string): Promise<Template> => {
+    const name = ref.endsWith(':default') ? ref.slice(0, -':default'.length) : ref;
+    if (name.includes(':')) return getTagged(name);
     validateTemplateName(name);
     const hit = recent.get(name);
     if (
