@@ -94,7 +94,11 @@ export function createRuntimeSet(drivers: RuntimeDriver[], defaultName: string):
     },
 
     async destroy(id: string) {
-      for (const d of await holders(id)) await d.destroy(id);
+      // Held by none (a create that failed half-way): every backend removes what it may have
+      // left (cgroups), each destroy being idempotent.
+      const found = await holders(id);
+      for (const d of found.length > 0 ? found : drivers.filter((x) => inited.has(x.name)))
+        await d.destroy(id);
     },
 
     async freeze(id: string) {

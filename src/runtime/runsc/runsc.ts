@@ -15,6 +15,7 @@ import { cgroupDirs, detectCgroupMode } from '../oci/cgroups.ts';
 import type { OciSpec } from '../oci/spec.ts';
 import { readAddresses, restoreAddresses } from './netns.ts';
 import { runscOciSpec, statxShimPath } from './spec.ts';
+import { checkpointBlockers, PROBE_SCRIPT } from './tcp.ts';
 
 export interface RunscOptions {
   /** runsc's state directory: Cove's own, so that `list` shows only Cove's sandboxes. */
@@ -27,9 +28,9 @@ export interface RunscOptions {
 }
 
 /**
- * Flags of every runsc command (docs/runtimes.md). `--host-uds=create` lets the agent bind its
+ * Flags of every runsc command (docs/runtimes.md). `--host-uds=all` lets the agent bind its
  * socket in the bind-mounted /.cove/run as a host socket the host can connect to (gVisor
- * refuses host sockets otherwise). `--overlay2=none`: writes go to the overlay Cove mounted,
+ * refuses host sockets otherwise; with `create` alone the agent's bind fails with EPERM). `--overlay2=none`: writes go to the overlay Cove mounted,
  * on disk (a fork copies it), not to a memory overlay inside the Sentry. ptrace platform and
  * `--network=sandbox` (gVisor's own network stack on the namespace's eth0) are the defaults.
  */
@@ -68,7 +69,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
   // Runs runsc with its stdio on `<bundle>/runtime.log`: for create and restore that file is
   // the container's stdio too (the agent's stderr), which PID 1 must hold instead of a pipe
   // of ours, and which gVisor writes at its own offset (so nothing else writes it later).
-  function runLogged(file: string, argv: string[], bundleDir: string): Promise<void> {
+  function runLogged(what: string, file: string, argv: string[], bundleDir: string): Promise<void> {
     const log = join(bundleDir, 'runtime.log');
     const fd = openSync(log, 'a', 0o600);
     return new Promise<void>((resolve, reject) => {
@@ -78,12 +79,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
       child.on('exit', (code) => {
         if (code === 0) return resolve();
         const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
-        reject(
-          new CoveError(
-            'internal',
-            `runsc ${argv.find((a) => !a.startsWith('-'))} failed (${code}): ${tail}`,
-          ),
-        );
+        reject(new CoveError('internal', `runsc ${what} failed (${code}): ${tail}`));
       });
     });
   }
@@ -142,6 +138,26 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     }
   }
 
+  // A checkpoint that meets a TCP endpoint gVisor cannot save kills the sandbox (tcp.ts): look
+  // first (~50 ms: one `runsc exec` of a shell, whose pipes are gone before the checkpoint).
+  async function refuseUnsavable(id: string): Promise<void> {
+    const { stdout } = await run(runsc, [
+      '--root',
+      opts.stateRoot,
+      'exec',
+      id,
+      '/bin/sh',
+      '-c',
+      PROBE_SCRIPT,
+    ]);
+    const blockers = checkpointBlockers(stdout);
+    if (blockers.length > 0)
+      throw new CoveError(
+        'conflict',
+        `sandbox ${id} cannot be saved with its memory on this gVisor: ${blockers.slice(0, 3).join('; ')} (docs/runtimes.md)`,
+      );
+  }
+
   async function removeCgroups(id: string): Promise<void> {
     for (const dir of cgroupDirs(mode, opts.cgroupParent, id)) {
       await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
@@ -172,6 +188,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
       // What restore() needs to give back: runsc moves eth0's addresses into its own stack.
       await writeFile(join(spec.bundleDir, 'netns.json'), JSON.stringify(await readAddresses(spec.netns!)));
       await runLogged(
+        'create',
         runsc,
         [...global, 'create', '--bundle', spec.bundleDir, '--pid-file', join(spec.bundleDir, 'pid'), spec.id],
         spec.bundleDir,
@@ -205,11 +222,14 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     /**
      * Saves the sandbox into `imageDir` and stops it; its runtime state is then removed, so
      * that restore() may reuse the id. gVisor cannot save a socket bound on the host, nor (on
-     * this version) a TCP connection that is open or in TIME_WAIT: it then fails and the
-     * sandbox dies. So the agent is asked to close its socket first, and the caller must have
-     * closed (reset) every connection to the sandbox's servers.
+     * this version) an open TCP connection over eth0 or a TCP socket watched by epoll (tcp.ts):
+     * it then fails and the sandbox dies. So those are refused first (conflict: the sandbox
+     * keeps running), the agent
+     * is asked to close its socket, and the caller must have reset its own connections to the
+     * sandbox's servers (a reset leaves no TIME_WAIT, which gVisor does not list).
      */
     async checkpoint(id: string, imageDir: string) {
+      await refuseUnsavable(id);
       await mkdir(imageDir, { recursive: true, mode: 0o700 });
       await quiesce(id);
       try {
@@ -254,7 +274,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         join(spec.bundleDir, 'pid'),
         spec.id,
       ]);
-      await runLogged(file, argv, spec.bundleDir);
+      await runLogged('restore', file, argv, spec.bundleDir);
       const pid = readPid(spec.bundleDir, spec.id);
       await signalAgent(spec.id, true); // the agent was saved with its socket closed: open it again
       return { pid };
