@@ -36,6 +36,34 @@ export async function startStandIn(): Promise<StandIn> {
   const server: Server = createServer((req, res) => void handle(req, res));
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
+    if (req.url?.startsWith('/searx/search?')) {
+      const q = new URL(req.url, 'http://x').searchParams;
+      requests.push({ path: req.url, headers: req.headers, body: {} });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          query: q.get('q'),
+          number_of_results: 2,
+          results: [
+            {
+              title: `About ${q.get('q')}`,
+              url: 'https://example.org/a',
+              content: 'first',
+              engine: 'stand-in',
+            },
+            {
+              title: 'Second',
+              url: 'https://example.org/b',
+              content: `format=${q.get('format')}`,
+              engine: 'stand-in',
+            },
+          ],
+          answers: [],
+          suggestions: ['more'],
+        }),
+      );
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown>;
@@ -179,5 +207,6 @@ export function standInConfig(url: string) {
     retryBaseMs: 50,
     maxRequestBytes: 65536,
     memory: { embeddingModel: 'embed-test' },
+    search: { url: `${url}/searx/search` },
   };
 }

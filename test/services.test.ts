@@ -254,6 +254,21 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     expect(noQuery).toMatch(/query[\s\S]*\n400$/);
   });
 
+  it('searches through the configured SearXNG-compatible provider', async () => {
+    const out = await run(sandbox.sandboxId, curlJson('/v1/search', '{"query":"cove sandboxes","limit":1}'));
+    expect(out).toMatch(/\n200$/);
+    expect(JSON.parse(out.split('\n')[0]!)).toEqual({
+      query: 'cove sandboxes',
+      results: [
+        { title: 'About cove sandboxes', url: 'https://example.org/a', content: 'first', engine: 'stand-in' },
+      ],
+      answers: [],
+      suggestions: ['more'],
+    });
+    const bad = await run(sandbox.sandboxId, curlJson('/v1/search', '{"q":"x"}'));
+    expect(bad).toMatch(/\n400$/);
+  });
+
   it('keeps tokens and usage across a Cove restart; a killed sandbox token dies', async () => {
     const id = sandbox.sandboxId;
     const before = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as { requests: number };

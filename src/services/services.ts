@@ -14,6 +14,7 @@ import { createModelMap } from './models/providers.ts';
 import { modelRoutes } from './models/routes.ts';
 import { callUpstream } from './models/upstream.ts';
 import { createQuotas } from './quotas.ts';
+import { searchRoutes } from './search/routes.ts';
 import { createTokens, loadSecret } from './tokens.ts';
 import { createUsage } from './usage.ts';
 
@@ -117,6 +118,15 @@ export function createServices(opts: ServicesOptions) {
         memory,
         maxRequestBytes: config.maxRequestBytes,
         readSandboxFile: opts.readSandboxFile,
+      }),
+    );
+    a.route(
+      '/',
+      searchRoutes({
+        ...(config.search && { provider: config.search }),
+        quotas,
+        usage,
+        timeoutMs: config.timeoutMs,
       }),
     );
     a.get('/v1/usage', (c) => {

@@ -40,6 +40,12 @@ describe('memory client', () => {
     await notes.forget(e.id);
     await expect(notes.forget(e.id)).rejects.toBeInstanceOf(MemoryError);
     expect(await notes.clear()).toBe(1);
+    // Nothing configured: clear answers, in the OpenAI error shape.
+    const search = await app.request('/v1/search?q=x');
+    expect(search.status).toBe(503);
+    expect(await search.json()).toMatchObject({ error: { message: /no search provider configured/ } });
+    const chat = await app.request('/v1/chat/completions', { method: 'POST', body: '{"model":"m"}' });
+    expect(await chat.json()).toMatchObject({ error: { message: /no model provider configured/ } });
     await services.close();
   });
 });
