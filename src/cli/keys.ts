@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/config.ts';
 import { CoveError } from '../core/errors.ts';
 import { createKeyring, type Keyring } from '../keys/keys.ts';
+import { printTable } from './table.ts';
 import { createSqliteStore } from '../store/sqlite.ts';
 
 /**
@@ -52,14 +53,7 @@ export function keyCommands(): Command {
       if (o.json) return void process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       const rows = [['ID', 'NAME', 'KEY', 'CREATED', 'LAST USED']];
       for (const k of list) rows.push([k.id, k.name, k.mask, time(k.createdAt), time(k.lastUsedAt)]);
-      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-      for (const r of rows)
-        process.stdout.write(
-          r
-            .map((v, i) => v.padEnd(widths[i]!))
-            .join('  ')
-            .trimEnd() + '\n',
-        );
+      printTable(rows);
     });
 
   cmd

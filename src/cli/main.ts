@@ -5,6 +5,7 @@ import { CoveError, exitStatus } from '../core/errors.ts';
 import { createClient } from './client.ts';
 import { keyCommands } from './keys.ts';
 import { sandboxCommands } from './sandbox.ts';
+import { templateCommands } from './template.ts';
 
 const program = new Command('cove').description('Cove: sandboxes for AI agents, speaking the E2B protocol');
 
@@ -96,6 +97,12 @@ program
   });
 
 program.addCommand(sandboxCommands(() => createClient(serverUrl(), clientApiKey())));
+program.addCommand(
+  templateCommands(
+    () => createClient(serverUrl(), clientApiKey()),
+    () => ({ url: serverUrl(), apiKey: clientApiKey() }),
+  ),
+);
 program.addCommand(keyCommands());
 
 program.parseAsync().catch((err: unknown) => {

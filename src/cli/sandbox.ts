@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { CoveError, exitStatus, type ErrorCode } from '../core/errors.ts';
 import type { createClient } from './client.ts';
+import { printTable } from './table.ts';
 
 type Client = ReturnType<typeof createClient>;
 
@@ -69,14 +70,7 @@ export function sandboxCommands(client: () => Client): Command {
           `${s.memoryMB} MiB`,
         ]);
       }
-      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-      for (const r of rows)
-        process.stdout.write(
-          r
-            .map((c, i) => c.padEnd(widths[i]!))
-            .join('  ')
-            .trimEnd() + '\n',
-        );
+      printTable(rows);
     });
 
   cmd
