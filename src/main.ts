@@ -7,6 +7,9 @@ import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
 import { serviceUsageRoutes } from './api/services.ts';
+import { observedAgent } from './audit/agent.ts';
+import { createAudit } from './audit/index.ts';
+import { recordLifecycle } from './audit/lifecycle.ts';
 import { runtimeLogTail } from './audit/runtime-log.ts';
 import { createSandboxLog } from './audit/sandbox-log.ts';
 import type { Config } from './config/config.ts';
@@ -17,11 +20,14 @@ import { loadTls, SELF_SIGNED_DOMAIN, type TlsMaterial } from './gateway/tls.ts'
 import { CoveError } from './core/errors.ts';
 import { holdLock } from './core/lock.ts';
 import { createLogger, type Logger } from './core/log.ts';
+import { requestIdFrom, runInRequest } from './core/request-context.ts';
+import { traced } from './core/trace.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
 import { createMcpEndpoint } from './mcp/http.ts';
 import { createCgroupReader } from './metrics/cgroup.ts';
 import { createDiskMeter, diskTotal } from './metrics/disk.ts';
+import { createPrometheus } from './metrics/prometheus.ts';
 import { createSampler } from './metrics/sampler.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
@@ -136,7 +142,37 @@ async function startLocked(
   for (const name of opts.ensureTemplates ?? [])
     await templates.ensure(name, { log: (line) => log.info(line) });
 
+  const audit = createAudit(join(config.home, 'audit.db'), config.audit);
+  const runtime = traced(
+    createRuntimeSet(
+      [
+        createCrunDriver({
+          stateRoot: config.crunRoot,
+          mountHelper: config.mountHelper,
+          cgroupParent: config.instance,
+        }),
+        createRunscDriver({
+          stateRoot: config.runscRoot,
+          cgroupParent: config.instance,
+          statxShim: config.statxShim,
+        }),
+      ],
+      config.runtime,
+    ),
+    log,
+    'runtime',
+  );
   const manager = createManager({
+    audit,
+    observeAgent: (id, agent) =>
+      observedAgent(id, agent, {
+        audit,
+        outputBytes: config.audit.outputBytes,
+        observe: (op, seconds, outcome) => {
+          prometheus.observeAgent(op, seconds, outcome);
+          log.debug({ sandbox: id, op, ms: seconds * 1000, outcome }, 'agent call');
+        },
+      }),
     store,
     templates,
     log,
@@ -147,30 +183,26 @@ async function startLocked(
     agentTimeoutMs: config.agentTimeoutMs,
     sandboxEnv: (id, owner) => (owner ? services.sandboxEnv(id, owner, servicesUrl) : {}),
     host: {
-      runtime: createRuntimeSet(
-        [
-          createCrunDriver({
-            stateRoot: config.crunRoot,
-            mountHelper: config.mountHelper,
-            cgroupParent: config.instance,
-          }),
-          createRunscDriver({
-            stateRoot: config.runscRoot,
-            cgroupParent: config.instance,
-            statxShim: config.statxShim,
-          }),
-        ],
-        config.runtime,
+      runtime,
+      network: traced(
+        createNetwork({
+          name: config.instance,
+          prefix16: config.subnet16,
+          servicesPort: config.services.port,
+        }),
+        log,
+        'network',
       ),
-      network: createNetwork({
-        name: config.instance,
-        prefix16: config.subnet16,
-        servicesPort: config.services.port,
-      }),
       sandboxesDir: join(config.home, 'sandboxes'),
       agentBinary: config.agentBinary,
       mountHelper: config.mountHelper,
     },
+  });
+  // Before start(): adopted sandboxes' agents report to it as they reconnect.
+  const prometheus = createPrometheus({
+    sandboxes: () => manager.list(),
+    pools: () => manager.pool.stats(),
+    home: config.home,
   });
   const reconciled = await manager.start();
   await services.listen(`${config.subnet16}.0.1`, config.services.port);
@@ -206,7 +238,14 @@ async function startLocked(
   metrics.start();
 
   const sandboxLog = createSandboxLog();
-  manager.events.on('killed', (id) => {
+  recordLifecycle(manager.events, audit);
+  manager.events.on('created', ({ id, template, pooled, ms }) => {
+    const backend = manager.get(id).runtime;
+    log.info({ sandbox: id, template, pooled, backend, ms }, 'sandbox created');
+    prometheus.observeCreate({ template, pooled, ms, backend });
+  });
+  manager.events.on('killed', (id, reason) => {
+    prometheus.observeKill(reason);
     sandboxLog.append(id, 'info', 'sandbox stopped');
     for (const line of runtimeLogTail(join(sandboxesDir, id, 'runtime.log')))
       sandboxLog.append(id, 'warn', line, { source: 'runtime' });
@@ -240,6 +279,8 @@ async function startLocked(
     verifyKey: (key) => keys.verify(key),
     metrics,
     sandboxLog,
+    audit,
+    prometheus,
     diskSizeMB: () => {
       const st = statfsSync(sandboxesDir);
       return Math.floor((st.blocks * st.bsize) / 2 ** 20);
@@ -265,8 +306,16 @@ async function startLocked(
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
   const gateway = createGateway({ manager, envd, api, domain: config.domain });
-  server.on('request', gateway.request);
-  server.on('upgrade', gateway.upgrade);
+  // Every request runs in its own context (core/request-context.ts): its log lines and audit
+  // records name it, and the API's key check adds its key.
+  server.on('request', (req, res) =>
+    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']) }, () => gateway.request(req, res)),
+  );
+  server.on('upgrade', (req, socket, head) =>
+    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']) }, () =>
+      gateway.upgrade(req, socket, head),
+    ),
+  );
 
   return {
     manager,
@@ -288,6 +337,7 @@ async function startLocked(
       await manager.close();
       await services.close();
       store.close();
+      audit.store?.close();
       await instanceLock.release();
     },
   };

@@ -1,8 +1,11 @@
 import { Hono } from 'hono';
+import type { Audit } from '../audit/index.ts';
 import type { SandboxLog } from '../audit/sandbox-log.ts';
 import type { Logger } from '../core/log.ts';
 import type { Manager } from '../manager/manager.ts';
+import type { Prometheus } from '../metrics/prometheus.ts';
 import type { Sampler } from '../metrics/sampler.ts';
+import { auditRoutes, observeApiCalls } from './audit.ts';
 import { requireApiKey, type ApiEnv, type VerifyKey } from './auth.ts';
 import { errorHandler } from './errors.ts';
 import { execRoutes } from './exec.ts';
@@ -29,6 +32,10 @@ export interface ApiDeps {
   domain: string | null;
   /** Template builds through the API (spec 2.15); without it those routes say "not supported". */
   templateBuilder?: TemplateBuilder;
+  /** The audit trail (API calls are recorded, `/cove/v1/audit` reads it); none: not kept. */
+  audit?: Audit;
+  /** `/metrics` in Prometheus' format; none: 404. */
+  prometheus?: Prometheus;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */
@@ -36,6 +43,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   app.onError(errorHandler(deps.log));
   app.notFound((c) => c.json({ code: 404, message: `no route ${c.req.method} ${c.req.path}` }, 404));
+  app.use('*', observeApiCalls(deps)); // first: refused keys are counted and recorded too
   // The one route without a key (a load balancer's probe): registered before the key check.
   app.get('/health', (c) => c.json({ status: 'ok' }));
   // The SDK PUTs COPY archives to the signed URL without a key: the signature is checked instead.
@@ -50,5 +58,6 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.route('/', networkRoutes(deps));
   app.route('/', unsupportedRoutes(deps));
   app.route('/', execRoutes(deps.manager));
+  app.route('/', auditRoutes(deps));
   return app;
 }

@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import { CoveError } from '../core/errors.ts';
+import { currentRequest } from '../core/request-context.ts';
 
 /** What every authenticated route may read: the id of the key that called it (for logs). */
 export interface ApiEnv {
@@ -22,6 +23,9 @@ export function requireApiKey(verify: VerifyKey): MiddlewareHandler<ApiEnv> {
     const record = verify(key);
     if (!record) throw new CoveError('unauthenticated', 'invalid API key');
     c.set('keyId', record.id);
+    // Whatever this request does below (manager, agent) is recorded under this key.
+    const request = currentRequest();
+    if (request) request.keyId = record.id;
     await next();
   };
 }

@@ -46,5 +46,12 @@ export function metricsRoutes(deps: ApiDeps): Hono<ApiEnv> {
     );
   });
 
+  // Prometheus' text format (src/metrics/prometheus.ts); behind the key like every route.
+  app.get('/metrics', async (c) => {
+    if (!deps.prometheus) throw new CoveError('not_found', 'no metrics registry');
+    const { text, contentType } = await deps.prometheus.scrape();
+    return c.body(text, 200, { 'content-type': contentType });
+  });
+
   return app;
 }

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { clientApiKey, loadConfig, serverUrl } from '../config/config.ts';
 import { CoveError, exitStatus } from '../core/errors.ts';
+import { auditCommand } from './audit.ts';
 import { createClient } from './client.ts';
 import { keyCommands } from './keys.ts';
 import { sandboxCommands } from './sandbox.ts';
@@ -104,6 +105,7 @@ program.addCommand(
   ),
 );
 program.addCommand(keyCommands());
+program.addCommand(auditCommand(() => createClient(serverUrl(), clientApiKey())));
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CoveError) {

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { CoveError, exitStatus, type ErrorCode } from '../core/errors.ts';
 import type { createClient } from './client.ts';
 import { printTable } from './table.ts';
+import { logsCommand } from './logs.ts';
 
 type Client = ReturnType<typeof createClient>;
 
@@ -104,6 +105,8 @@ export function sandboxCommands(client: () => Client): Command {
     .action(async (ids: string[]) => {
       for (const id of ids) await client().request('DELETE', `/sandboxes/${encodeURIComponent(id)}`);
     });
+
+  cmd.addCommand(logsCommand(client));
 
   return cmd;
 }

@@ -42,6 +42,12 @@ export interface Config {
   tls?: TlsSetting;
   /** How often each running sandbox's cpu, memory and disk use is sampled (getMetrics). */
   metricsIntervalMs: number;
+  /**
+   * The audit trail (src/audit): on unless COVE_AUDIT=off; records kept per sandbox
+   * (COVE_AUDIT_PER_SANDBOX, 10000), days kept (COVE_AUDIT_RETENTION_DAYS, 30), bytes of each
+   * process's stdout and stderr kept (COVE_AUDIT_OUTPUT_BYTES, 0: none).
+   */
+  audit: { enabled: boolean; perSandbox: number; retentionMs: number; outputBytes: number };
   /** What ending an MCP session does to the sandboxes it created (COVE_MCP_CLEANUP): keep them
    * (the default: an agent may hand them on) or kill them. */
   mcpCleanup: 'keep' | 'kill';
@@ -95,9 +101,9 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     overrides.tlsCert ?? env.COVE_TLS_CERT,
     overrides.tlsKey ?? env.COVE_TLS_KEY,
   );
-  const count = (name: string, fallback: number): number => {
+  const count = (name: string, fallback: number, max = 10_000): number => {
     const n = Number(env[name] ?? fallback);
-    if (!Number.isInteger(n) || n < 0 || n > 10_000)
+    if (!Number.isInteger(n) || n < 0 || n > max)
       throw new CoveError('invalid_argument', `${name}: a count from 0`);
     return n;
   };
@@ -125,6 +131,12 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     ...(domain !== undefined && { domain }),
     ...(tls && { tls }),
     metricsIntervalMs: 5_000,
+    audit: {
+      enabled: onOff(env.COVE_AUDIT, 'COVE_AUDIT'),
+      perSandbox: Math.max(10, count('COVE_AUDIT_PER_SANDBOX', 10_000, 10_000_000)),
+      retentionMs: Math.max(1, count('COVE_AUDIT_RETENTION_DAYS', 30)) * 86_400_000,
+      outputBytes: count('COVE_AUDIT_OUTPUT_BYTES', 0, 1 << 20),
+    },
     mcpCleanup: mcpCleanup(env.COVE_MCP_CLEANUP),
     services: {
       port: Number(env.COVE_SERVICES_PORT ?? 49990),
@@ -145,6 +157,12 @@ function runtimeName(value: string | undefined): Config['runtime'] {
   if (value === undefined || value === '' || value === 'crun') return 'crun';
   if (value === 'runsc') return 'runsc';
   throw new CoveError('invalid_argument', `runtime '${value}': expected crun or runsc`);
+}
+
+function onOff(value: string | undefined, name: string): boolean {
+  if (value === undefined || value === '' || value === 'on') return true;
+  if (value === 'off') return false;
+  throw new CoveError('invalid_argument', `${name}: expected on or off, got '${value}'`);
 }
 
 function mcpCleanup(value: string | undefined): Config['mcpCleanup'] {

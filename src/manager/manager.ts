@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
 import type { AgentClient, AgentProcess, ProcessHandlers } from '../agent-channel/client.ts';
+import type { Audit } from '../audit/index.ts';
 import { CoveError } from '../core/errors.ts';
 import { newSandboxId, newToken } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
+import { outsideRequest } from '../core/request-context.ts';
 import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
@@ -13,6 +15,7 @@ import { createWarmPool, type PoolOptions } from './pool.ts';
 import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
 import { shareSandboxEnv, startTemplateServer } from './startup.ts';
+import { validateTimeout } from './timeout.ts';
 import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
 import { readUserDb, resolveUser, type SandboxUser } from './users.ts';
 
@@ -33,6 +36,8 @@ export interface ManagerOptions {
   builds?: { concurrency: number; queue: number };
   /** Variables every created sandbox gets (runtime services' token), under the caller's own. */
   sandboxEnv?: (id: string, owner: string | undefined) => Record<string, string>;
+  audit?: Audit; // for records of actions beyond the events below (src/audit/README.md)
+  observeAgent?: (id: string, agent: AgentClient) => AgentClient; // src/audit/agent.ts
 }
 
 /** A sandbox this process is serving: its record plus what lives only in memory. */
@@ -52,9 +57,10 @@ export type Manager = ReturnType<typeof createManager>;
 
 /** What the manager tells the edges: `killed` fires as soon as a sandbox stops being
  * reachable (kill, timeout or death), before its teardown, so that gateways can drop its
- * open connections. */
+ * open connections; `created` when a create (a pool claim or cold) is done, before its reply. */
 export interface ManagerEvents {
-  killed: [id: string];
+  killed: [id: string, reason: 'requested' | 'timeout' | 'died'];
+  created: [c: { id: string; template: string; pooled: boolean; ms: number; input: CreateSandboxInput }];
 }
 
 /**
@@ -76,27 +82,20 @@ export function createManager(opts: ManagerOptions) {
     return entry;
   }
 
-  function checkTimeout(timeoutMs: number): void {
-    // E2B's messages (infra timeout_helper.go), so that users see the same text.
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
-      throw new CoveError('invalid_argument', 'Timeout must be greater than 0');
-    if (timeoutMs > opts.maxTimeoutMs) {
-      throw new CoveError(
-        'invalid_argument',
-        `Timeout cannot be greater than ${opts.maxTimeoutMs / 3600_000} hours`,
-      );
-    }
-  }
+  const checkTimeout = (timeoutMs: number) => validateTimeout(timeoutMs, opts.maxTimeoutMs);
 
   function schedule(entry: Live): void {
     clearTimeout(entry.timer);
     const delay = Math.max(0, entry.record.endAt - Date.now());
-    entry.timer = setTimeout(() => {
-      log.info({ sandbox: entry.record.id }, 'sandbox timed out');
-      kill(entry.record.id).catch((err: unknown) =>
-        log.error({ err, sandbox: entry.record.id }, 'kill on timeout failed'),
-      );
-    }, delay);
+    // Outside the request that scheduled it: a timeout is nobody's action.
+    entry.timer = outsideRequest(() =>
+      setTimeout(() => {
+        log.info({ sandbox: entry.record.id }, 'sandbox timed out');
+        kill(entry.record.id, 'timeout').catch((err: unknown) =>
+          log.error({ err, sandbox: entry.record.id }, 'kill on timeout failed'),
+        );
+      }, delay),
+    );
     entry.timer.unref();
   }
 
@@ -115,7 +114,8 @@ export function createManager(opts: ManagerOptions) {
 
   async function attachAgent(entry: Live, fresh = false): Promise<void> {
     const { id, agentToken } = entry.record;
-    const agent = await opts.connect(agentSocket(host, id), agentToken, { timeoutMs: opts.agentTimeoutMs });
+    const raw = await opts.connect(agentSocket(host, id), agentToken, { timeoutMs: opts.agentTimeoutMs });
+    const agent = opts.observeAgent?.(id, raw) ?? raw;
     entry.agent = agent;
     // Before anything else is sent on the new connection, so that the listing holds only
     // processes from before it (processes.ts, adopt). A new sandbox has none.
@@ -137,7 +137,9 @@ export function createManager(opts: ManagerOptions) {
     } catch (err) {
       log.warn({ err, sandbox: id }, 'agent did not come back');
     }
-    await kill(id).catch((err: unknown) => log.error({ err, sandbox: id }, 'removing a dead sandbox failed'));
+    await kill(id, 'died').catch((err: unknown) =>
+      log.error({ err, sandbox: id }, 'removing a dead sandbox failed'),
+    );
   }
 
   /**
@@ -244,6 +246,7 @@ export function createManager(opts: ManagerOptions) {
     const template: Template = await templates.get(input.template);
     const now = Date.now();
     let entry = claim(template, input, now);
+    const pooled = entry !== undefined;
     if (entry && template.start) await shareSandboxEnv(channel(entry), entry.record.envVars);
     if (!entry) {
       entry = await builds.run(() => build(template, 'starting', input));
@@ -251,23 +254,24 @@ export function createManager(opts: ManagerOptions) {
       entry.record.state = 'running';
     }
     schedule(entry);
-    log.info({ sandbox: entry.record.id, template: template.name, ms: Date.now() - now }, 'sandbox created');
+    const ms = Date.now() - now;
+    events.emit('created', { id: entry.record.id, template: template.name, pooled, ms, input }); // logged in main.ts
     return info(entry.record);
   }
 
-  function kill(id: string): Promise<void> {
+  function kill(id: string, reason: ManagerEvents['killed'][1] = 'requested'): Promise<void> {
     const entry = live.get(id);
     if (!entry) return Promise.reject(new CoveError('not_found', `sandbox ${id} not found`));
     entry.killing ??= (async () => {
       clearTimeout(entry.timer);
       store.updateSandbox(id, { state: 'killing' });
-      events.emit('killed', id); // unreachable from here on: edges drop its connections now
+      events.emit('killed', id, reason); // unreachable from here on: edges drop its connections now
       entry.processes.close();
       entry.agent?.close();
       await teardown(host, id, entry.record.slot);
       store.deleteSandbox(id);
       live.delete(id);
-      log.info({ sandbox: id }, 'sandbox killed');
+      log.info({ sandbox: id, reason }, 'sandbox killed');
     })();
     return entry.killing;
   }

@@ -1,0 +1,67 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runInRequest } from '../core/request-context.ts';
+import { createAuditStore } from './store.ts';
+
+const dir = () => mkdtempSync(join(tmpdir(), 'cove-audit-'));
+
+describe('audit store', () => {
+  it('records in order with the request’s key and id, and reads back after reopening', () => {
+    const path = join(dir(), 'audit.db');
+    const a = createAuditStore(path, { perSandbox: 100, retentionMs: 86_400_000 });
+    runInRequest({ requestId: 'r1', keyId: 'k1' }, () => {
+      a.record({ sandboxId: 's1', action: 'process.start', fields: { argv: ['ls', '-l'], uid: 0 } });
+      a.record({ sandboxId: 's1', action: 'sandbox.kill', keyId: null, fields: { reason: 'timeout' } });
+    });
+    a.record({ sandboxId: 's2', action: 'file.write', outcome: 'not_found', fields: { path: '/x' } });
+    a.close();
+    const b = createAuditStore(path, { perSandbox: 100, retentionMs: 86_400_000 });
+    const all = b.query({}).events;
+    expect(all.map((e) => [e.sandboxId, e.action, e.outcome, e.keyId, e.requestId])).toEqual([
+      ['s1', 'process.start', 'ok', 'k1', 'r1'],
+      ['s1', 'sandbox.kill', 'ok', null, 'r1'],
+      ['s2', 'file.write', 'not_found', null, null],
+    ]);
+    expect(all[0]!.fields).toEqual({ argv: ['ls', '-l'], uid: 0 });
+    expect(all[0]!.seq).toBeLessThan(all[1]!.seq);
+    expect(b.query({ keyId: 'k1' }).events).toHaveLength(1);
+    expect(b.query({ sandboxId: 's1', action: 'process.' }).events).toHaveLength(1);
+    expect(b.query({ action: '%' }).events).toHaveLength(0); // a prefix, not a pattern
+    const page = b.query({ limit: 2 });
+    expect(page.next).toBe(all[1]!.seq);
+    expect(b.query({ after: page.next! }).events.map((e) => e.sandboxId)).toEqual(['s2']);
+    b.close();
+  });
+
+  it('bounds each sandbox: a flood keeps the newest records and the lifecycle, and counts what it dropped', () => {
+    const a = createAuditStore(join(dir(), 'audit.db'), { perSandbox: 100, retentionMs: 86_400_000 });
+    a.record({ sandboxId: 's', action: 'sandbox.create' });
+    for (let i = 0; i < 5000; i++) a.record({ sandboxId: 's', action: 'process.start', fields: { i } });
+    a.record({ sandboxId: 'other', action: 'process.start' });
+    const events = a.query({ sandboxId: 's' }).events;
+    expect(events.length).toBeLessThanOrEqual(100);
+    expect(events[0]!.action).toBe('sandbox.create');
+    expect(events.at(-1)!.fields).toEqual({ i: 4999 });
+    expect(a.dropped('s')).toBe(5001 - events.length);
+    expect(a.query({ sandboxId: 'other' }).events).toHaveLength(1);
+    a.close();
+  });
+
+  it('forgets what is older than the retention', () => {
+    let clock = 1_000_000;
+    const a = createAuditStore(join(dir(), 'audit.db'), {
+      perSandbox: 100,
+      retentionMs: 1000,
+      now: () => clock,
+    });
+    a.record({ sandboxId: 's', action: 'sandbox.create' });
+    clock += 500;
+    a.record({ sandboxId: 's', action: 'sandbox.kill' });
+    clock += 600;
+    a.applyRetention();
+    expect(a.query({}).events.map((e) => e.action)).toEqual(['sandbox.kill']);
+    a.close();
+  });
+});

@@ -1,0 +1,259 @@
+import { DatabaseSync } from 'node:sqlite';
+import { currentRequest } from '../core/request-context.ts';
+
+/**
+ * What an audit record says happened. Lifecycle (`sandbox.*`, `network.*`) is kept longest
+ * when a sandbox's records are pruned; the rest can be flooded (a loop of commands).
+ */
+export type AuditAction =
+  | 'api'
+  | 'sandbox.create'
+  | 'sandbox.kill'
+  | 'sandbox.pause'
+  | 'sandbox.resume'
+  | 'sandbox.fork'
+  | 'network.policy'
+  | 'process.start'
+  | 'process.end'
+  | 'process.signal'
+  | 'file.write'
+  | 'file.rename'
+  | 'file.remove'
+  | 'file.mkdir'
+  | (string & {});
+
+export type AuditValue = string | number | boolean | null | string[];
+
+/** What a caller passes to record(): the action and its own fields. */
+export interface AuditInput {
+  /** The sandbox acted on; null for an API call on none (a create that failed). */
+  sandboxId: string | null;
+  action: AuditAction;
+  /** 'ok', or the CoveError code of the failure. */
+  outcome?: string;
+  fields?: Record<string, AuditValue>;
+  /** Default: the current request's key (core/request-context.ts); null: nobody's (a timeout). */
+  keyId?: string | null;
+  /** Default: the current request's id. */
+  requestId?: string | null;
+}
+
+export interface AuditEvent {
+  /** Increases with every record: the order in which things were acknowledged. */
+  seq: number;
+  /** Epoch milliseconds. */
+  at: number;
+  sandboxId: string | null;
+  action: string;
+  outcome: string;
+  keyId: string | null;
+  requestId: string | null;
+  fields: Record<string, AuditValue>;
+}
+
+export interface AuditQuery {
+  sandboxId?: string;
+  keyId?: string;
+  /** A prefix: `process.` selects starts, ends and signals. */
+  action?: string;
+  /** Epoch ms, inclusive. */
+  since?: number;
+  until?: number;
+  /** Records after this seq (the previous page's `next`). */
+  after?: number;
+  limit?: number;
+}
+
+export interface AuditOptions {
+  /** Records kept per sandbox; beyond it the oldest go, lifecycle last (COVE_AUDIT_PER_SANDBOX). */
+  perSandbox: number;
+  /** Records older than this are removed, hourly (COVE_AUDIT_RETENTION_DAYS). */
+  retentionMs: number;
+  now?: () => number;
+}
+
+const MAX_FIELD = 4096;
+const MAX_ITEMS = 256;
+export const MAX_QUERY_LIMIT = 1000;
+/** Lifecycle actions sort after the rest when a sandbox's oldest records are pruned. */
+const LIFECYCLE = "(action LIKE 'sandbox.%' OR action LIKE 'network.%')";
+
+const schema = `
+  CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    sandbox_id TEXT,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    key_id TEXT,
+    request_id TEXT,
+    fields TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS events_sandbox ON events (sandbox_id, seq);
+  CREATE INDEX IF NOT EXISTS events_key ON events (key_id, seq);
+  CREATE INDEX IF NOT EXISTS events_at ON events (at);
+  CREATE TABLE IF NOT EXISTS dropped (
+    sandbox_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+  ) STRICT;`;
+
+interface Row {
+  seq: number;
+  at: number;
+  sandbox_id: string | null;
+  action: string;
+  outcome: string;
+  key_id: string | null;
+  request_id: string | null;
+  fields: string;
+}
+
+function bounded(fields: Record<string, AuditValue> = {}): string {
+  const out: Record<string, AuditValue> = {};
+  for (const [k, v] of Object.entries(fields))
+    out[k] =
+      typeof v === 'string'
+        ? v.slice(0, MAX_FIELD)
+        : Array.isArray(v)
+          ? v.slice(0, MAX_ITEMS).map((x) => x.slice(0, MAX_FIELD))
+          : v;
+  return JSON.stringify(out);
+}
+
+export type AuditStore = ReturnType<typeof createAuditStore>;
+
+/**
+ * The audit trail: one SQLite file of its own (`audit.db` beside `cove.db`), so that its
+ * write rate and its pruning never hold the store's lock. `record()` is synchronous and the
+ * row is in the WAL when it returns (synchronous=NORMAL: it survives a crash of Cove, not a
+ * power cut): callers record before they acknowledge. Bounded twice: each sandbox keeps its
+ * last `perSandbox` records (counted in memory, pruned a tenth at a time, lifecycle last, the
+ * number dropped kept), and nothing outlives `retentionMs`.
+ */
+export function createAuditStore(path: string, opts: AuditOptions) {
+  const now = opts.now ?? Date.now;
+  const db = new DatabaseSync(path);
+  db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+  db.exec(schema);
+
+  const insert = db.prepare(
+    'INSERT INTO events (at, sandbox_id, action, outcome, key_id, request_id, fields) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  const pruneOldest = db.prepare(
+    `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE sandbox_id IS ? ORDER BY ${LIFECYCLE}, seq LIMIT ?)`,
+  );
+  const addDropped = db.prepare(
+    'INSERT INTO dropped (sandbox_id, count) VALUES (?, ?) ON CONFLICT (sandbox_id) DO UPDATE SET count = count + excluded.count',
+  );
+  const droppedOf = db.prepare('SELECT count FROM dropped WHERE sandbox_id = ?');
+  const expire = db.prepare('DELETE FROM events WHERE at < ?');
+  const expireDropped = db.prepare(
+    'DELETE FROM dropped WHERE sandbox_id NOT IN (SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id IS NOT NULL)',
+  );
+
+  // Per-sandbox counts ('' for records of no sandbox), so that record() needs no COUNT query.
+  const counts = new Map<string, number>();
+  function recount(): void {
+    counts.clear();
+    const rows = db
+      .prepare('SELECT sandbox_id, count(*) AS n FROM events GROUP BY sandbox_id')
+      .all() as Array<{
+      sandbox_id: string | null;
+      n: number;
+    }>;
+    for (const r of rows) counts.set(r.sandbox_id ?? '', r.n);
+  }
+
+  function applyRetention(): void {
+    expire.run(now() - opts.retentionMs);
+    expireDropped.run();
+    recount();
+  }
+  applyRetention();
+  const retention = setInterval(applyRetention, Math.min(3600_000, opts.retentionMs));
+  retention.unref();
+
+  function record(input: AuditInput): number {
+    const request = currentRequest();
+    const keyId = input.keyId !== undefined ? input.keyId : (request?.keyId ?? null);
+    const requestId = input.requestId !== undefined ? input.requestId : (request?.requestId ?? null);
+    const result = insert.run(
+      now(),
+      input.sandboxId,
+      input.action,
+      input.outcome ?? 'ok',
+      keyId,
+      requestId,
+      bounded(input.fields),
+    );
+    const bucket = input.sandboxId ?? '';
+    const n = (counts.get(bucket) ?? 0) + 1;
+    counts.set(bucket, n);
+    if (n > opts.perSandbox) {
+      // A tenth at a time: the pruning query (a sort of one sandbox's records) runs once per
+      // perSandbox/10 records, not at each one.
+      const excess = n - opts.perSandbox + Math.ceil(opts.perSandbox / 10);
+      const removed = Number(pruneOldest.run(input.sandboxId, excess).changes);
+      addDropped.run(bucket, removed);
+      counts.set(bucket, n - removed);
+    }
+    return Number(result.lastInsertRowid);
+  }
+
+  function query(q: AuditQuery): { events: AuditEvent[]; next?: number } {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    const add = (clause: string, value: string | number | undefined): void => {
+      if (value === undefined) return;
+      where.push(clause);
+      args.push(value);
+    };
+    add('sandbox_id = ?', q.sandboxId);
+    add('key_id = ?', q.keyId);
+    add("action LIKE ? ESCAPE '\\'", q.action === undefined ? undefined : likePrefix(q.action));
+    add('at >= ?', q.since);
+    add('at <= ?', q.until);
+    add('seq > ?', q.after);
+    const limit = Math.min(q.limit ?? MAX_QUERY_LIMIT, MAX_QUERY_LIMIT);
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
+    const rows = db.prepare(sql).all(...args, limit + 1) as unknown as Row[];
+    const more = rows.length > limit;
+    const events = rows.slice(0, limit).map(toEvent);
+    return more ? { events, next: events.at(-1)!.seq } : { events };
+  }
+
+  return {
+    record,
+    query,
+
+    /** How many of a sandbox's records were pruned by the per-sandbox bound. */
+    dropped(sandboxId: string): number {
+      return (droppedOf.get(sandboxId) as { count: number } | undefined)?.count ?? 0;
+    },
+
+    /** Runs the retention policy now (it also runs at open and hourly). */
+    applyRetention,
+
+    close(): void {
+      clearInterval(retention);
+      db.close();
+    },
+  };
+}
+
+function likePrefix(prefix: string): string {
+  return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function toEvent(r: Row): AuditEvent {
+  return {
+    seq: r.seq,
+    at: r.at,
+    sandboxId: r.sandbox_id,
+    action: r.action,
+    outcome: r.outcome,
+    keyId: r.key_id,
+    requestId: r.request_id,
+    fields: JSON.parse(r.fields) as Record<string, AuditValue>,
+  };
+}
