@@ -11,7 +11,7 @@ import type { Subject } from './subject.ts';
 import { BENCH_INSTANCE } from './instance.ts';
 
 /** The bench's own Cove instance: its bridge, namespaces, cgroups and crun root are `coveb*` (BENCH_INSTANCE). */
-const INSTANCE = BENCH_INSTANCE;
+const DEFAULT_INSTANCE = BENCH_INSTANCE;
 
 /** Runs `argv` (`true` by default) in a sandbox through the manager and resolves at its exit. */
 export function execTrue(manager: Manager, id: string, argv: string[] = ['true']): Promise<void> {
@@ -82,7 +82,12 @@ export async function coveBench(opts: {
   subnet16: string;
   /** Keep Cove's warm pool (its defaults, COVE_POOL_*); off: every create is cold. */
   pool: boolean;
+  /** Another instance name (two Coves at once: bench/runsc.ts); BENCH_INSTANCE by default. */
+  instance?: string;
+  /** The runtime backend of its sandboxes (crun by default). */
+  runtime?: 'crun' | 'runsc';
 }): Promise<CoveBench> {
+  const INSTANCE = opts.instance ?? DEFAULT_INSTANCE;
   const home = await mkdtemp(join(tmpdir(), 'coveb-home-'));
   // mkdtemp makes it 0700: a sandbox's mapped root could not reach its rootfs below it.
   await chmod(home, 0o711);
@@ -94,6 +99,7 @@ export async function coveBench(opts: {
     subnet16: opts.subnet16,
     port: 0,
     logLevel,
+    ...(opts.runtime && { runtime: opts.runtime }),
   });
   // The targets are about the cold path: without --pool, no sandbox is built ahead (min and
   // max 0 disable pools), and no background filler competes with the peers for the CPU.
@@ -277,6 +283,7 @@ export async function coveBench(opts: {
         await sh('ip', ['link', 'del', `${INSTANCE}0`]);
         await sh('nft', ['delete', 'table', 'inet', INSTANCE]);
         await rm(config.crunRoot, { recursive: true, force: true });
+        await rm(config.runscRoot, { recursive: true, force: true });
         await rmdir(join(config.crunRoot, '..')).catch(() => undefined);
         for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [])) {
           await rmdir(join('/sys/fs/cgroup', hierarchy, INSTANCE)).catch(() => undefined);

@@ -42,6 +42,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --podman-density N idle podman containers at once               BENCH_PODMAN_DENSITY (50 [10])
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
                     or code-interpreter alone: bench/code-interpreter.ts (its own options: BENCH_CI_*)
+                    or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -230,6 +231,11 @@ async function main(): Promise<number> {
   if (only.includes('code-interpreter')) {
     if (only.length > 1) throw new Error('--only code-interpreter runs alone');
     return (await import('./code-interpreter.ts')).codeInterpreterMain([]);
+  }
+  // The gVisor backend beside crun, and its checkpoint/restore (issue 6): bench/runsc.ts.
+  if (only.includes('runsc')) {
+    if (only.length > 1) throw new Error('--only runsc runs alone');
+    return (await import('./runsc.ts')).runscMain();
   }
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))

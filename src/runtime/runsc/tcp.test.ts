@@ -5,17 +5,24 @@ const header =
   '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
 const row = (local: string, remote: string, st: string, inode: number) =>
   `   1: ${local} ${remote} ${st} 00000000:00000000 00:00000000 00000000     0        0 ${inode} 1 0 0 0 0 0 -1`;
-const probe = (procs: string[], rows: string[]) => [...procs, '---', header, ...rows].join('\n');
+/** What PROBE_SCRIPT prints: `ls -l` of every fd directory, the TCP tables, `head` of every comm. */
+function probe(procs: Array<{ pid: number; name: string; fds: string[] }>, rows: string[]): string {
+  const fds = procs.flatMap((p) => [
+    `/proc/${p.pid}/fd/:`,
+    'total 0',
+    ...p.fds.map((f, i) => `lrwx------ 1 root root 64 Nov 25 17:30 ${i} -> ${f}`),
+    '',
+  ]);
+  const comms = procs.flatMap((p) => [`==> /proc/${p.pid}/comm <==`, p.name, '']);
+  return [...fds, '---', header, ...rows, '---', ...comms].join('\n');
+}
 
 describe('what stops a gVisor checkpoint', () => {
   it('lets listening, closed and loopback sockets through when no epoll watches them', () => {
     const text = probe(
       [
-        'P 1 /.cove/agent',
-        'F socket:[1]',
-        'F anon_inode:[signalfd]',
-        'P 7 python3 server.py',
-        'F socket:[10]',
+        { pid: 1, name: 'agent', fds: ['socket:[1]', 'anon_inode:[signalfd]'] },
+        { pid: 7, name: 'python3', fds: ['socket:[10]'] },
       ],
       [
         row('00000000:1F40', '00000000:0000', '0A', 10), // listening on 0.0.0.0:8000
@@ -41,16 +48,11 @@ describe('what stops a gVisor checkpoint', () => {
   it('names a process whose epoll may watch a TCP socket (a Node server), not one with epoll and pipes only', () => {
     const text = probe(
       [
-        'P 16 node -e server',
-        'F pipe:[11]',
-        'F anon_inode:[eventpoll]',
-        'F socket:[10]',
-        'P 20 tail -f log',
-        'F anon_inode:[eventpoll]',
-        'F pipe:[12]',
+        { pid: 16, name: 'node', fds: ['pipe:[11]', 'anon_inode:[eventpoll]', 'socket:[10]'] },
+        { pid: 20, name: 'tail', fds: ['anon_inode:[eventpoll]', 'pipe:[12]'] },
       ],
       [row('00000000:1F90', '00000000:0000', '0A', 10)],
     );
-    expect(checkpointBlockers(text)).toEqual(['epoll on a TCP socket in pid 16 node -e server']);
+    expect(checkpointBlockers(text)).toEqual(['epoll on a TCP socket in pid 16 (node)']);
   });
 });
