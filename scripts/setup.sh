@@ -60,5 +60,7 @@ fi
 
 # 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
 #    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),
-#    which its tests need. Each returns at once when its cached build matches its recipe.
+#    which its tests need, and desktop and browser (~70 and ~95 s cold, Chromium and XFCE from
+#    Debian; the browser's hook fetches playwright-core with npm). Each returns at once when its
+#    cached build matches its recipe.
 node_modules/.bin/node src/templates/cli-build.ts base "$@"

@@ -200,3 +200,24 @@ export function cli(url: string, args: string[]): { stdout: string; stderr: stri
     return { stdout: e.stdout.toString(), stderr: e.stderr.toString(), status: e.status };
   }
 }
+
+/**
+ * Whether template `name` is built in the shared cache (tests that need it skip without it);
+ * under CI its absence is a failure, since `npm test` builds it through scripts/setup.sh.
+ */
+export async function templateBuilt(name: string): Promise<boolean> {
+  const { createTemplateStore } = await import('../src/templates/index.ts');
+  const built = await createTemplateStore({
+    home: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
+    recipesDir: join(import.meta.dirname, '..', 'templates'),
+  })
+    .get(name)
+    .then(
+      () => true,
+      () => false,
+    );
+  if (!built && process.env.CI === 'true') {
+    throw new Error(`template ${name} is not built: npm test builds it (scripts/setup.sh)`);
+  }
+  return built;
+}
