@@ -104,3 +104,52 @@ describe('lastLines', () => {
     expect(lastLines('', 2)).toBe('');
   });
 });
+
+describe('runTemplateStart with a ready command (E2B readyCmd)', () => {
+  /** A spawn whose ready command (argv[2] === 'ready') exits with the codes given, in turn. */
+  const spawner = (codes: number[], startExit?: number) => {
+    const calls: string[][] = [];
+    const spawn = (argv: string[], h: ProcessHandlers) => {
+      calls.push(argv);
+      if (argv[2] === 'ready') setTimeout(() => h.onExit({ exitCode: codes.shift() ?? 1 }), 1);
+      else if (startExit !== undefined) setTimeout(() => h.onExit({ exitCode: startExit }), 1);
+      return Promise.resolve(fakeProcess);
+    };
+    return { spawn, calls };
+  };
+  const start = { command: 'serve', log: '/tmp/s.log', readyCmd: 'ready', readyTimeoutMs: 400 };
+
+  it('resolves once the ready command exits 0', async () => {
+    const s = spawner([1, 1, 0]);
+    await runTemplateStart({
+      start,
+      address: '127.0.0.1',
+      spawn: s.spawn,
+      readLog: () => Promise.resolve(''),
+    });
+    expect(s.calls.filter((a) => a[2] === 'ready')).toHaveLength(3);
+  });
+
+  it('fails with the log when the start command exits first, and at the deadline', async () => {
+    const exited = await runTemplateStart({
+      start,
+      address: '127.0.0.1',
+      probeEveryMs: 20,
+      spawn: spawner([], 7).spawn,
+      readLog: () => Promise.resolve('boom'),
+    }).catch((e: unknown) => e);
+    expect(isCoveError(exited, 'unavailable')).toBe(true);
+    expect((exited as Error).message).toMatch(
+      /exited \(status 7\) before the ready command succeeded[\s\S]*boom/,
+    );
+    const late = await runTemplateStart({
+      start,
+      address: '127.0.0.1',
+      spawn: spawner([]).spawn,
+      readLog: () => Promise.resolve(''),
+    }).catch((e: unknown) => e);
+    expect((late as Error).message).toMatch(
+      /was not ready within 400 ms \(the ready command `ready` last exited 1\)/,
+    );
+  });
+});

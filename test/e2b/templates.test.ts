@@ -37,10 +37,14 @@ describe.skipIf(!canRunSandboxes)('templates built with the E2B Template SDK', (
       .runCmd(last)
       .setStartCmd('python3 -m http.server 8000', 'curl -sf http://localhost:8000/hello.txt');
 
-  const build = async (t: Parameters<typeof Template.build>[0], ref: string) => {
+  const build = async (
+    t: Parameters<typeof Template.build>[0],
+    ref: string,
+    opts: { cpuCount?: number; memoryMB?: number } = {},
+  ) => {
     const logs: LogEntry[] = [];
     made.push(ref.split(':')[0]!);
-    await Template.build(t, ref, { onBuildLogs: (e) => logs.push(e) });
+    await Template.build(t, ref, { ...opts, onBuildLogs: (e) => logs.push(e) });
     return logs.map((e) => e.message);
   };
 
@@ -116,6 +120,18 @@ describe.skipIf(!canRunSandboxes)('templates built with the E2B Template SDK', (
     }
     await Template.removeTags(name, 'prod');
     await expect(Sandbox.create(`${name}:prod`)).rejects.toThrow();
+  });
+
+  it('gives sandboxes the build’s cpuCount and memoryMB; a start command that dies fails create clearly', async () => {
+    await build(Template().fromTemplate('base'), `${name}-small`, { cpuCount: 1, memoryMB: 512 });
+    const sbx = await Sandbox.create(`${name}-small`);
+    try {
+      expect(await sbx.getInfo()).toMatchObject({ cpuCount: 1, memoryMB: 512 });
+    } finally {
+      await sbx.kill();
+    }
+    await build(Template().fromTemplate('base').setStartCmd('echo dying; exit 7', 'false'), `${name}-dies`);
+    await expect(Sandbox.create(`${name}-dies`)).rejects.toThrow(/exited \(status 7\)[\s\S]*dying/);
   });
 
   it('fails a build whose RUN fails with BuildError naming the step and its output', async () => {

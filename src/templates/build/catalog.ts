@@ -33,6 +33,7 @@ export interface BuildInfo {
   env: Record<string, string>;
   start?: TemplateStart;
   workdir?: string;
+  runtime?: string;
   /** Layer keys of the chain, base first: GC keeps these. */
   layers: string[];
   builderVersion: number;
@@ -122,6 +123,7 @@ export function createCatalog(opts: { cacheDir: string; recipesDir: string }) {
         env: layer.ctx.env,
         ...(p.result.start && { start: p.result.start }),
         ...(layer.ctx.workdir !== undefined && { workdir: layer.ctx.workdir }),
+        ...(p.result.runtime && { runtime: p.result.runtime }),
         layers: p.result.chain,
         builderVersion: 1,
         buildSeconds: p.buildSeconds,

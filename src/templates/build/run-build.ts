@@ -35,6 +35,8 @@ export interface BuildResult {
   chain: string[];
   limits: TemplateLimits;
   start?: TemplateStart;
+  /** The base template's runtime backend: its builds and sandboxes use it too. */
+  runtime?: string;
 }
 
 /** A failure at a step: the SDK's BuildError names it (`reason.step`). */
@@ -114,12 +116,14 @@ export async function runBuild(
   await mkdir(deps.layersDir, { recursive: true, mode: 0o755 });
   let layer: Layer;
   let start: TemplateStart | undefined;
+  let runtime: string | undefined;
   let limits = input.limits;
   if (spec.fromTemplate !== undefined) {
     const t = await baseTemplate(deps, spec.fromTemplate);
     log('info', `FROM template ${t.name} (${t.hash})`, 'base');
     layer = templateLayer(t);
     start = t.start;
+    runtime = t.runtime;
     limits = { ...limits, pids: t.limits.pids };
   } else {
     const image = spec.fromImage ?? 'e2bdev/base';
@@ -128,6 +132,7 @@ export async function runBuild(
       const t = await baseTemplate(deps, source.template);
       log('info', `FROM ${image}: Cove's ${t.name} template (${t.hash}), not pulled from a registry`, 'base');
       layer = templateLayer(t);
+      runtime = t.runtime;
       limits = { ...limits, pids: t.limits.pids };
     } else {
       log(
@@ -158,7 +163,7 @@ export async function runBuild(
     log('info', label, stepName);
     const started = Date.now();
     try {
-      layer = await buildLayer(deps, { layer, step, key, limits, name: input.name, log, stepName });
+      layer = await buildLayer(deps, { layer, step, key, limits, runtime, name: input.name, log, stepName });
     } catch (err) {
       if (err instanceof StepError) throw err;
       const message = err instanceof CoveError ? err.message : String(err);
@@ -178,12 +183,13 @@ export async function runBuild(
   } else if (spec.readyCmd && start) {
     start = { ...start, readyCmd: spec.readyCmd, readyTimeoutMs: READY_TIMEOUT_MS };
   }
-  return { layer, chain, limits, ...(start && { start }) };
+  return { layer, chain, limits, ...(start && { start }), ...(runtime && { runtime }) };
 }
 
 async function buildLayer(
   deps: BuildDeps,
   b: {
+    runtime: string | undefined;
     layer: Layer;
     step: Step;
     key: string;
@@ -208,6 +214,7 @@ async function buildLayer(
     limits: b.limits,
     defaultUser: layer.ctx.user,
     env: {},
+    ...(b.runtime && { runtime: b.runtime }),
   });
   const tmp = join(deps.layersDir, `.tmp-${key}-${randomBytes(4).toString('hex')}`);
   try {
