@@ -43,6 +43,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
                     or code-interpreter alone: bench/code-interpreter.ts (its own options: BENCH_CI_*)
                     or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
+                    or computer-use alone: bench/computer-use.ts (desktop and browser; BENCH_CU_RUNS)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -226,6 +227,12 @@ async function main(): Promise<number> {
     'podman-density',
   );
   const only = (values.only ?? env.BENCH_ONLY ?? RUNTIMES.join(',')).split(',').map((s) => s.trim());
+  // Computer and browser use (issue 11): a bench of its own, run alone (BENCH_CU_RUNS).
+  if (only.includes('computer-use')) {
+    if (only.length > 1) throw new Error('--only computer-use runs alone');
+    await (await import('./computer-use.ts')).computerUseMain([]);
+    return 0;
+  }
   // The code interpreter's latencies (issue 7): a bench of its own, run alone (BENCH_CI_* set
   // its counts; `node bench/code-interpreter.ts --help`).
   if (only.includes('code-interpreter')) {
