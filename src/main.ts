@@ -189,6 +189,7 @@ async function startLocked(
           name: config.instance,
           prefix16: config.subnet16,
           servicesPort: config.services.port,
+          dns: config.dns,
         }),
         log,
         'network',

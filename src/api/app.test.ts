@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createSandboxLog } from '../audit/sandbox-log.ts';
 import { CoveError } from '../core/errors.ts';
 import type { CreateSandboxInput, Manager, SandboxInfo } from '../manager/manager.ts';
+import { OPEN_NETWORK } from '../network/egress-policy.ts';
 import { createApi } from './app.ts';
 
 const KEY = `e2b_${'1'.repeat(40)}`;
@@ -25,6 +26,7 @@ const items = (r: Reply) => r as unknown as Array<{ metadata: unknown }>;
 function fakeManager() {
   const sandboxes = new Map<string, SandboxInfo>();
   const created: CreateSandboxInput[] = [];
+  const updated: unknown[] = [];
   const get = (id: string) => {
     const s = sandboxes.get(id);
     if (!s) throw new CoveError('not_found', `sandbox ${id} not found`);
@@ -48,6 +50,7 @@ function fakeManager() {
         address: '10.0.0.2',
         runtime: 'crun',
         ...(input.secure && { envdAccessToken: 'token' }),
+        network: input.network ?? OPEN_NETWORK,
       };
       sandboxes.set(id, info);
       return Promise.resolve(info);
@@ -67,8 +70,13 @@ function fakeManager() {
       if (Date.now() + ms > s.endAt.getTime()) s.endAt = new Date(Date.now() + ms);
       return s;
     },
+    updateNetwork(id: string, egress: unknown) {
+      get(id);
+      updated.push(egress);
+      return Promise.resolve();
+    },
   };
-  return { manager: manager as unknown as Manager, created, sandboxes };
+  return { manager: manager as unknown as Manager, created, sandboxes, updated };
 }
 
 function setup() {
@@ -145,13 +153,16 @@ describe('create', () => {
   it('refuses what it cannot honour and bad input, with {code, message}', async () => {
     const { call, created } = setup();
     const cases: Array<[unknown, RegExp]> = [
-      [{ templateID: 'base', allow_internet_access: false }, /allow_internet_access/],
       [{ templateID: 'base', autoPause: true }, /pause/],
       [{ templateID: 'base', autoResume: { enabled: true } }, /pause/],
       [{ templateID: 'base', volumeMounts: [{ name: 'v', path: '/v' }] }, /volumes/],
-      [{ templateID: 'base', network: { denyOut: ['0.0.0.0/0'] } }, /denyOut/],
+      [{ templateID: 'base', network: { denyOut: ['example.com'] } }, /denyOut\[0\].*only be allowed/],
+      [{ templateID: 'base', network: { denyOut: ['10.0.0.300'] } }, /not a valid IPv4/],
+      [{ templateID: 'base', network: { allowOut: ['a..b'] } }, /allowOut\[0\]/],
+      [{ templateID: 'base', network: { allowOut: ['example.com'] } }, /ALL_TRAFFIC/],
+      [{ templateID: 'base', network: { httpsPorts: [70000] } }, /httpsPorts/],
       [{ templateID: 'base', network: { egressProxy: { address: 'a:1' } } }, /egressProxy/],
-      [{ templateID: 'base', network: { allowPublicTraffic: false } }, /allowPublicTraffic/],
+      [{ templateID: 'base', network: { rules: { 'a.com': [{}] } } }, /rules/],
       [{ templateID: 'base', timeout: 1.5 }, /timeout/],
       [{ templateID: 'base', timeout: -1 }, /greater than 0/],
       [{ templateID: 'base', envVars: { 'BAD NAME': 'x' } }, /envVars/],
@@ -164,6 +175,11 @@ describe('create', () => {
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(res.body).toEqual({ code: 400, message: expect.stringMatching(message) as unknown });
     }
+    expect(created).toEqual([]);
+    expect(
+      (await call('POST', '/sandboxes', { templateID: 'base', network: { allowPublicTraffic: false } })).body
+        .message,
+    ).toMatch(/secure/);
     expect(created).toEqual([]);
     // What changes nothing is accepted: the defaults, allowOut alone, a kill at the timeout.
     for (const body of [
@@ -265,7 +281,7 @@ describe('sandbox routes', () => {
   });
 
   it('answers what Cove does not serve with clear errors, 404 first for an unknown sandbox', async () => {
-    const { call } = setup();
+    const { call, updated } = setup();
     const { sandboxID: id } = (await call('POST', '/v2/sandboxes', { templateID: 'base' })).body;
     expect((await call('POST', '/sandboxes/aaaaaaaaaaaaaaaaaaaa/pause', {})).status).toBe(404);
     for (const path of [`/sandboxes/${id}/pause`, `/sandboxes/${id}/fork`, `/sandboxes/${id}/snapshots`]) {
@@ -284,7 +300,14 @@ describe('sandbox routes', () => {
     ])
       expect((await call(method!, path!, method === 'POST' ? {} : undefined)).status).toBe(400);
     expect((await call('PUT', `/sandboxes/${id}/network`, { allowOut: [] })).status).toBe(204);
-    expect((await call('PUT', `/sandboxes/${id}/network`, { denyOut: ['10.0.0.0/8'] })).status).toBe(400);
+    expect((await call('PUT', `/sandboxes/${id}/network`, { denyOut: ['10.0.0.0/8'] })).status).toBe(204);
+    expect(updated.at(-1)).toEqual({ allowOut: [], denyOut: ['10.0.0.0/8'], allowInternetAccess: true });
+    expect((await call('PUT', `/sandboxes/${id}/network`, { allow_internet_access: false })).status).toBe(
+      204,
+    );
+    expect(updated.at(-1)).toEqual({ allowOut: [], denyOut: ['0.0.0.0/0'], allowInternetAccess: false });
+    const bad = await call('PUT', `/sandboxes/${id}/network`, { denyOut: ['1.2.3.4/33'] });
+    expect([bad.status, updated.length]).toEqual([400, 3]);
   });
 
   it('serves the log in v1 and v2 shapes, with level, search and direction', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isCoveError } from '../core/errors.ts';
 import type { SandboxInfo } from '../manager/manager.ts';
+import { OPEN_NETWORK } from '../network/egress-policy.ts';
 import { decodeMetadataFilter, listPage, parseListQuery } from './list.ts';
 
 const sandbox = (id: string, startedAt: number, extra: Partial<SandboxInfo> = {}): SandboxInfo => ({
@@ -13,6 +14,7 @@ const sandbox = (id: string, startedAt: number, extra: Partial<SandboxInfo> = {}
   metadata: {},
   limits: { cpus: 1, memoryMiB: 512, pids: 100 },
   address: '10.0.0.2',
+  network: OPEN_NETWORK,
   ...extra,
 });
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { CoveError } from '../core/errors.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
-import { unsupportedNetwork } from './network.ts';
+import { createNetwork } from './network.ts';
 import { body, envMap, sandboxId, stringMap } from './validate.ts';
 import { sandboxDetail, sandboxReply } from './wire.ts';
 
@@ -27,16 +27,13 @@ const createSchema = z.looseObject({
 /**
  * Options Cove cannot honour yet are refused, never dropped: a caller who asks for no
  * internet, for a pause at the timeout or for a volume would otherwise get a sandbox that
- * silently does something else (network policy, pause and volumes are later issues).
+ * silently does something else (pause and volumes are later issues; network settings are
+ * checked by createNetwork).
  * Options whose default is what Cove does anyway are accepted, and so is `mcp`: the SDK
  * itself starts the MCP gateway inside the sandbox after the create (spec 2.17), and when the
  * template has no gateway it kills the sandbox and says so, as it does against E2B.
  */
 function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | undefined {
-  if (req.allow_internet_access === false)
-    return 'allow_internet_access=false: Cove cannot restrict a sandbox’s egress yet';
-  const network = req.network && unsupportedNetwork(req.network);
-  if (network) return network;
   if (req.autoPause) return 'autoPause (lifecycle.onTimeout "pause"): Cove cannot pause sandboxes yet';
   if (req.autoPauseMemory === false) return 'autoPauseMemory=false needs autoPause';
   if (req.autoResume?.enabled) return 'autoResume: Cove cannot pause sandboxes yet';
@@ -70,13 +67,16 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
       const unsupported = unsupportedCreateOption(req);
       if (unsupported) throw new CoveError('invalid_argument', unsupported);
       const timeout = req.timeout ?? defaultTimeout;
+      const secure = req.secure ?? secureByDefault;
+      const network = createNetwork(req.network, req.allow_internet_access, secure);
       const info = await manager.create({
         template: req.templateID,
         timeoutMs: timeout * 1000,
-        secure: req.secure ?? secureByDefault,
+        secure,
         metadata: req.metadata ?? {},
         envVars: req.envVars ?? {},
         owner: c.get('keyId'),
+        ...(network && { network }),
       });
       sandboxLog.append(info.id, 'info', 'sandbox created', {
         template: info.templateName,

@@ -29,7 +29,7 @@ export function sandboxReply(s: SandboxInfo, domain: string | null) {
     clientID: CLIENT_ID,
     envdVersion: ENVD_VERSION,
     ...(s.envdAccessToken && { envdAccessToken: s.envdAccessToken }),
-    trafficAccessToken: null,
+    trafficAccessToken: s.trafficAccessToken ?? null,
     domain,
   };
 }
@@ -56,14 +56,21 @@ export function listedSandbox(s: SandboxInfo, diskSizeMB: number) {
 }
 
 /**
- * The get-info reply, `SandboxDetail` (spec 2.5). Cove has no egress policy, pause or
- * volumes yet (create refuses to set them), so those fields state the only values it serves.
+ * The get-info reply, `SandboxDetail` (spec 2.5). Cove has no pause or volumes yet (create
+ * refuses to set them), so those fields state the only values it serves.
  */
 export function sandboxDetail(s: SandboxInfo, diskSizeMB: number, domain: string | null) {
   return {
     ...listedSandbox(s, diskSizeMB),
     ...(s.envdAccessToken && { envdAccessToken: s.envdAccessToken }),
-    allowInternetAccess: true,
+    allowInternetAccess: s.network.allowInternetAccess,
+    network: {
+      allowOut: s.network.allowOut,
+      denyOut: s.network.denyOut,
+      allowPublicTraffic: s.network.allowPublicTraffic,
+      ...(s.network.maskRequestHost !== undefined && { maskRequestHost: s.network.maskRequestHost }),
+      httpsPorts: s.network.httpsPorts,
+    },
     lifecycle: { onTimeout: 'kill', autoResume: false },
     domain,
   };

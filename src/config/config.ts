@@ -40,6 +40,9 @@ export interface Config {
    * certificate (COVE_TLS=self-signed, `--tls self-signed`). Unset: plain HTTP.
    */
   tls?: TlsSetting;
+  /** DNS servers (`ip` or `ip:port`, COVE_DNS, comma-separated) that sandboxes under an egress
+   * policy and the egress proxy use; default: the host's /etc/resolv.conf. */
+  dns: string[];
   /** How often each running sandbox's cpu, memory and disk use is sampled (getMetrics). */
   metricsIntervalMs: number;
   /**
@@ -130,6 +133,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     },
     ...(domain !== undefined && { domain }),
     ...(tls && { tls }),
+    dns: dnsServers(env.COVE_DNS),
     metricsIntervalMs: 5_000,
     audit: {
       enabled: onOff(env.COVE_AUDIT, 'COVE_AUDIT'),
@@ -163,6 +167,17 @@ function onOff(value: string | undefined, name: string): boolean {
   if (value === undefined || value === '' || value === 'on') return true;
   if (value === 'off') return false;
   throw new CoveError('invalid_argument', `${name}: expected on or off, got '${value}'`);
+}
+
+function dnsServers(value: string | undefined): string[] {
+  const servers = (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const s of servers)
+    if (!/^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$/.test(s))
+      throw new CoveError('invalid_argument', `COVE_DNS: ${s} is not an IPv4 address (optionally :port)`);
+  return servers;
 }
 
 function mcpCleanup(value: string | undefined): Config['mcpCleanup'] {

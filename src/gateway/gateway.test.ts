@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CoveError } from '../core/errors.ts';
 import type { Envd } from '../envd/index.ts';
 import type { Manager } from '../manager/manager.ts';
+import { OPEN_NETWORK } from '../network/egress-policy.ts';
 import { createGateway } from './gateway.ts';
 import { signature as fileSignature } from '../envd/files/signing.ts';
 
@@ -27,7 +28,7 @@ async function start() {
     events,
     get: (id: string) => {
       if (!alive.has(id)) throw new CoveError('not_found', 'gone');
-      return { id, envdAccessToken: `token-${id}`, address: '127.0.0.1' };
+      return { id, envdAccessToken: `token-${id}`, address: '127.0.0.1', network: OPEN_NETWORK };
     },
     list: () => [...alive].map((id) => ({ id, envdAccessToken: `token-${id}` })),
   } as unknown as Manager;

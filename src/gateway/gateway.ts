@@ -1,7 +1,8 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Envd } from '../envd/index.ts';
-import type { Manager } from '../manager/manager.ts';
+import type { Manager, SandboxInfo } from '../manager/manager.ts';
+import { ingress } from './ingress.ts';
 import { createPortProxy, type ProxyOptions } from './proxy.ts';
 import { sandboxNotFound, sendJson, writeJson } from './reply.ts';
 import { routeOf } from './route.ts';
@@ -64,21 +65,26 @@ export function createGateway(opts: {
     });
   }
 
-  /** The sandbox's address, or undefined when it is not being served (not found, stopping). */
-  function addressOf(sandboxId: string): string | undefined {
+  /** The sandbox, or undefined when it is not being served (not found, stopping). */
+  function sandboxOf(sandboxId: string): SandboxInfo | undefined {
     try {
-      return manager.get(sandboxId).address;
+      return manager.get(sandboxId);
     } catch {
       return undefined;
     }
   }
 
   function toSandbox(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number): void {
-    const address = addressOf(sandboxId);
-    if (address === undefined) return sendJson(res, 502, sandboxNotFound(sandboxId));
+    const sandbox = sandboxOf(sandboxId);
+    if (sandbox === undefined) return sendJson(res, 502, sandboxNotFound(sandboxId));
+    if (port === ENVD_PORT) {
+      track(sandboxId, req, res);
+      return envd.handle(req, res, sandboxId);
+    }
+    const decided = ingress(sandbox, port, req.headers);
+    if ('denied' in decided) return sendJson(res, 403, decided.denied);
     track(sandboxId, req, res);
-    if (port === ENVD_PORT) return envd.handle(req, res, sandboxId);
-    proxy.request(req, res, { sandboxId, address, port });
+    proxy.request(req, res, decided.target);
   }
 
   function isProxiedUpgrade(req: IncomingMessage): boolean {
@@ -112,10 +118,12 @@ export function createGateway(opts: {
       const target = routeOf(req, opts.domain);
       // shouldUpgrade let only sandbox ports other than envd's through.
       if (target.kind !== 'sandbox') return void socket.destroy();
-      const address = addressOf(target.sandboxId);
-      if (address === undefined) return writeJson(socket, 502, sandboxNotFound(target.sandboxId));
+      const sandbox = sandboxOf(target.sandboxId);
+      if (sandbox === undefined) return writeJson(socket, 502, sandboxNotFound(target.sandboxId));
+      const decided = ingress(sandbox, target.port, req.headers);
+      if ('denied' in decided) return writeJson(socket, 403, decided.denied);
       track(target.sandboxId, { socket }, socket);
-      proxy.upgrade(req, socket, head, { sandboxId: target.sandboxId, address, port: target.port });
+      proxy.upgrade(req, socket, head, decided.target);
     },
 
     close() {

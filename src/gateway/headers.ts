@@ -48,15 +48,15 @@ function clientAddress(req: IncomingMessage): string {
 
 /**
  * What goes to the server in the sandbox: the client's end-to-end headers with its Host kept
- * (a server that builds links sees the name the client used; upstream does the same, and
- * `maskRequestHost` will rewrite it later), plus X-Forwarded-For (appended to what a proxy in
+ * (a server that builds links sees the name the client used; upstream does the same), or
+ * `opts.host` in its place (the sandbox's `maskRequestHost`), plus X-Forwarded-For (appended to what a proxy in
  * front of Cove said), -Host and -Proto (replaced: Cove is the edge that saw them). Expect goes
  * too: Node's server has already answered `100 Continue`, and the body is on its way. An
  * upgrade keeps its Connection and Upgrade headers, which ask the server to switch.
  */
 export function requestHeaders(
   req: IncomingMessage,
-  opts: { proto: 'http' | 'https'; upgrade?: boolean },
+  opts: { proto: 'http' | 'https'; upgrade?: boolean; host?: string | undefined },
 ): string[] {
   const out: string[] = [];
   const forwardedFor: string[] = [];
@@ -65,6 +65,7 @@ export function requestHeaders(
     const name = e2e[i]!;
     const lower = name.toLowerCase();
     if (lower === 'x-forwarded-for') forwardedFor.push(e2e[i + 1]!);
+    else if (lower === 'host' && opts.host !== undefined) out.push(name, opts.host);
     else if (lower !== 'x-forwarded-host' && lower !== 'x-forwarded-proto' && lower !== 'expect')
       out.push(name, e2e[i + 1]!);
   }

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CoveError } from '../core/errors.ts';
 import type { Envd } from '../envd/index.ts';
 import type { Manager } from '../manager/manager.ts';
+import { OPEN_NETWORK } from '../network/egress-policy.ts';
 import { createGateway, type Gateway } from './gateway.ts';
 import type { ProxyOptions } from './proxy.ts';
 
@@ -49,7 +50,7 @@ async function start(proxy: ProxyOptions = {}) {
     events,
     get: (id: string) => {
       if (!alive.has(id)) throw new CoveError('not_found', 'gone');
-      return { id, address: '127.0.0.1' };
+      return { id, address: '127.0.0.1', network: OPEN_NETWORK };
     },
     list: () => [],
   } as unknown as Manager;

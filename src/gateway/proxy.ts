@@ -1,4 +1,5 @@
 import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as TlsAgent, request as tlsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { endToEnd, hasBody, requestHeaders, trailerPairs, protoOf } from './headers.ts';
 import { badUpstream, sendJson } from './reply.ts';
@@ -43,10 +44,16 @@ export function createPortProxy(opts: ProxyOptions = {}): PortProxy {
   };
   const agents = new Map<string, Agent>();
 
-  function agentFor(sandboxId: string): Agent {
-    let agent = agents.get(sandboxId);
+  /** Keyed `<id>` for plain HTTP and `<id>/tls` for httpsPorts, so that drop() finds both. */
+  function agentFor(sandboxId: string, tls = false): Agent {
+    const key = tls ? `${sandboxId}/tls` : sandboxId;
+    let agent = agents.get(key);
     if (!agent) {
-      agent = new Agent({
+      // httpsPorts: E2B's proxy does not verify the server's certificate (the SDK's doc says
+      // self-signed ones work), and the sandbox is reached by address, so there is no name.
+      const Kind = tls ? TlsAgent : Agent;
+      agent = new Kind({
+        ...(tls && { rejectUnauthorized: false }),
         keepAlive: true,
         // Enough for a busy dev server; more requests wait for a free socket, and their
         // number is bounded by the client connections the gateway holds.
@@ -56,20 +63,20 @@ export function createPortProxy(opts: ProxyOptions = {}): PortProxy {
         timeout: opts.freeSocketTimeoutMs ?? 30_000,
         scheduling: 'lifo',
       });
-      agents.set(sandboxId, agent);
+      agents.set(key, agent);
     }
     return agent;
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, target: PortTarget, retried: boolean): void {
     const body = hasBody(req);
-    const up = request({
+    const up = (target.tls ? tlsRequest : request)({
       host: target.address,
       port: target.port,
       method: req.method,
       path: req.url,
-      headers: requestHeaders(req, { proto: protoOf(req) }),
-      agent: agentFor(target.sandboxId),
+      headers: requestHeaders(req, { proto: protoOf(req), host: target.host }),
+      agent: agentFor(target.sandboxId, target.tls),
     });
     withTimeouts(up, timeouts);
 
@@ -131,8 +138,10 @@ export function createPortProxy(opts: ProxyOptions = {}): PortProxy {
   }
 
   function drop(sandboxId: string): void {
-    agents.get(sandboxId)?.destroy();
-    agents.delete(sandboxId);
+    for (const key of [sandboxId, `${sandboxId}/tls`]) {
+      agents.get(key)?.destroy();
+      agents.delete(key);
+    }
   }
 
   return {
@@ -140,7 +149,8 @@ export function createPortProxy(opts: ProxyOptions = {}): PortProxy {
     upgrade: (req, socket, head, target) => forwardUpgrade(req, socket, head, target, timeouts),
     drop,
     close() {
-      for (const id of [...agents.keys()]) drop(id);
+      for (const agent of agents.values()) agent.destroy();
+      agents.clear();
     },
   };
 }

@@ -7,6 +7,10 @@ export interface PortTarget {
   sandboxId: string;
   address: string;
   port: number;
+  /** The Host header the server gets instead of the client's (maskRequestHost). */
+  host?: string;
+  /** The server speaks TLS (httpsPorts): reached over https, its certificate not verified. */
+  tls?: boolean;
 }
 
 export interface Timeouts {

@@ -1,4 +1,5 @@
 import { request, STATUS_CODES, type IncomingMessage } from 'node:http';
+import { request as tlsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { endToEnd, requestHeaders, protoOf } from './headers.ts';
@@ -30,14 +31,16 @@ export function forwardUpgrade(
 ): void {
   let upstream: Socket | undefined;
   let answered = false;
-  const up = request({
+  const up = (target.tls ? tlsRequest : request)({
     host: target.address,
     port: target.port,
     method: req.method,
     path: req.url,
-    headers: requestHeaders(req, { proto: protoOf(req), upgrade: true }),
+    headers: requestHeaders(req, { proto: protoOf(req), upgrade: true, host: target.host }),
     // An upgraded connection leaves any pool: a fresh one, closed with the pair.
     agent: false,
+    // httpsPorts: certificates are not verified (see proxy.ts)
+    ...(target.tls && { rejectUnauthorized: false }),
   });
   withTimeouts(up, timeouts);
 

@@ -11,6 +11,7 @@ import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
 import { openBuildSandbox } from './build-sandbox.ts';
 import { spawnOptions, type ExecInput } from './exec.ts';
 import { createLimiter } from './limiter.ts';
+import { applyNetwork, networkFields, networkMethods } from './network.ts';
 import { createWarmPool, type PoolOptions } from './pool.ts';
 import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
@@ -157,6 +158,7 @@ export function createManager(opts: ManagerOptions) {
         state,
         agentToken: newToken(),
         ...(input?.secure && { envdAccessToken: newToken() }),
+        ...networkFields(input),
         limits: template.limits,
         runtime: template.runtime ?? host.runtime.defaultName,
         metadata: input?.metadata ?? {},
@@ -232,6 +234,7 @@ export function createManager(opts: ManagerOptions) {
         metadata: input.metadata ?? {},
         envVars: { ...opts.sandboxEnv?.(entry.record.id, input.owner), ...input.envVars },
         ...(input.secure && { envdAccessToken: newToken() }),
+        ...networkFields(input),
       };
       store.updateSandbox(entry.record.id, claimed);
       Object.assign(entry.record, claimed);
@@ -253,6 +256,7 @@ export function createManager(opts: ManagerOptions) {
       store.updateSandbox(entry.record.id, { state: 'running' });
       entry.record.state = 'running';
     }
+    await applyNetwork(host, entry.record, () => kill(entry.record.id));
     schedule(entry);
     const ms = Date.now() - now;
     events.emit('created', { id: entry.record.id, template: template.name, pooled, ms, input }); // logged in main.ts
@@ -311,11 +315,13 @@ export function createManager(opts: ManagerOptions) {
           // are then read again at the next exec, or fall back to root.
           const template = await templates.get(record.templateName).catch(() => undefined);
           const entry = liveEntry(record, template);
+          await applyNetwork(host, record);
           await attachAgent(entry);
           live.set(record.id, entry);
           schedule(entry);
         },
       });
+      await host.network.prunePolicies(store.listSandboxes().map((r) => r.slot));
       pool.start();
       return report;
     },
@@ -360,6 +366,8 @@ export function createManager(opts: ManagerOptions) {
       return info(entry.record);
     },
 
+    ...networkMethods({ host, store, record: (id) => find(id).record, info }),
+
     /** The user a sandbox's processes run as when a request names none (E2B: the template's). */
     defaultUser(id: string): string {
       return find(id).template?.defaultUser.name ?? 'root';
@@ -391,6 +399,7 @@ export function createManager(opts: ManagerOptions) {
      * running; the next start adopts them. */
     async close(): Promise<void> {
       await pool.drain();
+      await host.network.close();
       for (const entry of live.values()) {
         clearTimeout(entry.timer);
         entry.processes.close();

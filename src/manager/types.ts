@@ -1,3 +1,4 @@
+import { OPEN_NETWORK, type SandboxNetwork } from '../network/egress-policy.ts';
 import type { SandboxRecord, SandboxState } from '../store/store.ts';
 
 export interface SandboxInfo {
@@ -13,6 +14,10 @@ export interface SandboxInfo {
   runtime: string;
   /** envd's access token (E2B `secure` sandboxes); callers at the edge check it. */
   envdAccessToken?: string;
+  /** Network settings (spec 2.11): egress enforced by the network, ingress by the gateway. */
+  network: SandboxNetwork;
+  /** What the port proxy wants in E2B-Traffic-Access-Token (allowPublicTraffic false). */
+  trafficAccessToken?: string;
 }
 
 export interface CreateSandboxInput {
@@ -24,6 +29,8 @@ export interface CreateSandboxInput {
   envVars?: Record<string, string>;
   /** The API key id that asked for it: runtime services count its sandbox against that key. */
   owner?: string;
+  /** Validated network settings (src/network/egress-policy.ts parseNetwork); default open. */
+  network?: SandboxNetwork;
 }
 
 export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
@@ -38,5 +45,7 @@ export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
     address,
     runtime: record.runtime ?? 'crun',
     ...(record.envdAccessToken && { envdAccessToken: record.envdAccessToken }),
+    network: record.network ?? OPEN_NETWORK,
+    ...(record.trafficAccessToken && { trafficAccessToken: record.trafficAccessToken }),
   };
 }

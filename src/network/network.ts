@@ -1,7 +1,10 @@
 import { readdir } from 'node:fs/promises';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { CoveError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
+import { egressPolicy, restricts, type EgressPolicy, type SandboxNetwork } from './egress-policy.ts';
+import { startEgressProxy, type EgressProxy } from './egress-proxy.ts';
+import { applyRules, clearRules, policySlots } from './egress-rules.ts';
 import { firewallRules } from './policy.ts';
 
 /**
@@ -34,6 +37,16 @@ export interface Network {
   detach(target: { hostVeth?: string; netns?: string }): Promise<void>;
   /** Sandbox ids that own a namespace or a veth on this host. */
   owners(): Promise<Array<{ id: string; netns?: string; hostVeth?: string }>>;
+  /**
+   * Makes the sandbox's egress follow `network` (egress-rules.ts): one nft transaction that
+   * replaces what it had, or removes it when nothing is restricted. New connections follow it
+   * at once; open ones keep going. detach() removes it with the veth.
+   */
+  applyPolicy(slot: Slot, network: SandboxNetwork): Promise<void>;
+  /** Removes the policy of every slot not in `live` (after reconcile: what a crash left). */
+  prunePolicies(live: number[]): Promise<void>;
+  /** Stops the egress proxy and DNS relay. Sandboxes and rules stay. */
+  close(): Promise<void>;
 }
 
 export interface NetworkOptions {
@@ -44,6 +57,8 @@ export interface NetworkOptions {
   prefix16?: string;
   /** The port of Cove's runtime services on the bridge address, which sandboxes may reach. */
   servicesPort?: number;
+  /** DNS servers (`ip` or `ip:port`) the DNS relay and the egress proxy ask (COVE_DNS). */
+  dns?: string[];
 }
 
 /** Where `ip netns` keeps named namespaces: `<NETNS_DIR>/<slot.netns>` is a namespace's path. */
@@ -58,6 +73,18 @@ export function createNetwork(opts: NetworkOptions): Network {
   const subnet = `${base}.0.0/16`;
   const gateway = `${base}.0.1`;
   const maxSlots = 65_000;
+  let proxy: EgressProxy | undefined;
+  /** Policies by sandbox address, for the egress proxy and DNS relay. */
+  const policies = new Map<string, EgressPolicy>();
+  const slotAt = (index: number) => {
+    const n = index + 2;
+    return { table: name, slot: index, address: `${base}.${n >> 8}.${n & 255}` };
+  };
+  async function clearPolicy(index: number): Promise<void> {
+    const ref = slotAt(index);
+    policies.delete(ref.address);
+    await run('nft', ['-f', '-'], { input: clearRules(ref) });
+  }
 
   return {
     maxSlots,
@@ -73,8 +100,19 @@ export function createNetwork(opts: NetworkOptions): Network {
       await run('ip', ['link', 'set', bridge, 'up']);
       await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
       const services = opts.servicesPort ? { address: gateway, port: opts.servicesPort } : undefined;
+      proxy ??= await startEgressProxy({
+        address: gateway,
+        policyOf: (address) => policies.get(address),
+        dns: opts.dns?.length ? opts.dns : await hostNameservers(),
+      });
       await run('nft', ['-f', '-'], {
-        input: firewallRules({ table: name, bridge, subnet, ...(services && { services }) }),
+        input: firewallRules({
+          table: name,
+          bridge,
+          subnet,
+          ...(services && { services }),
+          egressPorts: proxy.ports,
+        }),
       });
     },
 
@@ -82,10 +120,9 @@ export function createNetwork(opts: NetworkOptions): Network {
       if (!Number.isInteger(index) || index < 0 || index >= maxSlots) {
         throw new CoveError('resource_exhausted', `no network slot ${index}: at most ${maxSlots} sandboxes`);
       }
-      const n = index + 2;
       return {
         index,
-        address: `${base}.${n >> 8}.${n & 255}`,
+        address: slotAt(index).address,
         gateway,
         prefix: 16,
         hostVeth: `${name}-${index}`,
@@ -123,6 +160,10 @@ export function createNetwork(opts: NetworkOptions): Network {
       // The host veth first: deleting it is synchronous, while a veth that goes with its
       // namespace vanishes later and its name cannot be reused at once.
       if (target.hostVeth) await run('ip', ['link', 'del', target.hostVeth]).catch(ignoreMissing);
+      const index = target.hostVeth?.startsWith(`${name}-`)
+        ? Number(target.hostVeth.slice(name.length + 1))
+        : NaN;
+      if (Number.isInteger(index) && policies.has(slotAt(index).address)) await clearPolicy(index);
       if (target.netns) await run('ip', ['netns', 'del', target.netns]).catch(ignoreMissing);
     },
 
@@ -141,7 +182,35 @@ export function createNetwork(opts: NetworkOptions): Network {
       }
       return [...found.values()];
     },
+
+    async applyPolicy(slot, network) {
+      if (!proxy) throw new CoveError('internal', 'network.applyPolicy before init');
+      const policy = egressPolicy(network);
+      const ref = slotAt(slot.index);
+      // An open sandbox in a slot with no rules (the common create) costs no nft call; rules a
+      // crash left in a slot were pruned at start, and kill removes a sandbox's own.
+      if (!restricts(policy)) return policies.has(ref.address) ? clearPolicy(slot.index) : undefined;
+      await run('nft', ['-f', '-'], { input: applyRules(ref, policy, proxy.ports) });
+      policies.set(ref.address, policy);
+    },
+
+    async prunePolicies(live) {
+      const keep = new Set(live);
+      const { stdout } = await run('nft', ['-j', 'list', 'table', 'inet', name]);
+      for (const index of policySlots(stdout)) if (!keep.has(index)) await clearPolicy(index);
+    },
+
+    async close() {
+      await proxy?.close();
+      proxy = undefined;
+    },
   };
+}
+
+/** The host's resolvers, for sandboxes under a policy (their DNS goes through the relay). */
+async function hostNameservers(): Promise<string[]> {
+  const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  return [...text.matchAll(/^\s*nameserver\s+([\d.]+)\s*$/gm)].map((m) => m[1]!);
 }
 
 function ignoreMissing(err: unknown): void {

@@ -31,6 +31,23 @@ describe('sqlite store', () => {
     expect(store.insertSandbox(record('d'), 10).slot).toBe(1);
   });
 
+  it('keeps a sandbox’s network settings and traffic token, and updates them', () => {
+    const store = createSqliteStore(path());
+    const network = {
+      allowOut: ['1.2.3.4/32'],
+      denyOut: ['0.0.0.0/0'],
+      allowInternetAccess: false,
+      allowPublicTraffic: false,
+      httpsPorts: [8443],
+    };
+    store.insertSandbox({ ...record('a'), network, trafficAccessToken: 'tok' }, 10);
+    expect(store.getSandbox('a')).toMatchObject({ network, trafficAccessToken: 'tok' });
+    store.updateSandbox('a', { network: { ...network, denyOut: [] } });
+    expect(store.getSandbox('a')?.network?.denyOut).toEqual([]);
+    expect(store.insertSandbox(record('b'), 10)).not.toHaveProperty('network');
+    expect(store.getSandbox('b')).not.toHaveProperty('network');
+  });
+
   it('refuses duplicates and a full host, and keeps what it had', () => {
     const store = createSqliteStore(path());
     store.insertSandbox(record('a'), 2);

@@ -1,5 +1,6 @@
 import { DatabaseSync } from 'node:sqlite';
 import { CoveError } from '../core/errors.ts';
+import type { SandboxNetwork } from '../network/egress-policy.ts';
 import type { ApiKeyRecord, SandboxRecord, Store } from './store.ts';
 
 const migrations = [
@@ -26,6 +27,7 @@ const migrations = [
      last_used_at INTEGER
    ) STRICT`,
   `ALTER TABLE sandboxes ADD COLUMN runtime TEXT`,
+  `ALTER TABLE sandboxes ADD COLUMN network TEXT; ALTER TABLE sandboxes ADD COLUMN traffic_access_token TEXT`,
 ];
 
 interface Row {
@@ -37,6 +39,8 @@ interface Row {
   agent_token: string;
   envd_access_token: string | null;
   runtime: string | null;
+  network: string | null;
+  traffic_access_token: string | null;
   limits: string;
   metadata: string;
   env_vars: string;
@@ -67,8 +71,8 @@ export function createSqliteStore(path: string): Store {
   migrate(db);
 
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime, network, traffic_access_token)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const slots = db.prepare('SELECT slot FROM sandboxes ORDER BY slot');
   const byId = db.prepare('SELECT * FROM sandboxes WHERE id = ?');
@@ -108,6 +112,8 @@ export function createSqliteStore(path: string): Store {
           record.startedAt,
           record.endAt,
           record.runtime ?? null,
+          record.network ? JSON.stringify(record.network) : null,
+          record.trafficAccessToken ?? null,
         );
         db.exec('COMMIT');
         return { ...record, slot };
@@ -139,6 +145,8 @@ export function createSqliteStore(path: string): Store {
       if (patch.envVars !== undefined) set('env_vars', JSON.stringify(patch.envVars));
       if (patch.startedAt !== undefined) set('started_at', patch.startedAt);
       if (patch.envdAccessToken !== undefined) set('envd_access_token', patch.envdAccessToken);
+      if (patch.network !== undefined) set('network', JSON.stringify(patch.network));
+      if (patch.trafficAccessToken !== undefined) set('traffic_access_token', patch.trafficAccessToken);
       if (sets.length === 0) return;
       const result = db.prepare(`UPDATE sandboxes SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
       if (result.changes === 0) throw new CoveError('not_found', `sandbox ${id} not found`);
@@ -227,6 +235,8 @@ function fromRow(row: Row): SandboxRecord {
     agentToken: row.agent_token,
     ...(row.envd_access_token !== null && { envdAccessToken: row.envd_access_token }),
     ...(row.runtime !== null && { runtime: row.runtime }),
+    ...(row.network !== null && { network: JSON.parse(row.network) as SandboxNetwork }),
+    ...(row.traffic_access_token !== null && { trafficAccessToken: row.traffic_access_token }),
     limits: JSON.parse(row.limits) as SandboxRecord['limits'],
     metadata: JSON.parse(row.metadata) as Record<string, string>,
     envVars: JSON.parse(row.env_vars) as Record<string, string>,

@@ -1,3 +1,5 @@
+import type { SandboxNetwork } from '../network/egress-policy.ts';
+
 /**
  * What Cove must not lose. Every state change of a sandbox is written here before it is
  * acknowledged; on start the manager reconciles this with what the host really runs.
@@ -18,6 +20,10 @@ export interface SandboxRecord {
   envdAccessToken?: string;
   /** The runtime backend that runs it (src/runtime/set.ts); absent in records older than that: crun. */
   runtime?: string;
+  /** Network settings (spec 2.11); absent: the defaults, internet open, public traffic allowed. */
+  network?: SandboxNetwork;
+  /** E2B-Traffic-Access-Token the port proxy wants (allowPublicTraffic false). */
+  trafficAccessToken?: string;
   limits: { cpus: number; memoryMiB: number; pids: number };
   metadata: Record<string, string>;
   envVars: Record<string, string>;
@@ -52,7 +58,8 @@ export interface Store {
     id: string,
     patch: Partial<
       Pick<SandboxRecord, 'state' | 'endAt' | 'metadata' | 'envVars' | 'startedAt' | 'envdAccessToken'>
-    >,
+    > &
+      Partial<Pick<SandboxRecord, 'network' | 'trafficAccessToken'>>,
   ): void;
   deleteSandbox(id: string): void;
 

@@ -1,0 +1,60 @@
+import { CoveError } from '../core/errors.ts';
+import { newToken } from '../core/ids.ts';
+import { OPEN_NETWORK, type SandboxNetwork } from '../network/egress-policy.ts';
+import type { SandboxRecord, Store } from '../store/store.ts';
+import type { HostDeps } from './host.ts';
+import type { CreateSandboxInput, SandboxInfo } from './types.ts';
+
+/** The record's network fields for a create: a traffic token when public traffic is off. */
+export function networkFields(input?: CreateSandboxInput) {
+  if (!input?.network) return {};
+  return {
+    network: input.network,
+    ...(!input.network.allowPublicTraffic && { trafficAccessToken: newToken() }),
+  };
+}
+
+/**
+ * Makes the kernel enforce the record's egress policy. At create it runs before the sandbox
+ * is handed out, so nothing of the user's runs before its policy holds; a failure there runs
+ * `undo` (the kill) and throws. At adopt it runs again although the rules outlived the
+ * restart (network.init keeps them): the egress proxy's ports changed, and its table of
+ * policies starts empty.
+ */
+export async function applyNetwork(host: HostDeps, record: SandboxRecord, undo?: () => Promise<void>) {
+  const slot = host.network.slot(record.slot, record.id);
+  await host.network.applyPolicy(slot, record.network ?? OPEN_NETWORK).catch(async (err: unknown) => {
+    if (!undo) throw err;
+    await undo().catch(() => {});
+    throw new CoveError('internal', `applying the sandbox's network policy failed: ${String(err)}`, {
+      cause: err,
+    });
+  });
+}
+
+/** The manager's network methods, over its live records. */
+export function networkMethods(deps: {
+  host: HostDeps;
+  store: Store;
+  record: (id: string) => SandboxRecord;
+  info: (record: SandboxRecord) => SandboxInfo;
+}) {
+  return {
+    /**
+     * E2B's updateNetwork (spec 2.11): replaces the egress settings (allowOut, denyOut,
+     * internet access), keeps the ingress ones (public traffic, host mask, https ports). The
+     * rules change first, then the record: a failure changes nothing a restart would undo.
+     */
+    async updateNetwork(
+      id: string,
+      egress: Pick<SandboxNetwork, 'allowOut' | 'denyOut' | 'allowInternetAccess'>,
+    ): Promise<SandboxInfo> {
+      const record = deps.record(id);
+      const network: SandboxNetwork = { ...(record.network ?? OPEN_NETWORK), ...egress };
+      await deps.host.network.applyPolicy(deps.host.network.slot(record.slot, id), network);
+      deps.store.updateSandbox(id, { network });
+      record.network = network;
+      return deps.info(record);
+    },
+  };
+}

@@ -1,0 +1,129 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A stand-in "internet" for egress tests, so that no test packet can leave the machine even
+ * when a policy under test is broken:
+ * - a network namespace `inet-<instance>` (not `<instance>-…`: reconcile would take that for
+ *   a sandbox's) joined to the host by a veth on TEST-NET-1 (192.0.2.0/30);
+ * - test hosts on TEST-NET-2/3 addresses inside it, serving HTTP and HTTPS (a test CA made
+ *   here with openssl) and DNS for the `*.test` names below, and nothing else: it has no
+ *   route onwards, so whatever else enters it is dropped there;
+ * - on the host, a policy routing rule that sends everything the instance's bridge forwards
+ *   (every sandbox's egress) into it instead of the real uplink, and routes for the test
+ *   addresses so that the egress proxy and DNS relay (host processes) reach them too.
+ */
+export interface FakeInternet {
+  /** HTTP and HTTPS hosts; `web` answers for allowed.test, `other` for denied.test. */
+  hosts: { web: string; other: string; far: string; dns: string };
+  names: Record<string, string>;
+  /** The test CA (PEM): sandboxes pass it to curl with --cacert. */
+  ca: string;
+  /** The certificate and key the servers present (also usable by a server in a sandbox). */
+  cert: string;
+  key: string;
+  close(): void;
+}
+
+const hosts = { web: '198.51.100.10', other: '198.51.100.20', far: '203.0.113.10', dns: '198.51.100.53' };
+const names: Record<string, string> = {
+  'allowed.test': hosts.web,
+  'api.allowed.test': hosts.web,
+  'www.other.test': hosts.far,
+  'denied.test': hosts.other,
+  // an allowed name must never lead to the host or a private network
+  'loopback.test': '127.0.0.1',
+};
+const LINK_HOST = '192.0.2.1';
+const LINK_NS = '192.0.2.2';
+const TABLE = '4342';
+
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+const quiet = (f: () => unknown) => {
+  try {
+    f();
+  } catch {
+    // already gone
+  }
+};
+
+export async function startFakeInternet(opts: { instance: string; bridge: string }): Promise<FakeInternet> {
+  const ns = `inet-${opts.instance}`;
+  const veth = `vi-${opts.instance}`;
+  const undo = () => {
+    quiet(() => ip('rule', 'del', 'iif', opts.bridge, 'lookup', TABLE));
+    quiet(() => ip('route', 'flush', 'table', TABLE));
+    for (const net of ['198.51.100.0/24', '203.0.113.0/24'])
+      quiet(() => ip('route', 'del', net, 'via', LINK_NS));
+    quiet(() => ip('link', 'del', veth));
+    quiet(() => ip('netns', 'del', ns));
+  };
+  undo(); // what an interrupted earlier run left
+
+  const dir = mkdtempSync(join(tmpdir(), 'cove-inet-'));
+  makeCertificates(dir);
+
+  ip('netns', 'add', ns);
+  ip('link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+  ip('addr', 'add', `${LINK_HOST}/30`, 'dev', veth);
+  ip('link', 'set', veth, 'up');
+  ip('-n', ns, 'link', 'set', 'lo', 'up');
+  ip('-n', ns, 'addr', 'add', `${LINK_NS}/30`, 'dev', 'eth0');
+  ip('-n', ns, 'link', 'set', 'eth0', 'up');
+  for (const a of Object.values(hosts)) ip('-n', ns, 'addr', 'add', `${a}/32`, 'dev', 'lo');
+  // Forwarded sandbox traffic: into the namespace, whatever its destination. Locally made
+  // packets (the gateway's, the egress proxy's) keep the main table, where only the test
+  // addresses lead here.
+  ip('route', 'replace', 'default', 'via', LINK_NS, 'dev', veth, 'table', TABLE);
+  ip('rule', 'add', 'iif', opts.bridge, 'lookup', TABLE, 'priority', TABLE);
+  for (const net of ['198.51.100.0/24', '203.0.113.0/24'])
+    ip('route', 'replace', net, 'via', LINK_NS, 'dev', veth);
+
+  const node = join(import.meta.dirname, '..', 'node_modules', '.bin', 'node');
+  const server: ChildProcess = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      node,
+      join(import.meta.dirname, 'netns-internet-server.ts'),
+      dir,
+      hosts.dns,
+      JSON.stringify(names),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('exit', (code) => reject(new Error(`the fake internet's servers exited (${code})`)));
+    server.stdout!.once('data', () => resolve());
+  });
+
+  return {
+    hosts,
+    names,
+    ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
+    cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+    key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+    close() {
+      server.kill('SIGKILL');
+      undo();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A CA, and a certificate it signs for every test name and address. */
+function makeCertificates(dir: string): void {
+  const ssl = (args: string) => execFileSync('openssl', args.split(' '), { cwd: dir, stdio: 'ignore' });
+  const newKey = '-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes';
+  ssl(`req -x509 ${newKey} -keyout ca-key.pem -out ca.pem -subj /CN=cove-test-CA -days 2`);
+  const san = [...Object.keys(names).map((n) => `DNS:${n}`), ...Object.values(hosts).map((a) => `IP:${a}`)];
+  writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=${san.join(',')}\n`);
+  ssl(`req ${newKey} -keyout key.pem -out csr.pem -subj /CN=fake-internet`);
+  ssl(
+    'x509 -req -in csr.pem -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf',
+  );
+}
