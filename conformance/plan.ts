@@ -48,11 +48,11 @@ export const rules: Rule[] = [
   { match: 'sandbox/fork.test.ts', skip: 'fork: later (issue 6)' },
   {
     match: 'sandbox/network.test.ts',
-    skip: 'network policy, getHost and the httpbin template: later (issue 4); needs egress to the internet',
+    skip: 'needs the real internet (1.1.1.1, 8.8.8.8), https getHost and the httpbin template; test/e2b/network-policy.test.ts covers it offline',
   },
   {
     match: 'sandbox/internetAccess.test.ts',
-    skip: 'allowInternetAccess: later (issue 4); needs real egress to the internet',
+    skip: 'needs the real internet (gstatic.com); test/e2b/network-policy.test.ts covers it offline',
   },
   { match: 'sandbox/egressProxy.test.ts', skip: `${MSW}; egress proxy is issue 4` },
   { match: 'sandbox/networkTransform.test.ts', skip: `${MSW}; network rules are issue 4` },

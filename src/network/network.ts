@@ -144,6 +144,10 @@ export function createNetwork(opts: NetworkOptions): Network {
           // sandbox-to-sandbox frames at layer 2
           `link set ${slot.hostVeth} type bridge_slave isolated on`,
           `link set ${slot.hostVeth} up`,
+          // The slot's address may have served a sandbox killed seconds ago: the bridge's
+          // neighbour entry would still name that one's MAC, and the host's connections (port
+          // proxy, readiness probe) would go nowhere until it expired (~10 s).
+          `neigh flush to ${slot.address} dev ${bridge}`,
         ].join('\n'),
       });
       await run('ip', ['-n', slot.netns, '-batch', '-'], {

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
 import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
@@ -198,6 +199,26 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     await serve(open, 8080, HEADERS_SERVER(8080));
     expect((await viaGateway(open, 8080)).status).toBe(200);
   });
+
+  // The code interpreter SDK sends the token to its server on port 49999 by itself (spec 1.3).
+  const ciBuilt = existsSync(
+    `${process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove'}/templates/code-interpreter-v1/current`,
+  );
+  it.skipIf(!ciBuilt && process.env.CI !== 'true')(
+    'the code interpreter works with public traffic off',
+    async () => {
+      const ci = await import('@e2b/code-interpreter');
+      const sbx = await ci.Sandbox.create({ network: { allowPublicTraffic: false } });
+      try {
+        expect(sbx.trafficAccessToken).toBeTruthy();
+        expect((await sbx.runCode('6*7')).text).toBe('42');
+        const context = await sbx.createCodeContext();
+        expect((await sbx.runCode('x = 3; x', { context })).text).toBe('3');
+      } finally {
+        await sbx.kill();
+      }
+    },
+  );
 
   it('maskRequestHost rewrites the Host the server sees; httpsPorts reach a TLS server; loopback-only servers stay unreachable', async () => {
     const sbx = await create({
