@@ -315,13 +315,11 @@ export function createManager(opts: ManagerOptions) {
           // are then read again at the next exec, or fall back to root.
           const template = await templates.get(record.templateName).catch(() => undefined);
           const entry = liveEntry(record, template);
-          await applyNetwork(host, record);
           await attachAgent(entry);
           live.set(record.id, entry);
           schedule(entry);
         },
       });
-      await host.network.prunePolicies(store.listSandboxes().map((r) => r.slot));
       pool.start();
       return report;
     },

@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import type { Logger } from '../core/log.ts';
 import type { SandboxRecord, Store } from '../store/store.ts';
 import { teardown, type HostDeps } from './host.ts';
+import { applyNetwork } from './network.ts';
 
 export interface ReconcileReport {
   adopted: string[];
@@ -33,6 +34,7 @@ export async function reconcile(opts: {
     const status = record.state === 'running' ? await host.runtime.status(record.id) : 'missing';
     if (status === 'running') {
       try {
+        await applyNetwork(host, record);
         await opts.adopt(record);
         report.adopted.push(record.id);
         continue;
@@ -56,6 +58,8 @@ export async function reconcile(opts: {
     await teardown(host, id);
     report.orphans.push(id);
   }
+  // egress chains of slots no sandbox holds any more (a crash between a kill's steps)
+  await host.network.prunePolicies(store.listSandboxes().map((r) => r.slot));
   if (report.adopted.length + report.removed.length + report.orphans.length > 0) {
     log.info(report, 'reconciled sandboxes with the host');
   }
