@@ -42,6 +42,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --podman-density N idle podman containers at once               BENCH_PODMAN_DENSITY (50 [10])
   --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
                     or code-interpreter alone: bench/code-interpreter.ts (its own options: BENCH_CI_*)
+                    or templates alone: bench/templates.ts (BENCH_TEMPLATES_N)
                     or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
                     or computer-use alone: bench/computer-use.ts (desktop and browser; BENCH_CU_RUNS)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
@@ -238,6 +239,11 @@ async function main(): Promise<number> {
   if (only.includes('code-interpreter')) {
     if (only.length > 1) throw new Error('--only code-interpreter runs alone');
     return (await import('./code-interpreter.ts')).codeInterpreterMain([]);
+  }
+  // Template builds and creates from a 20-step template (issue 9): bench/templates.ts.
+  if (only.includes('templates')) {
+    if (only.length > 1) throw new Error('--only templates runs alone');
+    return (await import('./templates.ts')).templatesMain();
   }
   // The gVisor backend beside crun, and its checkpoint/restore (issue 6): bench/runsc.ts.
   if (only.includes('runsc')) {
