@@ -16,10 +16,11 @@ export const defaultRoot = resolve(import.meta.dirname, '..');
 
 /**
  * The conformance run's own instance and subnet: host objects `covec-*`, sandboxes in
- * 10.25/16, so it never reconciles (kills) the sandboxes of another test run on the machine.
+ * 10.25/16, so it never reconciles (kills) the sandboxes of another test run on the machine
+ * (COVE_CONFORMANCE_INSTANCE and _SUBNET move it beside another conformance run).
  */
-export const INSTANCE = 'covec';
-export const SUBNET = '10.25';
+export const INSTANCE = process.env.COVE_CONFORMANCE_INSTANCE ?? 'covec';
+export const SUBNET = process.env.COVE_CONFORMANCE_SUBNET ?? '10.25';
 
 /** A key in the format every SDK accepts (2.50 and older check /^e2b_[0-9a-f]+$/). */
 export const PLACEHOLDER_KEY = `e2b_${'0'.repeat(40)}`;

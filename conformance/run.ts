@@ -20,7 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultRoot, startServer } from './cove.ts';
+import { defaultRoot, INSTANCE, startServer, SUBNET } from './cove.ts';
 import { classify } from './plan.ts';
 import {
   analyze,
@@ -204,7 +204,7 @@ if (args.ref) {
   coveVersion = commitOf;
 } else if (!args['no-setup']) execFileSync('bash', [join(root, 'scripts', 'setup.sh')], { stdio: 'inherit' });
 const server = await startServer(root, join(runDir, 'cove.log'));
-log(`\nCove ${coveVersion} at ${server.url} (instance covec, subnet 10.25), log ${server.logFile}`);
+log(`\nCove ${coveVersion} at ${server.url} (instance ${INSTANCE}, subnet ${SUBNET}), log ${server.logFile}`);
 const env: NodeJS.ProcessEnv = Object.fromEntries(
   Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')),
 );
