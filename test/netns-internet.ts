@@ -17,7 +17,7 @@ import { join } from 'node:path';
  */
 export interface FakeInternet {
   /** HTTP and HTTPS hosts; `web` answers for allowed.test, `other` for denied.test. */
-  hosts: { web: string; other: string; far: string; dns: string };
+  hosts: { web: string; other: string; far: string; dns: string; metadata: string };
   names: Record<string, string>;
   /** The test CA (PEM): sandboxes pass it to curl with --cacert. */
   ca: string;
@@ -27,7 +27,14 @@ export interface FakeInternet {
   close(): void;
 }
 
-const hosts = { web: '198.51.100.10', other: '198.51.100.20', far: '203.0.113.10', dns: '198.51.100.53' };
+const hosts = {
+  web: '198.51.100.10',
+  other: '198.51.100.20',
+  far: '203.0.113.10',
+  dns: '198.51.100.53',
+  // a cloud metadata endpoint: answers, so that only Cove's firewall can keep a sandbox from it
+  metadata: '169.254.169.254',
+};
 const names: Record<string, string> = {
   'allowed.test': hosts.web,
   'api.allowed.test': hosts.web,

@@ -111,6 +111,28 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     await reached(other, `http://${net.hosts.web}/`);
   });
 
+  it('no allowOut opens the metadata address, another sandbox or the host', async () => {
+    const target = await create();
+    await serve(target, 8080, HEADERS_SERVER(8080));
+    const { address } = cove.manager.get(target.sandboxId);
+    const gateway = address.replace(/\.\d+\.\d+$/, '.0.1');
+    const sbx = await create({
+      network: {
+        denyOut: [e2b.ALL_TRAFFIC],
+        allowOut: ['169.254.0.0/16', '10.0.0.0/8', '198.51.100.0/24'],
+      },
+    });
+    await reached(sbx, `http://${net.hosts.web}/`); // the allow list works…
+    for (const url of [
+      `http://${net.hosts.metadata}/`,
+      `http://${address}:8080/`,
+      `http://${gateway}:${new URL(cove.url).port}/health`,
+    ]) {
+      const r = await sbx.commands.run(`curl -sS --connect-timeout 2 ${url}; echo " exit=$?"`);
+      expect(r.stdout, url).toMatch(/ exit=(7|28)$/m); // …but not for these
+    }
+  });
+
   it('allowOut by domain: the egress proxy lets allowed names through, by Host and by SNI', async () => {
     const sbx = await create({
       network: { denyOut: [e2b.ALL_TRAFFIC], allowOut: ['allowed.test', '*.other.test', 'loopback.test'] },
