@@ -45,6 +45,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     or templates alone: bench/templates.ts (BENCH_TEMPLATES_N)
                     or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
                     or computer-use alone: bench/computer-use.ts (desktop and browser; BENCH_CU_RUNS)
+                    or services alone: bench/services.ts (BENCH_SVC_RUNS, _ENTRIES, _QUERIES)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -249,6 +250,10 @@ async function main(): Promise<number> {
   if (only.includes('runsc')) {
     if (only.length > 1) throw new Error('--only runsc runs alone');
     return (await import('./runsc.ts')).runscMain();
+  }
+  if (only.includes('services')) {
+    if (only.length > 1) throw new Error('--only services runs alone');
+    return (await import('./services.ts')).servicesMain([]);
   }
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))

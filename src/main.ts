@@ -299,6 +299,7 @@ async function startLocked(
     url,
     scheme: tls ? 'https' : 'http',
     cleanup: config.mcpCleanup,
+    memory: services.memory,
   });
   app.route('/', mcp.routes);
   app.route('/', serviceUsageRoutes(services.usage));

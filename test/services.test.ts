@@ -1,5 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
@@ -267,6 +270,32 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     });
     const bad = await run(sandbox.sandboxId, curlJson('/v1/search', '{"q":"x"}'));
     expect(bad).toMatch(/\n400$/);
+  });
+
+  it('memory through MCP tools: the same memory as the REST API', async () => {
+    const transport = new StreamableHTTPClientTransport(new URL('/mcp', cove.url), {
+      requestInit: { headers: { 'x-api-key': cove.apiKey } },
+    });
+    const client = new Client({ name: 'svc-test', version: '1' });
+    await client.connect(transport);
+    const call = async (name: string, args: Record<string, unknown>) =>
+      (await client.callTool({ name, arguments: args })) as CallToolResult;
+    const stored = await call('memory_store', {
+      namespace: 'mcp',
+      text: 'The invoices are exported every Monday',
+    });
+    expect(stored.isError).toBeFalsy();
+    const id = (stored.structuredContent as { id: number }).id;
+    const recalled = await call('memory_recall', { namespace: 'mcp', query: 'when is the invoice export?' });
+    expect((recalled.structuredContent as { results: Array<{ id: number }> }).results[0]?.id).toBe(id);
+    const rest = (await (await api(`/v1/memory/mcp/entries/${id}`)).json()) as { text: string };
+    expect(rest.text).toBe('The invoices are exported every Monday');
+    const bad = await call('memory_forget', { namespace: 'mcp' });
+    expect(bad.isError).toBe(true);
+    expect((await call('memory_forget', { namespace: 'mcp', id })).structuredContent).toEqual({
+      forgotten: 1,
+    });
+    await client.close();
   });
 
   it('keeps tokens and usage across a Cove restart; a killed sandbox token dies', async () => {

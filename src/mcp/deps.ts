@@ -1,6 +1,7 @@
 import type { SandboxLog } from '../audit/sandbox-log.ts';
 import type { Logger } from '../core/log.ts';
 import type { Manager } from '../manager/manager.ts';
+import type { Memory } from '../services/memory/store.ts';
 import type { CommandJobs } from './jobs.ts';
 
 /** What the MCP tools use; built in src/main.ts. The same manager the REST API calls. */
@@ -16,6 +17,8 @@ export interface McpDeps {
   url: string;
   /** COVE_MCP_CLEANUP: what a session's end does to the sandboxes it created. */
   cleanup: 'keep' | 'kill';
+  /** Cove's memory service (src/services): memory_* tools when present. */
+  memory?: Memory;
 }
 
 /** One MCP session as the tools see it. */

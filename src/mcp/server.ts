@@ -2,6 +2,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { registerCommandTools } from './commands.ts';
 import type { McpDeps, McpSession } from './deps.ts';
 import { registerFileTools } from './files.ts';
+import { registerMemoryTools } from './memory.ts';
 import { registerResources } from './resources.ts';
 import { registerSandboxTools } from './sandboxes.ts';
 
@@ -19,5 +20,6 @@ export function createMcpServer(deps: McpDeps, session: McpSession): McpServer {
   registerCommandTools(server, deps, session);
   registerFileTools(server, deps);
   registerResources(server, deps);
+  if (deps.memory) registerMemoryTools(server, { ...deps, memory: deps.memory }, session);
   return server;
 }

@@ -7,14 +7,17 @@ const STOP = new Set(
 );
 
 /**
- * An FTS5 query for a natural-language recall: every meaningful word, quoted (so that no
- * FTS5 syntax can be injected) and OR-ed, so that an entry sharing some of the words (after
- * the porter stemmer: "prefers" finds "preferred") ranks by BM25. Undefined: nothing to match.
+ * For a natural-language recall: every meaningful word, quoted (so that no FTS5 syntax can be
+ * injected), to be OR-ed, so that an entry sharing some of the words (after the porter
+ * stemmer: "prefers" finds "preferred") ranks by BM25. At most 64.
  */
-export function ftsQuery(text: string): string | undefined {
+export function ftsTerms(text: string): string[] {
   const words = (text.toLowerCase().match(/[\p{L}\p{N}_]+/gu) ?? []).filter((w) => !STOP.has(w));
-  const unique = [...new Set(words)].slice(0, 64);
-  return unique.length ? unique.map((w) => `"${w}"`).join(' OR ') : undefined;
+  return [...new Set(words)].slice(0, 64).map((w) => `"${w}"`);
+}
+
+export function orQuery(terms: string[]): string {
+  return terms.join(' OR ');
 }
 
 export function cosine(a: Float32Array, b: Float32Array): number {

@@ -30,6 +30,18 @@ describe('memory', () => {
     expect(await memory.recall(scope, { query: 'NEAR("x" AND) OR * ^' })).toEqual([]);
   });
 
+  it('matches on the rarer words when a query word is in thousands of entries', async () => {
+    const { memory } = setup({ capacity: 10_000 });
+    await memory.add(
+      scope,
+      Array.from({ length: 2100 }, (_, i) => ({ text: `status report number ${i}` })),
+    );
+    await memory.add(scope, [{ text: 'status of the zebra enclosure' }]);
+    const [hit] = await memory.recall(scope, { query: 'zebra status' });
+    expect(hit?.text).toBe('status of the zebra enclosure');
+    expect(await memory.recall(scope, { query: 'status', limit: 3 })).toHaveLength(3);
+  });
+
   it('forgets by TTL, decay, delete and capacity', async () => {
     const { memory, advance } = setup({ capacity: 3 });
     const [short] = await memory.add(scope, [

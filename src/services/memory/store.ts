@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 import { CoveError } from '../../core/errors.ts';
 import { chunkText } from './chunk.ts';
-import { cosine, ftsQuery } from './query.ts';
+import { ftsTerms, orQuery } from './query.ts';
+import { MEMORY_SCHEMA } from './schema.ts';
+import { createVectorCache, type VectorRow } from './vectors.ts';
 
 /** Whose memory: an API key's namespace. A sandbox uses its creator key's. */
 export interface Scope {
@@ -49,6 +51,10 @@ export interface MemoryOptions {
 const DAY = 24 * 3600_000;
 /** Reciprocal rank fusion's constant (Cormack et al. 2009): ranks, not raw scores, are merged. */
 const RRF_K = 60;
+/** A word in at least this many entries is common: ranking every entry that holds it costs
+ * most of a recall (bench/services.ts) while BM25 gives it little weight, so a query that also
+ * has rarer words is matched on those alone. */
+const COMMON_DF = 2000;
 
 /**
  * Long- and short-term memory over SQLite: FTS5 (porter stemmer) ranks by BM25; when an
@@ -56,48 +62,7 @@ const RRF_K = 60;
  * two rankings are fused. Forgetting: TTL, decay of unused facts, delete, capacity (LRU).
  */
 export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => number = Date.now) {
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS memories (
-      id INTEGER PRIMARY KEY,
-      key_id TEXT NOT NULL,
-      namespace TEXT NOT NULL,
-      kind TEXT NOT NULL,
-      text TEXT NOT NULL,
-      metadata TEXT NOT NULL,
-      session TEXT,
-      document_id TEXT,
-      chunk INTEGER,
-      start INTEGER,
-      end INTEGER,
-      created_at INTEGER NOT NULL,
-      expires_at INTEGER,
-      last_used_at INTEGER NOT NULL,
-      embedding BLOB
-    );
-    CREATE INDEX IF NOT EXISTS memories_scope ON memories (key_id, namespace, last_used_at);
-    CREATE INDEX IF NOT EXISTS memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
-    CREATE INDEX IF NOT EXISTS memories_document ON memories (document_id) WHERE document_id IS NOT NULL;
-    CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
-      text, content = 'memories', content_rowid = 'id', tokenize = 'porter unicode61'
-    );
-    CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-      INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
-    END;
-    CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-      INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
-    END;
-    CREATE TABLE IF NOT EXISTS documents (
-      id TEXT PRIMARY KEY,
-      key_id TEXT NOT NULL,
-      namespace TEXT NOT NULL,
-      title TEXT NOT NULL,
-      source TEXT,
-      metadata TEXT NOT NULL,
-      chunks INTEGER NOT NULL,
-      created_at INTEGER NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS documents_scope ON documents (key_id, namespace);
-  `);
+  db.exec(MEMORY_SCHEMA);
   const COLS = `m.id, m.kind, m.text, m.metadata, m.session, m.document_id, m.chunk, m.start, m.end,
     m.created_at, m.expires_at, m.last_used_at, d.title`;
   const FROM = 'memories m LEFT JOIN documents d ON d.id = m.document_id';
@@ -117,8 +82,11 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
       WHERE key_id = ? AND namespace = ? ORDER BY last_used_at, id LIMIT ?)`),
     fts: db.prepare(`SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
       WHERE memories_fts MATCH ? AND ${LIVE} ORDER BY bm25(memories_fts) LIMIT ?`),
-    vectors: db.prepare(`SELECT m.id, m.kind, m.session, m.embedding FROM memories m
-      WHERE ${LIVE} AND m.embedding IS NOT NULL`),
+    df: db.prepare(
+      `SELECT count(*) AS n FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ${COMMON_DF})`,
+    ),
+    vectors: db.prepare(`SELECT id, embedding, expires_at FROM memories
+      WHERE key_id = ? AND namespace = ? AND embedding IS NOT NULL`),
     touch: db.prepare('UPDATE memories SET last_used_at = ? WHERE id = ?'),
     insertDoc:
       db.prepare(`INSERT INTO documents (id, key_id, namespace, title, source, metadata, chunks, created_at)
@@ -181,9 +149,15 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
     }
   }
 
+  const vectorCache = createVectorCache(
+    (scope) => q.vectors.all(scope.keyId, scope.namespace) as unknown as VectorRow[],
+  );
+
   function enforceCapacity(scope: Scope): void {
     const n = Number((q.count.get(scope.keyId, scope.namespace) as { n: number }).n);
-    if (n > opts.capacity) q.evict.run(scope.keyId, scope.namespace, n - opts.capacity);
+    if (n <= opts.capacity) return;
+    q.evict.run(scope.keyId, scope.namespace, n - opts.capacity);
+    vectorCache.drop(scope);
   }
 
   async function embedAll(texts: string[], keyId: string): Promise<Array<Uint8Array | null>> {
@@ -212,6 +186,7 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
         const out = entries.map((e, i) => {
           const kind = e.kind ?? 'fact';
           const ttl = e.ttlSeconds ?? (kind === 'short' ? (opts.defaultShortTtlSeconds ?? 3600) : undefined);
+          const expires = ttl === undefined ? null : t + ttl * 1000;
           const r = q.insert.run(
             scope.keyId,
             scope.namespace,
@@ -224,16 +199,18 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
             null,
             null,
             t,
-            ttl === undefined ? null : t + ttl * 1000,
+            expires,
             t,
             vectors[i] ?? null,
           );
-          return Number(r.lastInsertRowid);
+          return { id: Number(r.lastInsertRowid), expires };
         });
         enforceCapacity(scope);
         return out;
       });
-      return ids.flatMap((id) => {
+      // after the commit: a rolled-back entry never reaches the cache
+      ids.forEach(({ id, expires }, i) => vectorCache.append(scope, id, vectors[i] ?? null, expires));
+      return ids.flatMap(({ id }) => {
         try {
           return [get(scope, id)];
         } catch {
@@ -253,12 +230,14 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
     },
 
     remove(scope: Scope, id: number): void {
+      vectorCache.drop(scope);
       if (Number(q.remove.run(id, scope.keyId, scope.namespace).changes) === 0)
         throw new CoveError('not_found', `memory ${id} not found in namespace ${scope.namespace}`);
     },
 
     /** Forgets a whole namespace; returns how many entries it held. */
     clear(scope: Scope): number {
+      vectorCache.drop(scope);
       return transaction(() => {
         q.clearDocs.run(scope.keyId, scope.namespace);
         return Number(q.clear.run(scope.keyId, scope.namespace).changes);
@@ -284,7 +263,7 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
       const id = `doc_${randomBytes(8).toString('hex')}`;
       const t = now();
       const metadata = JSON.stringify(doc.metadata ?? {});
-      transaction(() => {
+      const inserted = transaction(() => {
         q.insertDoc.run(
           id,
           scope.keyId,
@@ -295,7 +274,7 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
           chunks.length,
           t,
         );
-        chunks.forEach((c, i) =>
+        const rows = chunks.map((c, i) =>
           q.insert.run(
             scope.keyId,
             scope.namespace,
@@ -314,7 +293,11 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
           ),
         );
         enforceCapacity(scope);
+        return rows;
       });
+      inserted.forEach((r, i) =>
+        vectorCache.append(scope, Number(r.lastInsertRowid), vectors[i] ?? null, null),
+      );
       return { id, title: doc.title, chunks: chunks.length };
     },
 
@@ -330,6 +313,7 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
     },
 
     removeDocument(scope: Scope, id: string): void {
+      vectorCache.drop(scope);
       transaction(() => {
         if (Number(q.removeDoc.run(id, scope.keyId, scope.namespace).changes) === 0)
           throw new CoveError('not_found', `document ${id} not found in namespace ${scope.namespace}`);
@@ -349,39 +333,37 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
       const t = now();
       const pool = Math.max(limit * 5, 50);
       const scores = new Map<number, number>();
-      const match = ftsQuery(input.query);
-      if (match) {
-        const rows = q.fts.all(match, scope.keyId, scope.namespace, t, pool) as Array<{ id: number }>;
+      let terms = ftsTerms(input.query);
+      if (terms.length > 1) {
+        // a capped count per word: reading at most COMMON_DF entries of each
+        const rare = terms.filter((w) => Number((q.df.get(w) as { n: number }).n) < COMMON_DF);
+        if (rare.length > 0) terms = rare;
+      }
+      if (terms.length) {
+        const rows = q.fts.all(orQuery(terms), scope.keyId, scope.namespace, t, pool) as Array<{
+          id: number;
+        }>;
         rows.forEach((r, rank) => scores.set(Number(r.id), 1 / (RRF_K + rank + 1)));
       }
       const [vector] = opts.embed ? ((await opts.embed([input.query], scope.keyId)) ?? []) : [];
       if (vector) {
-        const all = q.vectors.all(scope.keyId, scope.namespace, t) as Array<{
-          id: number;
-          embedding: Uint8Array;
-        }>;
-        const ranked = all
-          .map((r) => ({
-            id: Number(r.id),
-            sim: cosine(
-              vector,
-              new Float32Array(r.embedding.buffer, r.embedding.byteOffset, r.embedding.byteLength / 4),
-            ),
-          }))
-          .filter((r) => r.sim > 0)
-          .sort((a, b) => b.sim - a.sim)
-          .slice(0, pool);
+        const ranked = vectorCache.search(scope, vector, t, pool);
         ranked.forEach((r, rank) => scores.set(r.id, (scores.get(r.id) ?? 0) + 1 / (RRF_K + rank + 1)));
       }
       const results: Array<Entry & { score: number }> = [];
       for (const [id, score] of [...scores].sort((a, b) => b[1] - a[1])) {
         if (results.length >= limit) break;
-        const e = get(scope, id);
+        let e: Entry;
+        try {
+          e = get(scope, id);
+        } catch {
+          continue; // gone since it was ranked (a vector copy a moment older than the table)
+        }
         if (input.kind && e.kind !== input.kind) continue;
         if (input.session && e.session !== input.session) continue;
         results.push({ ...e, score: Math.round(score * 1e6) / 1e6 });
       }
-      for (const r of results) q.touch.run(t, r.id);
+      if (results.length) transaction(() => results.forEach((r) => q.touch.run(t, r.id)));
       return results;
     },
 
@@ -391,7 +373,10 @@ export function createMemory(db: DatabaseSync, opts: MemoryOptions, now: () => n
       return transaction(() => {
         const expired = Number(q.expire.run(t).changes);
         const decayed = Number(q.decay.run(t - opts.decayDays * DAY).changes);
-        if (expired + decayed > 0) q.orphanDocs.run();
+        if (expired + decayed > 0) {
+          q.orphanDocs.run();
+          vectorCache.dropAll();
+        }
         return { expired, decayed };
       });
     },
