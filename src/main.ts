@@ -182,6 +182,7 @@ async function startLocked(
     builds: config.builds,
     agentTimeoutMs: config.agentTimeoutMs,
     sandboxEnv: (id, owner) => (owner ? services.sandboxEnv(id, owner, servicesUrl) : {}),
+    storage: { dir: join(config.home, 'snapshots'), budgetBytes: config.storageBudgetMiB * 2 ** 20 },
     host: {
       runtime,
       network: traced(

@@ -53,7 +53,7 @@ export async function startTestCove(
 export async function stopTestCove(cove: Cove & { config: Config }): Promise<string[]> {
   await Promise.all(cove.manager.list().map((s) => cove.manager.kill(s.id)));
   await cove.close();
-  return hostLeftovers(cove.config.instance, cove.config.home);
+  return hostLeftovers(cove.config.instance, cove.config.home, cove.config.templatesHome);
 }
 
 export interface RunResult {
@@ -102,7 +102,7 @@ export function sh(
 }
 
 /** Every host object a Cove instance named `instance` could leave behind. */
-export function hostLeftovers(instance: string, home: string): string[] {
+export function hostLeftovers(instance: string, home: string, templatesHome?: string): string[] {
   const found: string[] = [];
   const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
   found.push(...netns.filter((n) => n.startsWith(`${instance}-`)).map((n) => `netns ${n}`));
@@ -141,6 +141,21 @@ export function hostLeftovers(instance: string, home: string): string[] {
     );
   const sandboxes = join(home, 'sandboxes');
   if (existsSync(sandboxes)) found.push(...readdirSync(sandboxes).map((d) => `dir ${d}`));
+  // Snapshots are kept on purpose, but a test deletes what it made; `.fork-*` copies never stay.
+  const snapshots = join(home, 'snapshots');
+  if (existsSync(snapshots)) found.push(...readdirSync(snapshots).map((d) => `snapshot ${d}`));
+  // A paused sandbox or a snapshot holds its template build with a file in its refs/ that
+  // names the home it belongs to (src/manager/pause.ts): none may outlive them.
+  const templates = join(templatesHome ?? home, 'templates');
+  for (const name of existsSync(templates) ? readdirSync(templates) : []) {
+    for (const build of readdirSync(join(templates, name))) {
+      const refs = join(templates, name, build, 'refs');
+      if (!existsSync(refs)) continue;
+      for (const ref of readdirSync(refs))
+        if (readFileSync(join(refs, ref), 'utf8').startsWith(home))
+          found.push(`template ref ${name}/${build}/${ref}`);
+    }
+  }
   return found;
 }
 

@@ -75,6 +75,27 @@ function fakeManager() {
       updated.push(egress);
       return Promise.resolve();
     },
+    resume(id: string, { timeoutMs }: { timeoutMs: number }) {
+      const s = get(id);
+      const resumed = s.state === 'paused';
+      if (resumed) s.endAt = new Date(0);
+      s.state = 'running';
+      return Promise.resolve({ info: manager.extendTimeout(id, timeoutMs), resumed });
+    },
+    pause(id: string) {
+      const s = get(id);
+      if (s.state === 'paused') throw new CoveError('conflict', `sandbox ${id} is already paused`);
+      s.state = 'paused';
+      return Promise.resolve(s);
+    },
+    listSnapshots: () => [],
+    hasSnapshot: () => false,
+    deleteSnapshot: (id: string) => Promise.reject(new CoveError('not_found', `snapshot ${id} not found`)),
+    fork(id: string, { count }: { count: number }) {
+      const s = get(id);
+      if (count < 1) throw new CoveError('invalid_argument', 'count must be from 1');
+      return Promise.resolve(Array.from({ length: count }, (_, i) => ({ sandbox: { ...s, id: `f${i}` } })));
+    },
   };
   return { manager: manager as unknown as Manager, created, sandboxes, updated };
 }
@@ -153,8 +174,11 @@ describe('create', () => {
   it('refuses what it cannot honour and bad input, with {code, message}', async () => {
     const { call, created } = setup();
     const cases: Array<[unknown, RegExp]> = [
-      [{ templateID: 'base', autoPause: true }, /pause/],
-      [{ templateID: 'base', autoResume: { enabled: true } }, /pause/],
+      [{ templateID: 'base', autoPauseMemory: false }, /needs autoPause/],
+      [
+        { templateID: 'base', autoPause: true, autoPauseMemory: false, autoResume: { enabled: true } },
+        /autoResume/,
+      ],
       [{ templateID: 'base', volumeMounts: [{ name: 'v', path: '/v' }] }, /volumes/],
       [{ templateID: 'base', network: { denyOut: ['example.com'] } }, /denyOut\[0\].*only be allowed/],
       [{ templateID: 'base', network: { denyOut: ['10.0.0.300'] } }, /not a valid IPv4/],
@@ -280,17 +304,25 @@ describe('sandbox routes', () => {
     expect((await call('GET', '/sandboxes?metadata=n%3D2')).body).toHaveLength(1);
   });
 
-  it('answers what Cove does not serve with clear errors, 404 first for an unknown sandbox', async () => {
-    const { call, updated } = setup();
+  it('pauses once (409 after), resumes with 201 through connect, forks, and 404s unknown ids', async () => {
+    const { call } = setup();
     const { sandboxID: id } = (await call('POST', '/v2/sandboxes', { templateID: 'base' })).body;
     expect((await call('POST', '/sandboxes/aaaaaaaaaaaaaaaaaaaa/pause', {})).status).toBe(404);
-    for (const path of [`/sandboxes/${id}/pause`, `/sandboxes/${id}/fork`, `/sandboxes/${id}/snapshots`]) {
-      const res = await call('POST', path, {});
-      expect(res.status).toBe(400);
-      expect(res.body.message).toMatch(/not supported by Cove yet/);
-    }
     expect((await call('POST', `/sandboxes/${id}/resume`, {})).status).toBe(409);
+    expect((await call('POST', `/sandboxes/${id}/pause`, {})).status).toBe(204);
+    expect((await call('POST', `/sandboxes/${id}/pause`, {})).body).toMatchObject({ code: 409 });
+    expect((await call('POST', `/v2/sandboxes/${id}/connect`, { timeout: 60 })).status).toBe(201);
+    expect((await call('POST', `/v2/sandboxes/${id}/connect`, { timeout: 60 })).status).toBe(200);
+    const forks = await call('POST', `/sandboxes/${id}/fork`, { count: 2 });
+    expect(forks.status).toBe(201);
+    expect(forks.body).toHaveLength(2);
+    expect((await call('POST', `/sandboxes/${id}/fork`, { count: 0 })).status).toBe(400);
     expect((await call('GET', '/snapshots')).body).toEqual([]);
+  });
+
+  it('answers what Cove does not serve with clear errors', async () => {
+    const { call, updated } = setup();
+    const { sandboxID: id } = (await call('POST', '/v2/sandboxes', { templateID: 'base' })).body;
     for (const [method, path] of [
       ['POST', '/v3/templates'],
       ['GET', '/templates/aliases/base'],

@@ -9,6 +9,9 @@ import { auditRoutes, observeApiCalls } from './audit.ts';
 import { requireApiKey, type ApiEnv, type VerifyKey } from './auth.ts';
 import { errorHandler } from './errors.ts';
 import { execRoutes } from './exec.ts';
+import { forkRoutes } from './fork.ts';
+import { pauseRoutes } from './pause.ts';
+import { snapshotRoutes } from './snapshots.ts';
 import { listRoutes } from './list.ts';
 import { logRoutes } from './logs.ts';
 import { metricsRoutes } from './metrics.ts';
@@ -49,6 +52,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   // The SDK PUTs COPY archives to the signed URL without a key: the signature is checked instead.
   if (deps.templateBuilder) app.route('/', templateUploadRoutes(deps.templateBuilder));
   app.use('*', requireApiKey(deps.verifyKey));
+  app.route('/', snapshotRoutes(deps)); // first: a snapshot is deleted as a template (spec 2.14)
   if (deps.templateBuilder) app.route('/', templateRoutes(deps.templateBuilder));
   app.route('/', metricsRoutes(deps)); // first: /sandboxes/metrics is no sandbox id
   app.route('/', listRoutes(deps));
@@ -56,6 +60,8 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.route('/', timeoutRoutes(deps));
   app.route('/', logRoutes(deps));
   app.route('/', networkRoutes(deps));
+  app.route('/', pauseRoutes(deps));
+  app.route('/', forkRoutes(deps));
   app.route('/', unsupportedRoutes(deps));
   app.route('/', execRoutes(deps.manager));
   app.route('/', auditRoutes(deps));

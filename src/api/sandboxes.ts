@@ -34,9 +34,10 @@ const createSchema = z.looseObject({
  * template has no gateway it kills the sandbox and says so, as it does against E2B.
  */
 function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | undefined {
-  if (req.autoPause) return 'autoPause (lifecycle.onTimeout "pause"): Cove cannot pause sandboxes yet';
-  if (req.autoPauseMemory === false) return 'autoPauseMemory=false needs autoPause';
-  if (req.autoResume?.enabled) return 'autoResume: Cove cannot pause sandboxes yet';
+  // Upstream's own checks (spec 2.3): a filesystem-only pause cannot be woken by traffic.
+  if (req.autoPauseMemory === false && !req.autoPause) return 'autoPauseMemory=false needs autoPause';
+  if (req.autoPauseMemory === false && req.autoResume?.enabled)
+    return 'autoPauseMemory=false cannot be combined with autoResume';
   if (req.volumeMounts?.length) return 'volumeMounts: Cove has no volumes yet';
   if (Object.keys(req.iam?.tokens ?? {}).length)
     return 'iam: workload identity tokens are not served by Cove';
@@ -77,6 +78,14 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
         envVars: req.envVars ?? {},
         owner: c.get('keyId'),
         ...(network && { network }),
+        ...((req.autoPause || req.autoResume?.enabled) && {
+          lifecycle: {
+            onTimeout: req.autoPause ? 'pause' : 'kill',
+            keepMemory: req.autoPauseMemory ?? true,
+            autoResume: req.autoResume?.enabled ?? false,
+            timeoutMs: timeout * 1000,
+          },
+        }),
       });
       sandboxLog.append(info.id, 'info', 'sandbox created', {
         template: info.templateName,
@@ -88,21 +97,29 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
     });
   }
 
-  // The SDK crashes on a 204 here (spec 1.7): always a body. 200: it was running (Cove has no
-  // paused sandboxes to resume yet, which would be 201). A timeout of 0 extends nothing.
+  // The SDK crashes on a 204 here (spec 1.7): always a body. 200: it was running, its end
+  // time only extended; 201: it was paused and is resumed (pause.ts), `memory: false` reboots
+  // it from its files. A timeout of 0 extends nothing (and resumes for the default).
   for (const path of ['/sandboxes/:id/connect', '/v2/sandboxes/:id/connect']) {
     app.post(path, async (c) => {
       const id = sandboxId(c);
-      const { timeout = CONNECT_DEFAULT_TIMEOUT } = await body(c, connectSchema);
+      const { timeout = CONNECT_DEFAULT_TIMEOUT, memory } = await body(c, connectSchema);
       if (timeout < 0) throw new CoveError('invalid_argument', 'Timeout must be greater than 0');
-      const before = manager.get(id).endAt.getTime();
-      const info = timeout === 0 ? manager.get(id) : manager.extendTimeout(id, timeout * 1000);
-      sandboxLog.append(id, 'info', 'connected', {
+      const current = manager.get(id);
+      const before = current.endAt.getTime();
+      const { info, resumed } =
+        timeout === 0 && current.state === 'running'
+          ? { info: current, resumed: false }
+          : await manager.resume(id, {
+              timeoutMs: (timeout || CONNECT_DEFAULT_TIMEOUT) * 1000,
+              ...(memory === false && { memory }),
+            });
+      sandboxLog.append(id, 'info', resumed ? 'resumed' : 'connected', {
         endAt: info.endAt.toISOString(),
         extended: String(info.endAt.getTime() !== before),
         apiKey: c.get('keyId'),
       });
-      return c.json(sandboxReply(info, deps.domain), 200);
+      return c.json(sandboxReply(info, deps.domain), resumed ? 201 : 200);
     });
   }
 

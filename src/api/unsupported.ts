@@ -2,7 +2,6 @@ import { Hono } from 'hono';
 import { CoveError } from '../core/errors.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
-import { sandboxId } from './validate.ts';
 
 /**
  * E2B resources Cove does not serve yet, answered with a clear error instead of "no route".
@@ -17,28 +16,6 @@ export function unsupportedRoutes(deps: ApiDeps): Hono<ApiEnv> {
   const refuse = (what: string): never => {
     throw new CoveError('invalid_argument', `${what} is not supported by Cove yet`);
   };
-
-  // A sandbox that does not exist is still a 404 first: that is what the SDK checks for.
-  for (const [path, what] of [
-    ['/sandboxes/:id/pause', 'pausing a sandbox'],
-    ['/sandboxes/:id/fork', 'forking a sandbox'],
-    ['/sandboxes/:id/snapshots', 'snapshotting a sandbox'],
-  ] as const) {
-    app.post(path, (c) => {
-      deps.manager.get(sandboxId(c));
-      return refuse(what);
-    });
-  }
-
-  // The legacy resume (no current SDK calls it): every sandbox Cove knows is running.
-  app.post('/sandboxes/:id/resume', (c) => {
-    const id = sandboxId(c);
-    deps.manager.get(id);
-    throw new CoveError('conflict', `sandbox ${id} is already running`);
-  });
-
-  // There are no snapshots to list, which is an honest empty page.
-  app.get('/snapshots', (c) => c.json([]));
 
   const templatesServed = deps.templateBuilder !== undefined;
   for (const [prefix, what] of [

@@ -56,8 +56,8 @@ export function listedSandbox(s: SandboxInfo, diskSizeMB: number) {
 }
 
 /**
- * The get-info reply, `SandboxDetail` (spec 2.5). Cove has no pause or volumes yet (create
- * refuses to set them), so those fields state the only values it serves.
+ * The get-info reply, `SandboxDetail` (spec 2.5). Cove has no volumes yet (create refuses
+ * them), so that field states the only value it serves.
  */
 export function sandboxDetail(s: SandboxInfo, diskSizeMB: number, domain: string | null) {
   return {
@@ -71,7 +71,7 @@ export function sandboxDetail(s: SandboxInfo, diskSizeMB: number, domain: string
       ...(s.network.maskRequestHost !== undefined && { maskRequestHost: s.network.maskRequestHost }),
       httpsPorts: s.network.httpsPorts,
     },
-    lifecycle: { onTimeout: 'kill', autoResume: false },
+    lifecycle: { onTimeout: s.lifecycle?.onTimeout ?? 'kill', autoResume: s.lifecycle?.autoResume ?? false },
     domain,
   };
 }

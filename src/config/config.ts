@@ -58,6 +58,8 @@ export interface Config {
    * address (COVE_SERVICES_PORT), and the operator's file of providers and quotas
    * (COVE_SERVICES_CONFIG, default `<home>/services.json`). */
   services: { port: number; configPath: string };
+  /** Disk that snapshots and sandboxes paused to disk may take in all (COVE_STORAGE_BUDGET_MB, default 10 GiB). */
+  storageBudgetMiB: number;
   /** The checkout: the agent binaries and template recipes live in it. */
   root: string;
   agentBinary: string;
@@ -146,6 +148,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       port: Number(env.COVE_SERVICES_PORT ?? 49990),
       configPath: env.COVE_SERVICES_CONFIG ?? join(home, 'services.json'),
     },
+    storageBudgetMiB: storageBudget(env.COVE_STORAGE_BUDGET_MB),
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),
     mountHelper: join(root, 'agent', 'build', 'cove-mount'),
@@ -213,4 +216,11 @@ export function serverUrl(env: NodeJS.ProcessEnv = process.env): string {
 /** The API key a CLI presents: COVE_API_KEY, else the E2B_API_KEY that `cove serve` prints. */
 export function clientApiKey(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env.COVE_API_KEY || env.E2B_API_KEY || undefined;
+}
+
+function storageBudget(value: string | undefined): number {
+  const mib = Number(value ?? 10_240);
+  if (!Number.isSafeInteger(mib) || mib < 0)
+    throw new CoveError('invalid_argument', 'COVE_STORAGE_BUDGET_MB: a number of MiB from 0');
+  return mib;
 }

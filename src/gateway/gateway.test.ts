@@ -28,8 +28,15 @@ async function start() {
     events,
     get: (id: string) => {
       if (!alive.has(id)) throw new CoveError('not_found', 'gone');
-      return { id, envdAccessToken: `token-${id}`, address: '127.0.0.1', network: OPEN_NETWORK };
+      return {
+        id,
+        envdAccessToken: `token-${id}`,
+        address: '127.0.0.1',
+        network: OPEN_NETWORK,
+        state: 'running',
+      };
     },
+    wake: () => Promise.resolve(false),
     list: () => [...alive].map((id) => ({ id, envdAccessToken: `token-${id}` })),
   } as unknown as Manager;
   const envd: Envd = {

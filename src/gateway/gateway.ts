@@ -49,11 +49,13 @@ export function createGateway(opts: {
   // killed sandbox may carry another sandbox's stream by now.
   const inflight = new Map<string, Set<{ socket: Duplex }>>();
 
-  manager.events.on('killed', (id) => {
+  const drop = (id: string) => {
     for (const entry of inflight.get(id) ?? []) entry.socket.destroy();
     inflight.delete(id);
     proxy.drop(id);
-  });
+  };
+  manager.events.on('killed', drop);
+  manager.events.on('paused', drop);
 
   function track(id: string, entry: { socket: Duplex }, done: { once(e: 'close', f: () => void): unknown }) {
     let set = inflight.get(id);
@@ -65,18 +67,37 @@ export function createGateway(opts: {
     });
   }
 
-  /** The sandbox, or undefined when it is not being served (not found, stopping). */
+  /** The sandbox, or undefined when it is not being served (not found, stopping, paused:
+   * upstream answers a paused sandbox's traffic as it does an unknown one's). */
   function sandboxOf(sandboxId: string): SandboxInfo | undefined {
     try {
-      return manager.get(sandboxId);
+      const info = manager.get(sandboxId);
+      return info.state === 'running' ? info : undefined;
     } catch {
       return undefined;
     }
   }
 
+  /** The sandbox once it runs: a paused one with autoResume is resumed first. */
+  async function wake(sandboxId: string): Promise<SandboxInfo | undefined> {
+    const ok = await manager.wake(sandboxId).catch(() => false);
+    return ok ? sandboxOf(sandboxId) : undefined;
+  }
+
   function toSandbox(req: IncomingMessage, res: ServerResponse, sandboxId: string, port: number): void {
     const sandbox = sandboxOf(sandboxId);
-    if (sandbox === undefined) return sendJson(res, 502, sandboxNotFound(sandboxId));
+    if (sandbox === undefined) {
+      void wake(sandboxId).then((woken) => {
+        if (woken === undefined) return sendJson(res, 502, sandboxNotFound(sandboxId));
+        serve(req, res, woken, port);
+      });
+      return;
+    }
+    serve(req, res, sandbox, port);
+  }
+
+  function serve(req: IncomingMessage, res: ServerResponse, sandbox: SandboxInfo, port: number): void {
+    const sandboxId = sandbox.id;
     if (port === ENVD_PORT) {
       track(sandboxId, req, res);
       return envd.handle(req, res, sandboxId);
@@ -118,12 +139,16 @@ export function createGateway(opts: {
       const target = routeOf(req, opts.domain);
       // shouldUpgrade let only sandbox ports other than envd's through.
       if (target.kind !== 'sandbox') return void socket.destroy();
+      const go = (sandbox: SandboxInfo | undefined) => {
+        if (sandbox === undefined) return writeJson(socket, 502, sandboxNotFound(target.sandboxId));
+        const decided = ingress(sandbox, target.port, req.headers);
+        if ('denied' in decided) return writeJson(socket, 403, decided.denied);
+        track(target.sandboxId, { socket }, socket);
+        proxy.upgrade(req, socket, head, decided.target);
+      };
       const sandbox = sandboxOf(target.sandboxId);
-      if (sandbox === undefined) return writeJson(socket, 502, sandboxNotFound(target.sandboxId));
-      const decided = ingress(sandbox, target.port, req.headers);
-      if ('denied' in decided) return writeJson(socket, 403, decided.denied);
-      track(target.sandboxId, { socket }, socket);
-      proxy.upgrade(req, socket, head, decided.target);
+      if (sandbox === undefined) void wake(target.sandboxId).then(go);
+      else go(sandbox);
     },
 
     close() {

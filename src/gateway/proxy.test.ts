@@ -50,8 +50,9 @@ async function start(proxy: ProxyOptions = {}) {
     events,
     get: (id: string) => {
       if (!alive.has(id)) throw new CoveError('not_found', 'gone');
-      return { id, address: '127.0.0.1', network: OPEN_NETWORK };
+      return { id, address: '127.0.0.1', network: OPEN_NETWORK, state: 'running' };
     },
+    wake: () => Promise.resolve(false),
     list: () => [],
   } as unknown as Manager;
   const envd = { handle: (_req, res) => res.end('envd') } as Envd;

@@ -5,6 +5,7 @@ import { CleanupStack } from '../core/cleanup.ts';
 import { run } from '../core/exec.ts';
 import { NETNS_DIR, type Network } from '../network/network.ts';
 import type { RuntimeSet } from '../runtime/set.ts';
+import { copyLayer } from './layers.ts';
 
 /**
  * The host side of one sandbox: its directory, root filesystem mounts, runtime state and
@@ -44,6 +45,12 @@ export interface ProvisionInput {
   agentToken: string;
   /** The backend (RuntimeSet name); the server's default when absent. */
   runtime?: string;
+  /** A paused sandbox booting again: its directory and writable layer exist and outlive a failure. */
+  existing?: boolean;
+  /** A snapshot's writable layer to start from (copied, its owners shifted to this slot's range). */
+  seed?: { upper: string; uidBase: number };
+  /** A checkpoint image to restore (capability 'checkpoint-memory') instead of a cold start. */
+  restoreFrom?: string;
 }
 
 /** Creates and starts the sandbox. On failure everything done so far is undone before it throws. */
@@ -55,10 +62,16 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
   const netSlot = deps.network.slot(slot, id);
   const undo = new CleanupStack();
   try {
-    undo.push('directory', () => rm(dir, { recursive: true, force: true }));
-    await mkdir(dir, { mode: 0o711 }); // searchable: the sandbox's root walks through it to its rootfs
-    await mkdir(runDir, { mode: 0o700 });
+    if (!input.existing) {
+      undo.push('directory', () => rm(dir, { recursive: true, force: true }));
+      await mkdir(dir, { mode: 0o711 }); // searchable: the sandbox's root walks through it to its rootfs
+    }
+    await mkdir(runDir, { mode: 0o700, recursive: true });
     await chown(runDir, base, base); // the agent (root of the sandbox) creates its socket here
+    if (input.seed) {
+      const ids = { fromBase: input.seed.uidBase, toBase: base, count: UID_COUNT };
+      await copyLayer(input.seed.upper, join(dir, 'upper'), ids);
+    }
 
     undo.push('rootfs', () => unmountRootfs(deps, dir));
     await run(deps.mountHelper, ['up', input.templateRootfs, dir, String(base), String(UID_COUNT)]);
@@ -75,7 +88,7 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
     }
 
     undo.push('runtime', () => deps.runtime.destroy(id));
-    const { pid } = await deps.runtime.create({
+    const spec = {
       id,
       runtime: driver.name,
       ...(joins && { netns: join(NETNS_DIR, netSlot.netns) }),
@@ -87,14 +100,19 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
       agentBinary: deps.agentBinary,
       agentRunDir: runDir,
       agentToken: input.agentToken,
-    });
+    };
+    // A checkpoint image comes back running; without the capability the layer boots cold.
+    const restoring = input.restoreFrom !== undefined && driver.capabilities.has('checkpoint-memory');
+    const { pid } = restoring
+      ? await deps.runtime.restore(spec, input.restoreFrom!)
+      : await deps.runtime.create(spec);
 
     if (!joins) {
       undo.push('network', () => deps.network.detach(netSlot));
       await deps.network.attach(netSlot, id, pid);
     }
 
-    await deps.runtime.start(id);
+    if (!restoring) await deps.runtime.start(id);
   } catch (err) {
     await undo.run().catch((cleanupErr: unknown) => {
       throw new AggregateError(
@@ -120,6 +138,18 @@ export async function teardown(deps: HostDeps, id: string, slot?: number): Promi
     const owned = (await deps.network.owners()).find((o) => o.id === id);
     if (owned) await deps.network.detach(owned);
   });
+  undo.push('runtime', () => deps.runtime.destroy(id));
+  await undo.run();
+}
+
+/**
+ * Stops a sandbox and releases its host objects but its directory: the writable layer (and a
+ * checkpoint image) stay for a resume. Idempotent, as teardown; the record keeps the slot.
+ */
+export async function stopKeepingDisk(deps: HostDeps, id: string, slot: number): Promise<void> {
+  const undo = new CleanupStack();
+  undo.push('rootfs', () => unmountRootfs(deps, sandboxDir(deps, id)));
+  undo.push('network', () => deps.network.detach(deps.network.slot(slot, id)));
   undo.push('runtime', () => deps.runtime.destroy(id));
   await undo.run();
 }

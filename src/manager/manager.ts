@@ -9,6 +9,8 @@ import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
 import { openBuildSandbox } from './build-sandbox.ts';
+import { createPausing, pausedError, type BuildInput, type StorageOptions } from './pause-wiring.ts';
+import type { Live, ManagerEvents } from './live.ts';
 import { spawnOptions, type ExecInput } from './exec.ts';
 import { createLimiter } from './limiter.ts';
 import { applyNetwork, networkFields, networkMethods } from './network.ts';
@@ -20,7 +22,7 @@ import { validateTimeout } from './timeout.ts';
 import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
 import { readUserDb, resolveUser, type SandboxUser } from './users.ts';
 
-export type { CreateSandboxInput, ExecInput, SandboxInfo };
+export type { CreateSandboxInput, ExecInput, Live, ManagerEvents, SandboxInfo };
 
 export interface ManagerOptions {
   store: Store;
@@ -39,30 +41,10 @@ export interface ManagerOptions {
   sandboxEnv?: (id: string, owner: string | undefined) => Record<string, string>;
   audit?: Audit; // for records of actions beyond the events below (src/audit/README.md)
   observeAgent?: (id: string, agent: AgentClient) => AgentClient; // src/audit/agent.ts
-}
-
-/** A sandbox this process is serving: its record plus what lives only in memory. */
-interface Live {
-  record: SandboxRecord;
-  agent?: AgentClient;
-  timer?: NodeJS.Timeout;
-  users: Map<string, SandboxUser>;
-  /** The template's defaults (env, user), read once: exec is a hot path. */
-  template?: Template;
-  /** What envd started here (List, Connect, stdin); dropped with the sandbox. */
-  processes: ProcessRegistry;
-  killing?: Promise<void>;
+  storage?: StorageOptions; // snapshots' directory, the disk budget of what outlives a sandbox
 }
 
 export type Manager = ReturnType<typeof createManager>;
-
-/** What the manager tells the edges: `killed` fires as soon as a sandbox stops being
- * reachable (kill, timeout or death), before its teardown, so that gateways can drop its
- * open connections; `created` when a create (a pool claim or cold) is done, before its reply. */
-export interface ManagerEvents {
-  killed: [id: string, reason: 'requested' | 'timeout' | 'died'];
-  created: [c: { id: string; template: string; pooled: boolean; ms: number; input: CreateSandboxInput }];
-}
 
 /**
  * The sandbox state machine: starting → running → (killing) → gone. A state is written to
@@ -87,11 +69,13 @@ export function createManager(opts: ManagerOptions) {
 
   function schedule(entry: Live): void {
     clearTimeout(entry.timer);
+    if (entry.record.state === 'paused') return; // a paused sandbox waits for connect or kill
     const delay = Math.max(0, entry.record.endAt - Date.now());
     // Outside the request that scheduled it: a timeout is nobody's action.
     entry.timer = outsideRequest(() =>
       setTimeout(() => {
         log.info({ sandbox: entry.record.id }, 'sandbox timed out');
+        if (entry.record.lifecycle?.onTimeout === 'pause') return void paused.pauses.onTimeout(entry);
         kill(entry.record.id, 'timeout').catch((err: unknown) =>
           log.error({ err, sandbox: entry.record.id }, 'kill on timeout failed'),
         );
@@ -101,17 +85,13 @@ export function createManager(opts: ManagerOptions) {
   }
 
   function liveEntry(record: SandboxRecord, template?: Template): Live {
-    const entry: Live = {
-      record,
-      users: new Map(),
-      ...(template && { template }),
-      processes: createProcessRegistry({
-        agent: () => channel(entry),
-        log: log.child({ sandbox: record.id }),
-      }),
-    };
+    const entry = { record, users: new Map(), ...(template && { template }) } as Live;
+    entry.processes = registry(entry);
     return entry;
   }
+
+  const registry = (entry: Live): ProcessRegistry =>
+    createProcessRegistry({ agent: () => channel(entry), log: log.child({ sandbox: entry.record.id }) });
 
   async function attachAgent(entry: Live, fresh = false): Promise<void> {
     const { id, agentToken } = entry.record;
@@ -147,7 +127,7 @@ export function createManager(opts: ManagerOptions) {
    * Builds a sandbox of `template` from scratch: the record first (it holds the slot), then
    * the host side, then the agent. A `pooled` one waits unclaimed, outside `live`.
    */
-  async function build(template: Template, state: 'starting' | 'pooled', input?: CreateSandboxInput) {
+  async function build(template: Template, state: 'starting' | 'pooled', input?: BuildInput) {
     const now = Date.now();
     const id = newSandboxId();
     const record = store.insertSandbox(
@@ -165,6 +145,7 @@ export function createManager(opts: ManagerOptions) {
         envVars: input ? { ...opts.sandboxEnv?.(id, input.owner), ...input.envVars } : {},
         startedAt: now,
         endAt: now + (input?.timeoutMs ?? 0),
+        ...(input?.lifecycle && { lifecycle: input.lifecycle }),
       },
       host.network.maxSlots,
     );
@@ -172,7 +153,8 @@ export function createManager(opts: ManagerOptions) {
     if (state === 'starting') live.set(record.id, entry);
     try {
       const { id, slot, limits, agentToken, runtime } = record;
-      await provision(host, { id, slot, templateRootfs: template.rootfs, limits, agentToken, runtime });
+      const layers = { templateRootfs: template.rootfs, ...(input?.seed && { seed: input.seed }) };
+      await provision(host, { id, slot, limits, agentToken, runtime, ...layers });
       await attachAgent(entry, true).catch(async (err: unknown) => {
         await teardown(host, id, slot);
         throw err;
@@ -235,6 +217,7 @@ export function createManager(opts: ManagerOptions) {
         envVars: { ...opts.sandboxEnv?.(entry.record.id, input.owner), ...input.envVars },
         ...(input.secure && { envdAccessToken: newToken() }),
         ...networkFields(input),
+        ...(input.lifecycle && { lifecycle: input.lifecycle }),
       };
       store.updateSandbox(entry.record.id, claimed);
       Object.assign(entry.record, claimed);
@@ -246,6 +229,8 @@ export function createManager(opts: ManagerOptions) {
 
   async function create(input: CreateSandboxInput): Promise<SandboxInfo> {
     checkTimeout(input.timeoutMs);
+    const fromSnapshot = paused.snapshots.seedOf(input.template); // a snapshot is a template (2.14)
+    if (fromSnapshot) return paused.createFrom(await fromSnapshot, input);
     const template: Template = await templates.get(input.template);
     const now = Date.now();
     let entry = claim(template, input, now);
@@ -268,11 +253,13 @@ export function createManager(opts: ManagerOptions) {
     if (!entry) return Promise.reject(new CoveError('not_found', `sandbox ${id} not found`));
     entry.killing ??= (async () => {
       clearTimeout(entry.timer);
+      await entry.busy?.catch(() => {}); // a pause or snapshot under way ends first
       store.updateSandbox(id, { state: 'killing' });
       events.emit('killed', id, reason); // unreachable from here on: edges drop its connections now
       entry.processes.close();
       entry.agent?.close();
       await teardown(host, id, entry.record.slot);
+      await paused.pauses.forget(entry.record);
       store.deleteSandbox(id);
       live.delete(id);
       log.info({ sandbox: id, reason }, 'sandbox killed');
@@ -291,10 +278,16 @@ export function createManager(opts: ManagerOptions) {
   }
 
   function channel(entry: Live): AgentClient {
-    if (!entry.agent)
-      throw new CoveError('unavailable', `sandbox ${entry.record.id} is not reachable right now`);
+    const { id, state } = entry.record;
+    if (!entry.agent && state === 'paused') throw pausedError(id);
+    if (!entry.agent) throw new CoveError('unavailable', `sandbox ${id} is not reachable right now`);
     return entry.agent;
   }
+
+  const core = { store, host, log, templates, events, live, find, schedule, attachAgent, checkTimeout, info };
+  const wiring = { ...core, storage: opts.storage, liveEntry, newProcesses: registry };
+  const start = (t: Template, input: BuildInput) => builds.run(() => build(t, 'starting', input));
+  const paused = createPausing(wiring, start);
 
   return {
     events,
@@ -310,6 +303,7 @@ export function createManager(opts: ManagerOptions) {
         store,
         host,
         log,
+        adoptPaused: (record) => paused.adopt(record),
         adopt: async (record) => {
           // A template rebuilt or removed since keeps its running sandboxes: its defaults
           // are then read again at the next exec, or fall back to root.
@@ -320,6 +314,7 @@ export function createManager(opts: ManagerOptions) {
           schedule(entry);
         },
       });
+      await paused.snapshots.reconcile();
       pool.start();
       return report;
     },
@@ -329,6 +324,7 @@ export function createManager(opts: ManagerOptions) {
     create,
     kill,
     user,
+    ...paused.api, // pause, resume, wake, fork and snapshots (pause-wiring.ts)
 
     get(id: string): SandboxInfo {
       return info(find(id).record);

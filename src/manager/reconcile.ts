@@ -15,6 +15,8 @@ export interface ReconcileReport {
 /**
  * Compares the store with what the host really runs, once at start:
  * - a record in `running` whose sandbox still runs is adopted (its agent reconnected);
+ * - a record in `paused` is kept (pause.ts, adopt: a frozen one whose processes are gone
+ *   becomes a filesystem-only pause; one whose layer is gone is removed);
  * - a record in `starting` or `killing` was never acknowledged or was half-killed: removed;
  * - a record whose sandbox is gone (host reboot, OOM of PID 1) is removed with its leftovers;
  * - runtime state, network namespaces, veths and sandbox directories that no record owns
@@ -25,12 +27,22 @@ export async function reconcile(opts: {
   host: HostDeps;
   log: Logger;
   adopt: (record: SandboxRecord) => Promise<void>;
+  adoptPaused: (record: SandboxRecord) => Promise<void>;
 }): Promise<ReconcileReport> {
   const { store, host, log } = opts;
   const report: ReconcileReport = { adopted: [], removed: [], orphans: [] };
   const records = store.listSandboxes();
 
   for (const record of records) {
+    if (record.state === 'paused') {
+      try {
+        await opts.adoptPaused(record);
+        report.adopted.push(record.id);
+        continue;
+      } catch (err) {
+        log.warn({ err, sandbox: record.id }, 'could not keep a paused sandbox; removing it');
+      }
+    }
     const status = record.state === 'running' ? await host.runtime.status(record.id) : 'missing';
     if (status === 'running') {
       try {

@@ -1,5 +1,5 @@
 import { OPEN_NETWORK, type SandboxNetwork } from '../network/egress-policy.ts';
-import type { SandboxRecord, SandboxState } from '../store/store.ts';
+import type { PausedAs, SandboxLifecycle, SandboxRecord, SandboxState } from '../store/store.ts';
 
 export interface SandboxInfo {
   id: string;
@@ -18,6 +18,9 @@ export interface SandboxInfo {
   network: SandboxNetwork;
   /** What the port proxy wants in E2B-Traffic-Access-Token (allowPublicTraffic false). */
   trafficAccessToken?: string;
+  lifecycle?: SandboxLifecycle;
+  /** How a paused sandbox is kept (store.ts PausedAs): what its resume will bring back. */
+  paused?: PausedAs;
 }
 
 export interface CreateSandboxInput {
@@ -31,6 +34,7 @@ export interface CreateSandboxInput {
   owner?: string;
   /** Validated network settings (src/network/egress-policy.ts parseNetwork); default open. */
   network?: SandboxNetwork;
+  lifecycle?: SandboxLifecycle;
 }
 
 export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
@@ -47,5 +51,7 @@ export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
     ...(record.envdAccessToken && { envdAccessToken: record.envdAccessToken }),
     network: record.network ?? OPEN_NETWORK,
     ...(record.trafficAccessToken && { trafficAccessToken: record.trafficAccessToken }),
+    ...(record.lifecycle && { lifecycle: record.lifecycle }),
+    ...(record.state === 'paused' && record.paused && { paused: record.paused }),
   };
 }

@@ -129,3 +129,42 @@ describe('sqlite store', () => {
     expect(store.deleteApiKey('key_1')).toBe(false);
   });
 });
+
+describe('sqlite store: snapshots and paused sandboxes', () => {
+  const path = () => join(mkdtempSync(join(tmpdir(), 'cove-store-')), 'cove.db');
+  const snapshot = (id: string, name?: string) => ({
+    id,
+    ...(name !== undefined && { name }),
+    sandboxId: 'a',
+    templateName: 'base',
+    templateHash: 'abc',
+    uidBase: 1_000_000,
+    limits: { cpus: 1, memoryMiB: 256, pids: 64 },
+    metadata: {},
+    envVars: {},
+    sizeBytes: 4096,
+    createdAt: 1,
+  });
+
+  it('finds a snapshot by id or name, refuses a taken name, lists and deletes', () => {
+    const store = createSqliteStore(path());
+    store.insertSnapshot(snapshot('s1', 'one'));
+    store.insertSnapshot(snapshot('s2'));
+    expect(store.getSnapshot('one')?.id).toBe('s1');
+    expect(store.getSnapshot('s2')).toEqual(snapshot('s2'));
+    expect(() => store.insertSnapshot(snapshot('s3', 'one'))).toThrow(/already exists/);
+    expect(store.listSnapshots().map((s) => s.id)).toEqual(['s1', 's2']);
+    expect(store.deleteSnapshot('s1')).toBe(true);
+    expect(store.deleteSnapshot('s1')).toBe(false);
+  });
+
+  it('keeps how a sandbox is paused and its lifecycle, and clears the first', () => {
+    const store = createSqliteStore(path());
+    const lifecycle = { onTimeout: 'pause' as const, keepMemory: false, autoResume: false, timeoutMs: 3000 };
+    store.insertSandbox({ ...record('p'), lifecycle }, 10);
+    store.updateSandbox('p', { state: 'paused', paused: 'filesystem' });
+    expect(store.getSandbox('p')).toMatchObject({ state: 'paused', paused: 'filesystem', lifecycle });
+    store.updateSandbox('p', { state: 'running', paused: null });
+    expect(store.getSandbox('p')?.paused).toBeUndefined();
+  });
+});

@@ -1,6 +1,12 @@
 import { DatabaseSync } from 'node:sqlite';
 import { CoveError } from '../core/errors.ts';
 import type { SandboxNetwork } from '../network/egress-policy.ts';
+import {
+  snapshotsTable,
+  sqliteSnapshots,
+  SQLITE_CONSTRAINT_PRIMARYKEY,
+  SQLITE_CONSTRAINT_UNIQUE,
+} from './sqlite-snapshots.ts';
 import type { ApiKeyRecord, SandboxRecord, Store } from './store.ts';
 
 const migrations = [
@@ -28,6 +34,9 @@ const migrations = [
    ) STRICT`,
   `ALTER TABLE sandboxes ADD COLUMN runtime TEXT`,
   `ALTER TABLE sandboxes ADD COLUMN network TEXT; ALTER TABLE sandboxes ADD COLUMN traffic_access_token TEXT`,
+  `ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT`,
+  `ALTER TABLE sandboxes ADD COLUMN paused TEXT`,
+  snapshotsTable,
 ];
 
 interface Row {
@@ -46,6 +55,8 @@ interface Row {
   env_vars: string;
   started_at: number;
   end_at: number;
+  lifecycle: string | null;
+  paused: string | null;
 }
 
 interface KeyRow {
@@ -71,8 +82,8 @@ export function createSqliteStore(path: string): Store {
   migrate(db);
 
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime, network, traffic_access_token)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime, network, traffic_access_token, lifecycle)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const slots = db.prepare('SELECT slot FROM sandboxes ORDER BY slot');
   const byId = db.prepare('SELECT * FROM sandboxes WHERE id = ?');
@@ -114,6 +125,7 @@ export function createSqliteStore(path: string): Store {
           record.runtime ?? null,
           record.network ? JSON.stringify(record.network) : null,
           record.trafficAccessToken ?? null,
+          record.lifecycle ? JSON.stringify(record.lifecycle) : null,
         );
         db.exec('COMMIT');
         return { ...record, slot };
@@ -134,8 +146,8 @@ export function createSqliteStore(path: string): Store {
 
     updateSandbox(id, patch) {
       const sets: string[] = [];
-      const values: Array<string | number> = [];
-      const set = (column: string, value: string | number) => {
+      const values: Array<string | number | null> = [];
+      const set = (column: string, value: string | number | null) => {
         sets.push(`${column} = ?`);
         values.push(value);
       };
@@ -147,6 +159,8 @@ export function createSqliteStore(path: string): Store {
       if (patch.envdAccessToken !== undefined) set('envd_access_token', patch.envdAccessToken);
       if (patch.network !== undefined) set('network', JSON.stringify(patch.network));
       if (patch.trafficAccessToken !== undefined) set('traffic_access_token', patch.trafficAccessToken);
+      if (patch.paused !== undefined) set('paused', patch.paused);
+      if (patch.lifecycle !== undefined) set('lifecycle', JSON.stringify(patch.lifecycle));
       if (sets.length === 0) return;
       const result = db.prepare(`UPDATE sandboxes SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
       if (result.changes === 0) throw new CoveError('not_found', `sandbox ${id} not found`);
@@ -155,6 +169,8 @@ export function createSqliteStore(path: string): Store {
     deleteSandbox(id) {
       remove.run(id);
     },
+
+    ...sqliteSnapshots(db),
 
     insertApiKey(key) {
       try {
@@ -189,10 +205,6 @@ export function createSqliteStore(path: string): Store {
     },
   };
 }
-
-// Extended result codes: a UNIQUE and a PRIMARY KEY violation (sqlite3.h).
-const SQLITE_CONSTRAINT_UNIQUE = 2067;
-const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
 
 /** Applies the migrations this file lacks. Each one re-reads the version inside its write
  * transaction, so that two processes opening a fresh file never apply one twice. */
@@ -242,5 +254,7 @@ function fromRow(row: Row): SandboxRecord {
     envVars: JSON.parse(row.env_vars) as Record<string, string>,
     startedAt: row.started_at,
     endAt: row.end_at,
+    ...(row.lifecycle !== null && { lifecycle: JSON.parse(row.lifecycle) as SandboxRecord['lifecycle'] }),
+    ...(row.paused !== null && { paused: row.paused as NonNullable<SandboxRecord['paused']> }),
   };
 }

@@ -30,6 +30,43 @@ export interface SandboxRecord {
   /** Epoch milliseconds. */
   startedAt: number;
   endAt: number;
+  /** What happens at endAt, and whether traffic wakes it once paused (E2B `lifecycle`). */
+  lifecycle?: SandboxLifecycle;
+  /** How a `paused` sandbox is kept (src/manager/pause.ts). */
+  paused?: PausedAs;
+}
+
+/** E2B's autoPause, autoPauseMemory and autoResume; `timeoutMs` is what an auto-resume grants. */
+export interface SandboxLifecycle {
+  onTimeout: 'kill' | 'pause';
+  keepMemory: boolean;
+  autoResume: boolean;
+  timeoutMs: number;
+}
+
+/**
+ * `frozen`: its processes stopped in place (cgroup freezer), lasting while the host is up;
+ * `filesystem`: only its writable layer kept on disk, processes gone (a resume reboots it);
+ * `memory`: a checkpoint image of its memory beside the writable layer (a resume restores it).
+ */
+export type PausedAs = 'frozen' | 'filesystem' | 'memory';
+
+/** A sandbox's writable layer copied aside, to create sandboxes from (E2B snapshots). */
+export interface SnapshotRecord {
+  id: string;
+  /** E2B snapshot names; Cove keeps at most one, given at creation. */
+  name?: string;
+  sandboxId: string;
+  templateName: string;
+  templateHash: string;
+  /** The host uid that root of the source sandbox mapped to: its files' owners are shifted from it. */
+  uidBase: number;
+  limits: SandboxRecord['limits'];
+  metadata: Record<string, string>;
+  envVars: Record<string, string>;
+  sizeBytes: number;
+  /** Epoch milliseconds. */
+  createdAt: number;
 }
 
 /**
@@ -59,9 +96,21 @@ export interface Store {
     patch: Partial<
       Pick<SandboxRecord, 'state' | 'endAt' | 'metadata' | 'envVars' | 'startedAt' | 'envdAccessToken'>
     > &
-      Partial<Pick<SandboxRecord, 'network' | 'trafficAccessToken'>>,
+      Partial<Pick<SandboxRecord, 'network' | 'trafficAccessToken'>> & {
+        paused?: PausedAs | null;
+        lifecycle?: SandboxLifecycle;
+      },
   ): void;
   deleteSandbox(id: string): void;
+
+  /** Throws CoveError('already_exists') when the id or the name is taken. */
+  insertSnapshot(record: SnapshotRecord): void;
+  /** By id or by name. */
+  getSnapshot(idOrName: string): SnapshotRecord | undefined;
+  /** Oldest first. */
+  listSnapshots(): SnapshotRecord[];
+  /** False when there was no such snapshot. */
+  deleteSnapshot(id: string): boolean;
 
   /** Throws CoveError('already_exists') when the id or the hash is taken. */
   insertApiKey(record: ApiKeyRecord): void;

@@ -71,6 +71,9 @@ export interface TemplateStore {
   ensure(name: string, opts?: { log?: (line: string) => void }): Promise<Template>;
   /** Every name with a current build, sorted by name. */
   list(): Promise<Template[]>;
+  /** One build of a name, current or not (a paused sandbox's or a snapshot's lower layer);
+   * CoveError('not_found') once it is pruned. */
+  getBuild(name: string, hash: string): Promise<Template>;
 }
 
 export interface TemplateStoreOptions {
@@ -303,7 +306,15 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
     return out;
   };
 
-  return { get, ensure, list };
+  const getBuild = async (name: string, hash: string): Promise<Template> => {
+    validateTemplateName(name);
+    if (!HASH_DIR_RE.test(hash)) throw new CoveError('not_found', `template ${name} has no build ${hash}`);
+    const t = await readBuild(name, hash);
+    if (t === undefined) throw new CoveError('not_found', `template ${name}: build ${hash} is gone`);
+    return t;
+  };
+
+  return { get, ensure, list, getBuild };
 }
 
 /** `current` -> <hash>, replaced atomically. */

@@ -222,9 +222,6 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
       );
       await expect(Sandbox.create('base', { timeoutMs: 25 * 3600_000 })).rejects.toThrow(SandboxError);
       await expect(Sandbox.create('no-such-template')).rejects.toThrow(/404/);
-      await expect(Sandbox.create('base', { lifecycle: { onTimeout: 'pause' } })).rejects.toThrow(
-        /cannot pause sandboxes yet/,
-      );
       await expect(Sandbox.create('base', { allowInternetAccess: false })).rejects.toThrow(/egress/);
       // mcp is accepted: the SDK starts the gateway itself, finds none in base, and kills the sandbox.
       await expect(Sandbox.create('base', { mcp: { none: {} } as never })).rejects.toThrow(

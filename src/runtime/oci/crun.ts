@@ -1,11 +1,12 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
 import type { Capability, RuntimeDriver, SandboxSpec, SandboxStatus } from '../driver.ts';
-import { cgroupDirs, detectCgroupMode, type CgroupMode } from './cgroups.ts';
+import { cgroupDirs, detectCgroupMode, isFrozen, setFrozen, type CgroupMode } from './cgroups.ts';
 import { sandboxOciSpec } from './spec.ts';
 
 export interface CrunOptions {
@@ -64,7 +65,11 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
     },
 
     async create(spec: SandboxSpec) {
-      const config = sandboxOciSpec(spec, opts.cgroupParent);
+      // A boot id of this boot only: the host's is the same for every sandbox and every boot,
+      // and E2B's filesystem-only resume is told from a memory one by a new boot id.
+      const bootId = join(spec.bundleDir, 'boot_id');
+      await writeFile(bootId, `${randomUUID()}\n`, { mode: 0o444 });
+      const config = sandboxOciSpec(spec, opts.cgroupParent, bootId);
       await writeFile(join(spec.bundleDir, 'config.json'), JSON.stringify(config));
       const pidFile = join(spec.bundleDir, 'pid');
       await crunLogged(
@@ -86,6 +91,7 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
       try {
         const { stdout } = await run(crun, [...global, 'state', id]);
         const status = (JSON.parse(stdout) as { status?: string }).status;
+        if (status === 'running' && (await isFrozen(mode, opts.cgroupParent, id))) return 'paused';
         if (status === 'created' || status === 'running' || status === 'paused' || status === 'stopped')
           return status;
         return 'missing';
@@ -100,7 +106,18 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
       return entries.filter((e) => e.isDirectory()).map((e) => e.name);
     },
 
+    // The cgroup freezer directly: `crun pause` costs an exec and reads the same file.
+    async freeze(id: string) {
+      await setFrozen(mode, opts.cgroupParent, id, true);
+    },
+
+    async thaw(id: string) {
+      await setFrozen(mode, opts.cgroupParent, id, false);
+    },
+
     async destroy(id: string) {
+      // A frozen sandbox's processes take no signal, SIGKILL included, until they are thawed.
+      if (await isFrozen(mode, opts.cgroupParent, id)) await setFrozen(mode, opts.cgroupParent, id, false);
       // delete --force kills PID 1; the kernel then kills every process of its pid namespace.
       await run(crun, [...global, 'delete', '--force', id]).catch(async (err: unknown) => {
         if (!(await this.list()).includes(id)) return; // already gone

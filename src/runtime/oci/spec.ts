@@ -217,7 +217,22 @@ export function withAgent(binary: string, runDir: string, token: string): SpecMo
   };
 }
 
-export function sandboxOciSpec(s: SandboxSpec, cgroupParent: string): OciSpec {
+/**
+ * A file of the host bind-mounted read-only over /proc/sys/kernel/random/boot_id: the kernel's
+ * own is the host's, the same for every sandbox and across a sandbox's reboots.
+ */
+export function withBootId(file: string): SpecModifier {
+  return (spec) => {
+    spec.mounts.push({
+      destination: '/proc/sys/kernel/random/boot_id',
+      type: 'bind',
+      source: file,
+      options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+    });
+  };
+}
+
+export function sandboxOciSpec(s: SandboxSpec, cgroupParent: string, bootIdFile?: string): OciSpec {
   return buildSpec(
     baseSpec(),
     withNamespaces,
@@ -231,5 +246,6 @@ export function sandboxOciSpec(s: SandboxSpec, cgroupParent: string): OciSpec {
     withHostname(s.id),
     withRootfs(s.rootfs),
     withAgent(s.agentBinary, s.agentRunDir, s.agentToken),
+    ...(bootIdFile === undefined ? [] : [withBootId(bootIdFile)]),
   );
 }

@@ -1,0 +1,46 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { httpStatus } from '../core/errors.ts';
+import type { ApiDeps } from './app.ts';
+import type { ApiEnv } from './auth.ts';
+import { body, sandboxId } from './validate.ts';
+import { sandboxReply } from './wire.ts';
+
+const forkSchema = z.looseObject({
+  timeout: z.number().int().optional(),
+  count: z.number().int().optional(),
+});
+
+/** Upstream's defaults when the body leaves them out (2.51 sends only what the caller set). */
+const FORK_DEFAULT_TIMEOUT = 15;
+const FORK_DEFAULT_COUNT = 1;
+
+/**
+ * Fork (spec 2.10): 201 with one `SandboxForkResult` per fork, `{sandbox}` or `{error}`, so one
+ * failed fork does not hide the others; an unknown source is a 404 for the whole request.
+ */
+export function forkRoutes(deps: ApiDeps): Hono<ApiEnv> {
+  const { manager, sandboxLog } = deps;
+  const app = new Hono<ApiEnv>();
+
+  app.post('/sandboxes/:id/fork', async (c) => {
+    const id = sandboxId(c);
+    const { timeout = FORK_DEFAULT_TIMEOUT, count = FORK_DEFAULT_COUNT } = await body(c, forkSchema);
+    manager.get(id); // an unknown source is a 404 before the count is judged
+    const results = await manager.fork(id, { count, timeoutMs: timeout * 1000 });
+    sandboxLog.append(id, 'info', 'forked', {
+      forks: results.map((r) => ('sandbox' in r ? r.sandbox.id : r.error.code)).join(','),
+      apiKey: c.get('keyId'),
+    });
+    return c.json(
+      results.map((r) =>
+        'sandbox' in r
+          ? { sandbox: sandboxReply(r.sandbox, deps.domain) }
+          : { error: { code: httpStatus[r.error.code], message: r.error.message } },
+      ),
+      201,
+    );
+  });
+
+  return app;
+}
