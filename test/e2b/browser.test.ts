@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, templateBuilt } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, templateBuilt, testConfig } from '../helpers.ts';
 import { decodePng } from './desktop-helpers.ts';
 
 const loadE2b = () => import('e2b');
@@ -106,5 +108,52 @@ describe.skipIf(!canRunSandboxes || !built)(`Playwright over CDP on ${TEMPLATE}`
     expect(args).toMatch(/--user-data-dir=\/tmp\/chromium-profile-\w+/);
     expect(args).toContain('--disable-background-networking');
     expect(args).toContain('--remote-debugging-address=127.0.0.1');
+  });
+});
+
+/**
+ * Behind `cove serve --tls`: the forwarder in the sandbox hears `X-Forwarded-Proto: https` from
+ * the gateway and hands out `wss://` WebSocket URLs, which Playwright then opens through Cove's
+ * TLS port (the process trusts Cove's self-signed CA, as NODE_EXTRA_CA_CERTS would).
+ */
+describe.skipIf(!canRunSandboxes || !built)(`Playwright over CDP on ${TEMPLATE}, behind TLS`, () => {
+  let cove: Awaited<ReturnType<typeof startTestCove>>;
+  let sbx: InstanceType<E2b['Sandbox']>;
+
+  beforeAll(async () => {
+    cove = await startTestCove(testConfig({ tls: { selfSigned: true } }));
+    tls.setDefaultCACertificates([
+      ...tls.getCACertificates('default'),
+      readFileSync(cove.tls!.caFile!, 'utf8'),
+    ]);
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
+    process.env.E2B_API_KEY = cove.apiKey;
+    const { Sandbox } = await loadE2b();
+    sbx = await Sandbox.create(TEMPLATE, { timeoutMs: 120_000 });
+  });
+
+  afterAll(async () => {
+    if (cove) expect(await stopTestCove(cove)).toEqual([]);
+  });
+
+  it('hands out wss:// URLs and drives the browser over them', async () => {
+    expect(cove.url).toMatch(/^https:/);
+    const headers = { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '9222' };
+    const version = (await (await fetch(`${cove.url}/json/version`, { headers })).json()) as {
+      webSocketDebuggerUrl: string;
+    };
+    expect(version.webSocketDebuggerUrl).toMatch(
+      new RegExp(`^wss://${new URL(cove.url).host}/devtools/browser/`),
+    );
+    const { chromium } = await loadPlaywright();
+    const browser = await chromium.connectOverCDP(cove.url, { headers });
+    try {
+      const page = await browser.contexts()[0]!.newPage();
+      await page.goto('data:text/html,<title>over wss</title>');
+      expect(await page.title()).toBe('over wss');
+      await page.close();
+    } finally {
+      await browser.close();
+    }
   });
 });
