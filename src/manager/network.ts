@@ -39,22 +39,33 @@ export function networkMethods(deps: {
   record: (id: string) => SandboxRecord;
   info: (record: SandboxRecord) => SandboxInfo;
 }) {
+  // One update at a time per sandbox: two interleaved ones could leave the kernel with one
+  // policy and the record with the other.
+  const queues = new Map<string, Promise<unknown>>();
   return {
     /**
      * E2B's updateNetwork (spec 2.11): replaces the egress settings (allowOut, denyOut,
      * internet access), keeps the ingress ones (public traffic, host mask, https ports). The
      * rules change first, then the record: a failure changes nothing a restart would undo.
      */
-    async updateNetwork(
+    updateNetwork(
       id: string,
       egress: Pick<SandboxNetwork, 'allowOut' | 'denyOut' | 'allowInternetAccess'>,
     ): Promise<SandboxInfo> {
-      const record = deps.record(id);
-      const network: SandboxNetwork = { ...(record.network ?? OPEN_NETWORK), ...egress };
-      await deps.host.network.applyPolicy(deps.host.network.slot(record.slot, id), network);
-      deps.store.updateSandbox(id, { network });
-      record.network = network;
-      return deps.info(record);
+      deps.record(id); // not found: fail now, not behind another update
+      const update = async () => {
+        const record = deps.record(id);
+        const network: SandboxNetwork = { ...(record.network ?? OPEN_NETWORK), ...egress };
+        await deps.host.network.applyPolicy(deps.host.network.slot(record.slot, id), network);
+        deps.store.updateSandbox(id, { network });
+        record.network = network;
+        return deps.info(record);
+      };
+      const done = (queues.get(id) ?? Promise.resolve()).then(update, update);
+      const tail = done.catch(() => {});
+      queues.set(id, tail);
+      void tail.then(() => queues.get(id) === tail && queues.delete(id));
+      return done;
     },
   };
 }

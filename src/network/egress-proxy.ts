@@ -50,6 +50,8 @@ const ALWAYS_DENIED: Array<[string, number]> = [
 ];
 
 const MAX_DNS_INFLIGHT = 512;
+/** Connections one sandbox may hold open through the proxy at once; more are reset. */
+const MAX_PER_SANDBOX = 1024;
 
 export async function startEgressProxy(opts: EgressProxyOptions): Promise<EgressProxy> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -60,13 +62,22 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
   const resolver = new Resolver({ timeout: 3000, tries: 2 });
   if (opts.dns.length > 0) resolver.setServers(opts.dns);
   const sockets = new Set<Socket>();
+  const perSandbox = new Map<string, number>();
 
   function handle(client: Socket, port: 80 | 443): void {
+    const source = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const open = (perSandbox.get(source) ?? 0) + 1;
+    if (open > MAX_PER_SANDBOX) return void client.resetAndDestroy();
+    perSandbox.set(source, open);
     sockets.add(client);
-    client.once('close', () => sockets.delete(client));
+    client.once('close', () => {
+      sockets.delete(client);
+      const left = (perSandbox.get(source) ?? 1) - 1;
+      if (left > 0) perSandbox.set(source, left);
+      else perSandbox.delete(source);
+    });
     client.on('error', () => client.destroy());
     client.setTimeout(timeoutMs, () => client.destroy());
-    const source = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);

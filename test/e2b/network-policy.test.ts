@@ -176,6 +176,15 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     await sbx.updateNetwork({});
     await reached(sbx, `http://${net.hosts.other}/`);
     expect((await sbx.getInfo()).allowInternetAccess).toBe(true);
+    // Updates at once: whichever lands last, the rules and the record agree.
+    await Promise.all([
+      sbx.updateNetwork({ denyOut: [net.hosts.other] }),
+      sbx.updateNetwork({}),
+      sbx.updateNetwork({ denyOut: [net.hosts.other] }),
+    ]);
+    const recorded = (await sbx.getInfo()).network?.denyOut ?? [];
+    if (recorded.length > 0) await refused(sbx, `http://${net.hosts.other}/`);
+    else await reached(sbx, `http://${net.hosts.other}/`);
   });
 
   it('bad input is a 400 that says why, and changes nothing', async () => {
