@@ -139,7 +139,13 @@ export function createPortProxy(opts: ProxyOptions = {}): PortProxy {
 
   function drop(sandboxId: string): void {
     for (const key of [sandboxId, `${sandboxId}/tls`]) {
-      agents.get(key)?.destroy();
+      const agent = agents.get(key);
+      // Reset, not closed: a FIN leaves the sandbox's end in LAST_ACK or TIME_WAIT for a while,
+      // and a gVisor sandbox cannot be checkpointed (paused with memory) while one is there.
+      for (const pool of [agent?.sockets, agent?.freeSockets])
+        for (const sockets of Object.values(pool ?? {}))
+          for (const socket of sockets ?? []) socket.resetAndDestroy();
+      agent?.destroy();
       agents.delete(key);
     }
   }

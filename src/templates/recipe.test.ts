@@ -65,6 +65,13 @@ describe('parseRecipe', () => {
     }
   });
 
+  it('takes a runtime backend, crun or runsc, and nothing else', () => {
+    const withRuntime = (runtime: unknown) => JSON.stringify({ ...JSON.parse(base), runtime });
+    expect(parseRecipe('base', base).runtime).toBeUndefined();
+    expect(parseRecipe('base', withRuntime('runsc')).runtime).toBe('runsc');
+    expect(() => parseRecipe('base', withRuntime('kata'))).toThrow(/runtime/);
+  });
+
   it('rejects a recipe whose name differs from its folder', () => {
     expect(() => parseRecipe('other', base)).toThrow(/names base/);
   });
