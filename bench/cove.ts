@@ -86,6 +86,8 @@ export async function coveBench(opts: {
   instance?: string;
   /** The runtime backend of its sandboxes (crun by default). */
   runtime?: 'crun' | 'runsc';
+  /** The audit trail on (the default) or off: bench/audit.ts compares the two. */
+  audit?: boolean;
 }): Promise<CoveBench> {
   const INSTANCE = opts.instance ?? DEFAULT_INSTANCE;
   const home = await mkdtemp(join(tmpdir(), 'coveb-home-'));
@@ -103,7 +105,8 @@ export async function coveBench(opts: {
   });
   // The targets are about the cold path: without --pool, no sandbox is built ahead (min and
   // max 0 disable pools), and no background filler competes with the peers for the CPU.
-  const config = opts.pool ? loaded : { ...loaded, pool: { ...loaded.pool, min: 0, max: 0 } };
+  const pooled = opts.pool ? loaded : { ...loaded, pool: { ...loaded.pool, min: 0, max: 0 } };
+  const config = { ...pooled, audit: { ...pooled.audit, enabled: opts.audit ?? pooled.audit.enabled } };
   const cove = await startCove(config, { log: createLogger(logLevel) });
   const { manager } = cove;
   // Bench-only instrumentation: the manager claims through `pool.take`, looked up on the

@@ -46,6 +46,8 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
                     or computer-use alone: bench/computer-use.ts (desktop and browser; BENCH_CU_RUNS)
                     or services alone: bench/services.ts (BENCH_SVC_RUNS, _ENTRIES, _QUERIES)
+                    or audit alone: the audit trail on vs off (bench/audit.ts, BENCH_AUDIT_*);
+                    a full run ends with it
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -254,6 +256,11 @@ async function main(): Promise<number> {
   if (only.includes('services')) {
     if (only.length > 1) throw new Error('--only services runs alone');
     return (await import('./services.ts')).servicesMain([]);
+  }
+  // The cost of the audit trail (issue 15): bench/audit.ts, alone here, and after a full run.
+  if (only.includes('audit')) {
+    if (only.length > 1) throw new Error('--only audit runs alone');
+    return (await import('./audit.ts')).auditMain([]);
   }
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))
@@ -792,6 +799,8 @@ async function main(): Promise<number> {
     return 1;
   }
   console.log('cleanup: no containers, sandboxes, mounts or network namespaces left behind');
+  if (!stopping && values.only === undefined && env.BENCH_ONLY === undefined)
+    return (await import('./audit.ts')).auditMain([]);
   return stopping ? 130 : 0;
 }
 

@@ -64,4 +64,32 @@ describe('audit store', () => {
     expect(a.query({}).events.map((e) => e.action)).toEqual(['sandbox.kill']);
     a.close();
   });
+
+  it('selects by time, inclusive at both ends', () => {
+    let clock = 1000;
+    const a = createAuditStore(join(dir(), 'audit.db'), {
+      perSandbox: 100,
+      retentionMs: 86_400_000,
+      now: () => clock,
+    });
+    for (let i = 0; i < 50; i++) {
+      clock += i % 3 === 0 ? 0 : 10; // some records share a millisecond
+      a.record({ sandboxId: `s${i % 4}`, action: 'process.start', fields: { i } });
+    }
+    const all = a.query({}).events;
+    for (const [since, until] of [
+      [1000, 1000],
+      [1005, 1200],
+      [1010, 1010],
+      [0, 5000],
+      [1330, 9999],
+      [5000, 6000],
+    ] as const) {
+      const want = all.filter((e) => e.at >= since && e.at <= until).map((e) => e.seq);
+      expect(a.query({ since, until }).events.map((e) => e.seq)).toEqual(want);
+      const s1 = all.filter((e) => e.sandboxId === 's1' && e.at >= since).map((e) => e.seq);
+      expect(a.query({ sandboxId: 's1', since }).events.map((e) => e.seq)).toEqual(s1);
+    }
+    a.close();
+  });
 });
