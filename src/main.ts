@@ -11,6 +11,7 @@ import { observedAgent } from './audit/agent.ts';
 import { createAudit } from './audit/index.ts';
 import { recordLifecycle } from './audit/lifecycle.ts';
 import { runtimeLogTail } from './audit/runtime-log.ts';
+import { copyStartLog } from './audit/start-log.ts';
 import { createSandboxLog } from './audit/sandbox-log.ts';
 import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
@@ -244,6 +245,11 @@ async function startLocked(
   manager.events.on('created', ({ id, template, pooled, ms }) => {
     const backend = manager.get(id).runtime;
     log.info({ sandbox: id, template, pooled, backend, ms }, 'sandbox created');
+    // The start command's output, into the sandbox's log (E2B's logs endpoints, `cove sandbox logs`).
+    void templates
+      .get(template)
+      .then((t) => t.start && copyStartLog(manager.agent(id), id, t.start.log, sandboxLog))
+      .catch((err: unknown) => log.debug({ err, sandbox: id }, 'start command log not copied'));
     prometheus.observeCreate({ template, pooled, ms, backend });
   });
   manager.events.on('killed', (id, reason) => {

@@ -218,6 +218,29 @@ describe.skipIf(!canRunSandboxes)('observability: metrics, audit trail, logs', (
     expect(killed).toMatchObject({ requestId: null, keyId: null });
   });
 
+  it("puts the start command's output and the lifecycle in the sandbox's log, read by the CLI", async () => {
+    const { id } = await cove.manager.create({ template: 'code-interpreter-v1', timeoutMs: 120_000 });
+    try {
+      type Entry = { message: string; fields: Record<string, string> };
+      let logs: Entry[] = [];
+      for (let i = 0; i < 100 && !logs.some((e) => e.fields.source === 'start'); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        logs = ((await (await api(`/v2/sandboxes/${id}/logs`)).json()) as { logs: Entry[] }).logs;
+      }
+      expect(logs.filter((e) => e.fields.source === 'start').length).toBeGreaterThan(0);
+      const { stdout } = await promisify(execFile)(
+        join(cove.config.root, 'bin', 'cove'),
+        ['sandbox', 'logs', id],
+        {
+          env: { ...process.env, COVE_URL: cove.url, COVE_API_KEY: cove.apiKey },
+        },
+      );
+      expect(stdout).toContain('source=start');
+    } finally {
+      await cove.manager.kill(id);
+    }
+  });
+
   it('keeps a flood of commands in one sandbox within its bound', async () => {
     const { id } = await cove.manager.create({ template: 'base', timeoutMs: 120_000 });
     try {
