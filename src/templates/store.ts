@@ -176,7 +176,8 @@ export function createTemplateStore(opts: TemplateStoreOptions): TemplateStore {
     return { ...t, name: `${name}:${tag}` };
   };
 
-  const get = async (ref: string): Promise<Template> => {
+  const get = async (anyCase: string): Promise<Template> => {
+    const ref = anyCase.toLowerCase(); // E2B's names are case-insensitive
     const name = ref.endsWith(':default') ? ref.slice(0, -':default'.length) : ref;
     if (name.includes(':')) return getTagged(name);
     validateTemplateName(name);

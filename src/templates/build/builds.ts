@@ -248,7 +248,9 @@ export function createBuilds(opts: BuildsOptions) {
       if (r.triggered) throw new CoveError('conflict', `build ${buildID} was already started`);
       if (waiting.length >= opts.queue)
         throw new CoveError('resource_exhausted', `${waiting.length} template builds are waiting already`);
-      await checkBuild(
+      // A bad base or step fails the build itself, at once: the SDK then raises BuildError with
+      // the stack trace of the builder call that made that step (reason.step).
+      const refused = await checkBuild(
         {
           templates: opts.templates,
           layersDir: opts.layersDir,
@@ -256,13 +258,20 @@ export function createBuilds(opts: BuildsOptions) {
           archive: (hash) => opts.files.archive(hash),
         },
         spec,
-      ).catch(async (err: unknown) => {
-        r.status = 'error';
-        r.reason = { message: err instanceof Error ? err.message : String(err) };
-        r.finishedAt = new Date().toISOString();
+      ).then(
+        () => undefined,
+        (err: unknown) => {
+          if (err instanceof StepError) return err;
+          throw err;
+        },
+      );
+      if (refused) {
+        append(buildID, 'error', refused.message, refused.step);
+        Object.assign(r, { status: 'error', triggered: true, finishedAt: new Date().toISOString() });
+        r.reason = { message: refused.message, step: refused.step };
         await save(r);
-        throw err;
-      });
+        return;
+      }
       r.triggered = true;
       await save(r);
       append(

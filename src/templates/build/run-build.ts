@@ -6,7 +6,9 @@ import type { Template, TemplateLimits, TemplateStart, TemplateStore } from '../
 import { ensureDebianLayer } from './debian.ts';
 import { applyUpper, linkTree } from './layers.ts';
 import type { OpenBuildSandbox } from './sandbox.ts';
-import { baseKey, checkStep, layerKey, type BuildStart, type Step } from './spec.ts';
+import { baseKey, checkStep, layerKey, StepError, type BuildStart, type Step } from './spec.ts';
+
+export { StepError };
 import { envStep, runFileStep, STEP_RUNNER, type StepContext } from './steps.ts';
 
 /** A layer: the state after a step. `layers/<key>/layer.json`, and `rootfs/` when the step changed files. */
@@ -37,15 +39,6 @@ export interface BuildResult {
   start?: TemplateStart;
   /** The base template's runtime backend: its builds and sandboxes use it too. */
   runtime?: string;
-}
-
-/** A failure at a step: the SDK's BuildError names it (`reason.step`). */
-export class StepError extends CoveError {
-  readonly step: string;
-  constructor(step: string, message: string, cause?: unknown) {
-    super('invalid_argument', message, { cause });
-    this.step = step;
-  }
 }
 
 const READY_TIMEOUT_MS = 120_000;

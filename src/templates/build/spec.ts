@@ -3,12 +3,24 @@ import { z } from 'zod';
 import { CoveError } from '../../core/errors.ts';
 import { validateTag, validateTemplateName } from '../recipe.ts';
 
+/** A failure at a step: the SDK's BuildError names it (`reason.step`: `base`, `1`..`n`, `finalize`). */
+export class StepError extends CoveError {
+  readonly step: string;
+  constructor(step: string, message: string, cause?: unknown) {
+    super('invalid_argument', message, { cause });
+    this.step = step;
+  }
+}
+
 /** Bump when the builder makes something else of the same steps: every layer key changes. */
 export const LAYER_VERSION = 1;
 
-/** `name` or `name:tag` (E2B's names, spec 2.15); the tag of a bare name is `default`. */
+/**
+ * `name` or `name:tag` (E2B's names, spec 2.15); the tag of a bare name is `default`. Names are
+ * case-insensitive, as E2B's are (its tests build `makeDir`): Cove keeps them in lower case.
+ */
 export function parseTemplateRef(ref: string): { name: string; tag: string } {
-  const [name = '', tag = 'default', ...rest] = ref.split(':');
+  const [name = '', tag = 'default', ...rest] = ref.toLowerCase().split(':');
   if (rest.length > 0)
     throw new CoveError('invalid_argument', `invalid template name ${JSON.stringify(ref)}`);
   validateTemplateName(name);
@@ -51,7 +63,7 @@ export const buildRequestSchema = z.looseObject({
 
 /** Checks a step's arguments before anything runs, so that a malformed one fails the trigger. */
 export function checkStep(step: Step, index: number): void {
-  const bad = (why: string) => new CoveError('invalid_argument', `step ${index + 1} (${step.type}): ${why}`);
+  const bad = (why: string) => new StepError(String(index + 1), `step ${index + 1} (${step.type}): ${why}`);
   const { args } = step;
   switch (step.type) {
     case 'RUN':
