@@ -10,6 +10,7 @@ import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
 import { createAudit } from './audit/index.ts';
 import { recordLifecycle } from './audit/lifecycle.ts';
+import { recordManagerActions } from './audit/manager-actions.ts';
 import { runtimeLogTail } from './audit/runtime-log.ts';
 import { copyStartLog } from './audit/start-log.ts';
 import { createSandboxLog } from './audit/sandbox-log.ts';
@@ -242,6 +243,7 @@ async function startLocked(
 
   const sandboxLog = createSandboxLog();
   recordLifecycle(manager.events, audit);
+  recordManagerActions(manager, audit);
   manager.events.on('created', ({ id, template, pooled, ms }) => {
     const backend = manager.get(id).runtime;
     log.info({ sandbox: id, template, pooled, backend, ms }, 'sandbox created');

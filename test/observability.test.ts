@@ -241,6 +241,28 @@ describe.skipIf(!canRunSandboxes)('observability: metrics, audit trail, logs', (
     }
   });
 
+  it('records pauses, resumes and network policy changes, with their key', async () => {
+    const sbx = await Sandbox.create('base', { timeoutMs: 120_000 });
+    try {
+      await sbx.updateNetwork({ denyOut: ['203.0.113.0/24'] });
+      expect(await sbx.pause()).toBe(true);
+      await sbx.connect();
+      const events = (await audit(`sandbox=${sbx.sandboxId}`)).filter((e) => e.action !== 'api');
+      expect(events.map((e) => [e.action, e.outcome])).toEqual([
+        ['sandbox.create', 'ok'],
+        ['network.policy', 'ok'],
+        ['sandbox.pause', 'ok'],
+        ['sandbox.resume', 'ok'],
+      ]);
+      expect(events[1]!.fields).toMatchObject({ denyOut: ['203.0.113.0/24'] });
+      expect(events[3]!.fields).toMatchObject({ resumed: true });
+      expect(new Set(events.map((e) => e.keyId)).size).toBe(1);
+      expect(events[0]!.keyId).not.toBeNull();
+    } finally {
+      await sbx.kill();
+    }
+  });
+
   it('keeps a flood of commands in one sandbox within its bound', async () => {
     const { id } = await cove.manager.create({ template: 'base', timeoutMs: 120_000 });
     try {

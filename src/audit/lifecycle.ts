@@ -20,6 +20,7 @@ export function recordLifecycle(events: EventEmitter<ManagerEvents>, audit: Audi
         secure: input.secure ?? false,
         metadata: JSON.stringify(input.metadata ?? {}),
         envVars: Object.keys(input.envVars ?? {}), // names only: values may be secrets
+        ...(input.network && { network: JSON.stringify(input.network) }),
       },
     }),
   );
