@@ -6,6 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
+import { VolumeStore } from './volumes/store.ts';
 import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
 import { createAudit } from './audit/index.ts';
@@ -297,6 +298,11 @@ async function startLocked(
     },
     domain,
     templateBuilder,
+    volumes: {
+      store: await VolumeStore.open(join(config.home, 'volumes')),
+      sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
+      domain,
+    },
   });
   const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
   // MCP's Streamable HTTP at /mcp, behind the API's key check; its tools call the manager.

@@ -21,6 +21,7 @@ import { templateRoutes, templateUploadRoutes } from './templates.ts';
 import type { TemplateBuilder } from '../templates/build/index.ts';
 import { timeoutRoutes } from './timeout.ts';
 import { unsupportedRoutes } from './unsupported.ts';
+import { volumeContentRoutes, volumeRoutes, type VolumeDeps } from './volumes.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
 export interface ApiDeps {
@@ -39,6 +40,8 @@ export interface ApiDeps {
   audit?: Audit;
   /** `/metrics` in Prometheus' format; none: 404. */
   prometheus?: Prometheus;
+  /** Volumes (spec 2.16); without them those routes say "not supported". */
+  volumes?: VolumeDeps;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */
@@ -51,7 +54,10 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.get('/health', (c) => c.json({ status: 'ok' }));
   // The SDK PUTs COPY archives to the signed URL without a key: the signature is checked instead.
   if (deps.templateBuilder) app.route('/', templateUploadRoutes(deps.templateBuilder));
+  // The volume-content API takes the volume's token instead of a key.
+  if (deps.volumes) app.route('/', volumeContentRoutes(deps.volumes));
   app.use('*', requireApiKey(deps.verifyKey));
+  if (deps.volumes) app.route('/', volumeRoutes(deps.volumes));
   app.route('/', snapshotRoutes(deps)); // first: a snapshot is deleted as a template (spec 2.14)
   if (deps.templateBuilder) app.route('/', templateRoutes(deps.templateBuilder));
   app.route('/', metricsRoutes(deps)); // first: /sandboxes/metrics is no sandbox id

@@ -38,7 +38,7 @@ function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | un
   if (req.autoPauseMemory === false && !req.autoPause) return 'autoPauseMemory=false needs autoPause';
   if (req.autoPauseMemory === false && req.autoResume?.enabled)
     return 'autoPauseMemory=false cannot be combined with autoResume';
-  if (req.volumeMounts?.length) return 'volumeMounts: Cove has no volumes yet';
+  if (req.volumeMounts?.length) return 'volumeMounts: Cove cannot mount volumes into sandboxes yet';
   if (Object.keys(req.iam?.tokens ?? {}).length)
     return 'iam: workload identity tokens are not served by Cove';
   return undefined;

@@ -36,6 +36,7 @@ export function unsupportedRoutes(deps: ApiDeps): Hono<ApiEnv> {
     ['/secrets', 'secrets'],
   ] as const) {
     if (templatesServed && prefix.endsWith('/templates')) continue;
+    if (deps.volumes && what === 'volumes') continue;
     app.all(prefix, () => refuse(what));
     app.all(`${prefix}/*`, () => refuse(what));
   }

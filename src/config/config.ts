@@ -58,6 +58,8 @@ export interface Config {
    * address (COVE_SERVICES_PORT), and the operator's file of providers and quotas
    * (COVE_SERVICES_CONFIG, default `<home>/services.json`). */
   services: { port: number; configPath: string };
+  /** The size limit of each volume, in MiB (COVE_VOLUME_SIZE_MB, default 1024). */
+  volumeSizeMB: number;
   /** Disk that snapshots and sandboxes paused to disk may take in all (COVE_STORAGE_BUDGET_MB, default 10 GiB). */
   storageBudgetMiB: number;
   /** The checkout: the agent binaries and template recipes live in it. */
@@ -121,6 +123,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     logLevel: overrides.logLevel ?? env.COVE_LOG_LEVEL ?? 'info',
     subnet16,
     maxTimeoutMs: 24 * 3600_000,
+    volumeSizeMB: count('COVE_VOLUME_SIZE_MB', 1024, 1 << 20),
     agentTimeoutMs: 5_000,
     pool: {
       min: count('COVE_POOL_MIN', 2),
