@@ -1,9 +1,10 @@
-import { cosine } from './query.ts';
 import type { Scope } from './store.ts';
 
 interface Loaded {
   ids: number[];
   vecs: Float32Array[];
+  /** Each vector's length, computed once. */
+  norms: number[];
   /** Epoch ms, or Infinity. */
   expires: number[];
   floats: number;
@@ -41,13 +42,14 @@ export function createVectorCache(load: (scope: Scope) => VectorRow[], maxFloats
       cache.set(k, hit);
       return hit;
     }
-    const loaded: Loaded = { ids: [], vecs: [], expires: [], floats: 0 };
+    const loaded: Loaded = { ids: [], vecs: [], norms: [], expires: [], floats: 0 };
     for (const r of load(scope)) {
       const v = new Float32Array(
         r.embedding.buffer.slice(r.embedding.byteOffset, r.embedding.byteOffset + r.embedding.byteLength),
       );
       loaded.ids.push(Number(r.id));
       loaded.vecs.push(v);
+      loaded.norms.push(norm(v));
       loaded.expires.push(r.expires_at === null ? Infinity : Number(r.expires_at));
       loaded.floats += v.length;
     }
@@ -66,14 +68,25 @@ export function createVectorCache(load: (scope: Scope) => VectorRow[], maxFloats
   return {
     /** The `k` entries most similar to `query` (cosine > 0), unexpired at `now`. */
     search(scope: Scope, query: Float32Array, now: number, k: number): Array<{ id: number; sim: number }> {
-      const { ids, vecs, expires } = get(scope);
-      const out: Array<{ id: number; sim: number }> = [];
+      const { ids, vecs, norms, expires } = get(scope);
+      const qn = norm(query);
+      // the best k so far, ascending: a candidate is inserted only when it beats the worst
+      const top: Array<{ id: number; sim: number }> = [];
+      if (qn === 0) return top;
       for (let i = 0; i < ids.length; i++) {
-        if (expires[i]! <= now) continue;
-        const sim = cosine(query, vecs[i]!);
-        if (sim > 0) out.push({ id: ids[i]!, sim });
+        if (expires[i]! <= now || norms[i] === 0) continue;
+        const v = vecs[i]!;
+        let dot = 0;
+        const n = Math.min(v.length, query.length);
+        for (let j = 0; j < n; j++) dot += v[j]! * query[j]!;
+        const sim = dot / (qn * norms[i]!);
+        if (sim <= 0 || (top.length === k && sim <= top[0]!.sim)) continue;
+        let at = top.findIndex((t) => t.sim > sim);
+        if (at < 0) at = top.length;
+        top.splice(at, 0, { id: ids[i]!, sim });
+        if (top.length > k) top.shift();
       }
-      return out.sort((a, b) => b.sim - a.sim).slice(0, k);
+      return top.reverse();
     },
 
     /** A new entry of a scope whose vectors are cached. */
@@ -85,6 +98,7 @@ export function createVectorCache(load: (scope: Scope) => VectorRow[], maxFloats
       );
       hit.ids.push(id);
       hit.vecs.push(v);
+      hit.norms.push(norm(v));
       hit.expires.push(expiresAt ?? Infinity);
       hit.floats += v.length;
       total += v.length;
@@ -97,4 +111,10 @@ export function createVectorCache(load: (scope: Scope) => VectorRow[], maxFloats
       total = 0;
     },
   };
+}
+
+function norm(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  return Math.sqrt(s);
 }
