@@ -217,6 +217,7 @@ async function startLocked(
     recipesDir: config.recipesDir,
     templates,
     open: (template) => manager.buildSandbox(template),
+    ...config.templateBuilds,
     log: (msg, err) => log.error({ err }, msg),
   });
   await templateBuilder.builds.recover();

@@ -26,6 +26,9 @@ export interface Config {
   pool: { min: number; max: number; budget: number; templates: string[]; idleShrinkMs: number };
   /** Cold sandbox builds at once and waiting (COVE_BUILD_CONCURRENCY, COVE_BUILD_QUEUE); beyond: 429. */
   builds: { concurrency: number; queue: number };
+  /** Template builds (docs/templates.md): at once (COVE_TEMPLATE_BUILDS), waiting
+   * (COVE_TEMPLATE_BUILD_QUEUE), and the largest COPY upload (COVE_TEMPLATE_UPLOAD_MAX_MB). */
+  templateBuilds: { concurrency: number; queue: number; uploadMaxBytes: number };
   /**
    * The sandbox domain (COVE_DOMAIN, `cove serve --domain`), a DNS name with an optional port
    * (`sandbox.example.com`, `cove.lan:3000`): sandbox ports are reachable as
@@ -135,6 +138,11 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     builds: {
       concurrency: Math.max(1, count('COVE_BUILD_CONCURRENCY', 4)),
       queue: count('COVE_BUILD_QUEUE', 1024),
+    },
+    templateBuilds: {
+      concurrency: Math.max(1, count('COVE_TEMPLATE_BUILDS', 2)),
+      queue: count('COVE_TEMPLATE_BUILD_QUEUE', 32),
+      uploadMaxBytes: Math.max(1, count('COVE_TEMPLATE_UPLOAD_MAX_MB', 1024, 1 << 20)) * 2 ** 20,
     },
     ...(domain !== undefined && { domain }),
     ...(tls && { tls }),

@@ -133,6 +133,7 @@ export function createBuilds(opts: BuildsOptions) {
       for (const info of t.tags.values()) info.layers.forEach((k) => keep.add(k));
     for (const name of await opts.catalog.names()) await opts.catalog.prune(name);
     await collectLayers(opts.layersDir, keep, opts.layerTtlMs);
+    await opts.files.collect(opts.layerTtlMs);
   };
 
   const execute = async (id: string, spec: BuildStart) => {

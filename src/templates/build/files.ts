@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
@@ -101,10 +101,24 @@ export function createFileStore(opts: { dir: string; ttlMs: number; maxBytes: nu
       }
     },
 
+    /** Removes archives no build has read or stored for `ttlMs` (the SDK uploads again when asked). */
+    async collect(ttlMs: number): Promise<void> {
+      for (const f of await readdir(opts.dir).catch(() => [] as string[])) {
+        if (!/^[0-9a-f]{64}\.(tar|refused)$/.test(f) && !f.startsWith('.upload-')) continue;
+        const st = await stat(join(opts.dir, f)).catch(() => undefined);
+        if (st && Date.now() - Math.max(st.mtimeMs, st.atimeMs) > ttlMs)
+          await rm(join(opts.dir, f), { force: true });
+      }
+    },
+
     /** The stored archive of `hash`, or a clear error when it never came or was refused. */
     async archive(hash: string): Promise<string> {
       checkHash(hash);
-      if (await present(hash)) return path(hash);
+      if (await present(hash)) {
+        const now = new Date();
+        await utimes(path(hash), now, now).catch(() => {}); // collect()'s clock
+        return path(hash);
+      }
       const refused = await readFile(refusedPath(hash), 'utf8').catch(() => undefined);
       throw new CoveError('invalid_argument', refused ?? `the files ${hash} were never uploaded`);
     },
