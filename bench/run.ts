@@ -48,6 +48,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     or services alone: bench/services.ts (BENCH_SVC_RUNS, _ENTRIES, _QUERIES)
                     or audit alone: the audit trail on vs off (bench/audit.ts, BENCH_AUDIT_*);
                     a full run ends with it
+                    or pause alone: bench/pause.ts (pause, resume, snapshot, fork; BENCH_PAUSE_RUNS)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -252,6 +253,11 @@ async function main(): Promise<number> {
   if (only.includes('runsc')) {
     if (only.length > 1) throw new Error('--only runsc runs alone');
     return (await import('./runsc.ts')).runscMain();
+  }
+  // Pause, resume, snapshot and fork latencies (issue 6): bench/pause.ts.
+  if (only.includes('pause')) {
+    if (only.length > 1) throw new Error('--only pause runs alone');
+    return (await import('./pause.ts')).pauseMain();
   }
   if (only.includes('services')) {
     if (only.length > 1) throw new Error('--only services runs alone');
