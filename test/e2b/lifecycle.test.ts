@@ -222,7 +222,9 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
       );
       await expect(Sandbox.create('base', { timeoutMs: 25 * 3600_000 })).rejects.toThrow(SandboxError);
       await expect(Sandbox.create('no-such-template')).rejects.toThrow(/404/);
-      await expect(Sandbox.create('base', { allowInternetAccess: false })).rejects.toThrow(/egress/);
+      await expect(Sandbox.create('base', { network: { denyOut: ['10.0.0.300/8'] } })).rejects.toThrow(
+        /400: .*not a valid IPv4 address or CIDR/,
+      );
       // mcp is accepted: the SDK starts the gateway itself, finds none in base, and kills the sandbox.
       await expect(Sandbox.create('base', { mcp: { none: {} } as never })).rejects.toThrow(
         'Failed to start MCP gateway',
