@@ -7,6 +7,7 @@ import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
 import { VolumeStore } from './volumes/store.ts';
+import { SecretStore } from './secrets/store.ts';
 import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
 import { createAudit } from './audit/index.ts';
@@ -304,6 +305,8 @@ async function startLocked(
       sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
       domain,
     },
+    // The key lives beside the secrets, not in them: a copy of secrets/ alone reveals nothing.
+    secrets: await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile),
   });
   const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
   // MCP's Streamable HTTP at /mcp, behind the API's key check; its tools call the manager.

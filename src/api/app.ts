@@ -21,6 +21,8 @@ import { templateRoutes, templateUploadRoutes } from './templates.ts';
 import type { TemplateBuilder } from '../templates/build/index.ts';
 import { timeoutRoutes } from './timeout.ts';
 import { unsupportedRoutes } from './unsupported.ts';
+import { secretRoutes } from './secrets.ts';
+import type { SecretStore } from '../secrets/store.ts';
 import { volumeContentRoutes, volumeRoutes, type VolumeDeps } from './volumes.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
@@ -42,6 +44,8 @@ export interface ApiDeps {
   prometheus?: Prometheus;
   /** Volumes (spec 2.16); without them those routes say "not supported". */
   volumes?: VolumeDeps;
+  /** Secrets (spec 2.16); without them those routes say "not supported". */
+  secrets?: SecretStore;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */
@@ -58,6 +62,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   if (deps.volumes) app.route('/', volumeContentRoutes(deps.volumes));
   app.use('*', requireApiKey(deps.verifyKey));
   if (deps.volumes) app.route('/', volumeRoutes(deps.volumes));
+  if (deps.secrets) app.route('/', secretRoutes(deps.secrets));
   app.route('/', snapshotRoutes(deps)); // first: a snapshot is deleted as a template (spec 2.14)
   if (deps.templateBuilder) app.route('/', templateRoutes(deps.templateBuilder));
   app.route('/', metricsRoutes(deps)); // first: /sandboxes/metrics is no sandbox id

@@ -37,6 +37,7 @@ export function unsupportedRoutes(deps: ApiDeps): Hono<ApiEnv> {
   ] as const) {
     if (templatesServed && prefix.endsWith('/templates')) continue;
     if (deps.volumes && what === 'volumes') continue;
+    if (deps.secrets && what === 'secrets') continue;
     app.all(prefix, () => refuse(what));
     app.all(`${prefix}/*`, () => refuse(what));
   }

@@ -63,6 +63,8 @@ export interface Config {
   services: { port: number; configPath: string };
   /** The size limit of each volume, in MiB (COVE_VOLUME_SIZE_MB, default 1024). */
   volumeSizeMB: number;
+  /** The key that encrypts secrets (COVE_SECRETS_KEY_FILE, default `<home>/secrets.key`; made at first start). */
+  secretsKeyFile: string;
   /** Disk that snapshots and sandboxes paused to disk may take in all (COVE_STORAGE_BUDGET_MB, default 10 GiB). */
   storageBudgetMiB: number;
   /** The checkout: the agent binaries and template recipes live in it. */
@@ -126,6 +128,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     logLevel: overrides.logLevel ?? env.COVE_LOG_LEVEL ?? 'info',
     subnet16,
     maxTimeoutMs: 24 * 3600_000,
+    secretsKeyFile: env.COVE_SECRETS_KEY_FILE ?? join(home, 'secrets.key'),
     volumeSizeMB: count('COVE_VOLUME_SIZE_MB', 1024, 1 << 20),
     agentTimeoutMs: 5_000,
     pool: {
