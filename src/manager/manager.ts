@@ -18,7 +18,7 @@ import { createWarmPool, type PoolOptions } from './pool.ts';
 import { createProcessRegistry, type ProcessRegistry } from './processes.ts';
 import { reconcile, type ReconcileReport } from './reconcile.ts';
 import { shareSandboxEnv, startTemplateServer } from './startup.ts';
-import { validateTimeout } from './timeout.ts';
+import { timeoutMethods, validateTimeout } from './timeout.ts';
 import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
 import { readUserDb, resolveUser, type SandboxUser } from './users.ts';
 
@@ -334,31 +334,7 @@ export function createManager(opts: ManagerOptions) {
       return [...live.values()].filter((e) => !e.killing).map((e) => info(e.record));
     },
 
-    setTimeout(id: string, timeoutMs: number): SandboxInfo {
-      checkTimeout(timeoutMs);
-      const entry = find(id);
-      const endAt = Date.now() + timeoutMs;
-      store.updateSandbox(id, { endAt });
-      entry.record.endAt = endAt;
-      schedule(entry);
-      return info(entry.record);
-    },
-
-    /**
-     * E2B's connect and refresh: the end time only ever moves later (spec 2.4). When it would
-     * not, nothing is written and endAt stays exactly as it was (the SDK compares it to the ms).
-     */
-    extendTimeout(id: string, timeoutMs: number): SandboxInfo {
-      checkTimeout(timeoutMs);
-      const entry = find(id);
-      const endAt = Date.now() + timeoutMs;
-      if (endAt > entry.record.endAt) {
-        store.updateSandbox(id, { endAt });
-        entry.record.endAt = endAt;
-        schedule(entry);
-      }
-      return info(entry.record);
-    },
+    ...timeoutMethods({ store, find, schedule, info, maxTimeoutMs: opts.maxTimeoutMs }),
 
     ...networkMethods({ host, store, record: (id) => find(id).record, info }),
 
