@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import { startTestCove, stopTestCove } from '../test/helpers.ts';
 import { since, summarize, type Summary } from './stats.ts';
 
-const N = Number(process.argv[2] ?? 2000);
+// From the command line, or BENCH_PROXY_RUNS when bench/run.ts imports it (argv is run.ts's then).
+const fromArgv = Number(process.argv[2]);
+const N =
+  Number.isInteger(fromArgv) && fromArgv > 0 ? fromArgv : Number(process.env.BENCH_PROXY_RUNS ?? 2000);
 const WARMUP = 200;
 const PATH = '/cookies'; // 7-byte body, two headers: the cost measured is the hop, not the payload
 

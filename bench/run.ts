@@ -48,11 +48,32 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     or services alone: bench/services.ts (BENCH_SVC_RUNS, _ENTRIES, _QUERIES)
                     or audit alone: the audit trail on vs off (bench/audit.ts, BENCH_AUDIT_*);
                     a full run ends with it
+                    or pause alone: bench/pause.ts; or proxy alone: bench/proxy.ts (BENCH_PROXY_RUNS)
                     or pause alone: bench/pause.ts (pause, resume, snapshot, fork; BENCH_PAUSE_RUNS)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
 bench makes on the host), BENCH_SUBNET (10.13), COVE_LOG_LEVEL (warn).`;
+
+/** Benches of their own, each run alone by `--only <name>` (their counts in their files). */
+const SOLO: Record<string, () => Promise<number | void>> = {
+  // Computer and browser use (issue 11), BENCH_CU_RUNS.
+  'computer-use': async () => (await import('./computer-use.ts')).computerUseMain([]),
+  // The code interpreter's latencies (issue 7), BENCH_CI_*; `node bench/code-interpreter.ts --help`.
+  'code-interpreter': async () => (await import('./code-interpreter.ts')).codeInterpreterMain([]),
+  // Template builds and creates from a 20-step template (issue 9), BENCH_TEMPLATES_N.
+  templates: async () => (await import('./templates.ts')).templatesMain(),
+  // The gVisor backend beside crun, and its checkpoint/restore (issue 6), BENCH_RUNSC_*.
+  runsc: async () => (await import('./runsc.ts')).runscMain(),
+  // Pause, resume, snapshot and fork latencies (issue 6).
+  pause: async () => (await import('./pause.ts')).pauseMain(),
+  // Model gateway overhead and memory recall (issue 14), BENCH_SVC_*.
+  services: async () => (await import('./services.ts')).servicesMain([]),
+  // The cost of the audit trail (issue 15), BENCH_AUDIT_*; a full run also ends with it.
+  audit: async () => (await import('./audit.ts')).auditMain([]),
+  // What the port proxy adds to a request (issue 4), BENCH_PROXY_RUNS: the script runs on import.
+  proxy: async () => void (await import('./proxy.ts')),
+};
 
 const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;
 const PEERS = ['crun', 'podman'] as const;
@@ -232,41 +253,10 @@ async function main(): Promise<number> {
     'podman-density',
   );
   const only = (values.only ?? env.BENCH_ONLY ?? RUNTIMES.join(',')).split(',').map((s) => s.trim());
-  // Computer and browser use (issue 11): a bench of its own, run alone (BENCH_CU_RUNS).
-  if (only.includes('computer-use')) {
-    if (only.length > 1) throw new Error('--only computer-use runs alone');
-    await (await import('./computer-use.ts')).computerUseMain([]);
-    return 0;
-  }
-  // The code interpreter's latencies (issue 7): a bench of its own, run alone (BENCH_CI_* set
-  // its counts; `node bench/code-interpreter.ts --help`).
-  if (only.includes('code-interpreter')) {
-    if (only.length > 1) throw new Error('--only code-interpreter runs alone');
-    return (await import('./code-interpreter.ts')).codeInterpreterMain([]);
-  }
-  // Template builds and creates from a 20-step template (issue 9): bench/templates.ts.
-  if (only.includes('templates')) {
-    if (only.length > 1) throw new Error('--only templates runs alone');
-    return (await import('./templates.ts')).templatesMain();
-  }
-  // The gVisor backend beside crun, and its checkpoint/restore (issue 6): bench/runsc.ts.
-  if (only.includes('runsc')) {
-    if (only.length > 1) throw new Error('--only runsc runs alone');
-    return (await import('./runsc.ts')).runscMain();
-  }
-  // Pause, resume, snapshot and fork latencies (issue 6): bench/pause.ts.
-  if (only.includes('pause')) {
-    if (only.length > 1) throw new Error('--only pause runs alone');
-    return (await import('./pause.ts')).pauseMain();
-  }
-  if (only.includes('services')) {
-    if (only.length > 1) throw new Error('--only services runs alone');
-    return (await import('./services.ts')).servicesMain([]);
-  }
-  // The cost of the audit trail (issue 15): bench/audit.ts, alone here, and after a full run.
-  if (only.includes('audit')) {
-    if (only.length > 1) throw new Error('--only audit runs alone');
-    return (await import('./audit.ts')).auditMain([]);
+  const solo = only.find((name) => name in SOLO);
+  if (solo) {
+    if (only.length > 1) throw new Error(`--only ${solo} runs alone`);
+    return (await SOLO[solo]!()) ?? 0;
   }
   for (const name of only) {
     if (!(RUNTIMES as readonly string[]).includes(name))
