@@ -6,6 +6,7 @@ import { egressPolicy, restricts, type EgressPolicy, type SandboxNetwork } from 
 import { startEgressProxy, type EgressProxy } from './egress-proxy.ts';
 import { applyRules, clearRules, policySlots } from './egress-rules.ts';
 import { firewallRules } from './policy.ts';
+import { interfaceAddresses, subnetClash } from './subnet.ts';
 
 /**
  * A sandbox's place on the network. Slot `index` gives the address (10.11.0.0/16 + 2 + index),
@@ -90,6 +91,16 @@ export function createNetwork(opts: NetworkOptions): Network {
     maxSlots,
 
     async init() {
+      const clash = subnetClash(
+        subnet,
+        bridge,
+        interfaceAddresses((await run('ip', ['-j', '-4', 'addr', 'show'])).stdout),
+      );
+      if (clash)
+        throw new CoveError(
+          'invalid_argument',
+          `subnet ${subnet} overlaps ${clash.local}/${clash.prefixlen} on ${clash.ifname}: choose another with COVE_SUBNET, or remove that interface`,
+        );
       const exists = await run('ip', ['link', 'show', bridge]).then(
         () => true,
         () => false,
