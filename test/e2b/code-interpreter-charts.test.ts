@@ -1,23 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTemplateStore } from '../../src/templates/index.ts';
-import { canRunSandboxes, startTestCove, stopTestCove } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, templateBuilt } from '../helpers.ts';
 
 const loadCi = () => import('@e2b/code-interpreter');
 type CiSandbox = InstanceType<Awaited<ReturnType<typeof loadCi>>['Sandbox']>;
 
 const TEMPLATE = 'code-interpreter-v1';
-const built = await createTemplateStore({
-  home: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
-  recipesDir: new URL('../../templates', import.meta.url).pathname,
-})
-  .get(TEMPLATE)
-  .then(
-    () => true,
-    () => false,
-  );
-if (!built && process.env.CI === 'true') {
-  throw new Error(`template ${TEMPLATE} is not built: npm test builds it (scripts/setup.sh)`);
-}
+const built = await templateBuilt(TEMPLATE);
 
 // A chart is one result's `chart`: typed loosely here, as the SDK's own tests read it.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -1,24 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTemplateStore } from '../../src/templates/index.ts';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig, templateBuilt } from '../helpers.ts';
 
 const loadCi = () => import('@e2b/code-interpreter');
 type Ci = Awaited<ReturnType<typeof loadCi>>;
 type CiSandbox = InstanceType<Ci['Sandbox']>;
 
 const TEMPLATE = 'code-interpreter-v1';
-const built = await createTemplateStore({
-  home: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
-  recipesDir: new URL('../../templates', import.meta.url).pathname,
-})
-  .get(TEMPLATE)
-  .then(
-    () => true,
-    () => false,
-  );
-if (!built && process.env.CI === 'true') {
-  throw new Error(`template ${TEMPLATE} is not built: npm test builds it (scripts/setup.sh)`);
-}
+const built = await templateBuilt(TEMPLATE);
 
 /**
  * The code interpreter (spec 5) through the unmodified `@e2b/code-interpreter` SDK and Cove's
