@@ -7,18 +7,11 @@
  *   await memory.remember('The user prefers tabs');
  *   const [best] = await memory.recall('indentation preference');
  */
-export interface MemoryEntry {
-  id: number;
-  kind: 'short' | 'fact' | 'chunk';
-  text: string;
-  metadata: Record<string, unknown>;
-  session?: string;
-  createdAt: number;
-  expiresAt?: number;
-  lastUsedAt: number;
-  score?: number;
-  citation?: { documentId: string; title: string; chunk: number; start: number; end: number };
-}
+import type { Entry } from './store.ts';
+
+/** What the service returns for an entry (store.ts's Entry; `score` on recall). The import is
+ * type-only, so the client still runs alone. */
+export type MemoryEntry = Entry & { score?: number };
 
 export interface MemoryClientOptions {
   /** Default: $COVE_SERVICES_URL. */
