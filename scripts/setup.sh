@@ -19,7 +19,9 @@ die() {
 #    podman is only the benchmark's peer; libcap2-bin strips file capabilities
 #    from templates; npm/nodejs only bootstrap the pinned Node 24 from the npm registry; openssl
 #    makes `cove serve --tls self-signed`'s CA (priority optional in Debian: not always there).
-packages=(crun runc runsc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl)
+#    postgresql: the server Cove runs its own cluster of (initdb under <home>, started on first
+#    use: src/services/databases/cluster.ts) for agents' databases and a PostgreSQL store.
+packages=(crun runc runsc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl postgresql)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if command -v dpkg-query >/dev/null; then
   mapfile -t installed < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null |
