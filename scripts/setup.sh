@@ -23,6 +23,9 @@ die() {
 #    use: src/services/databases/cluster.ts) for agents' databases and a PostgreSQL store.
 packages=(crun runc runsc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl postgresql)
 command -v npm >/dev/null || packages+=(nodejs npm)
+# postgresql: the shared state of `cove api` replicas (docs/scale-out.md); tests start private
+# clusters of it (test/postgres.ts). Only the binaries are used: Debian's own cluster may stay stopped.
+packages+=(postgresql)
 if command -v dpkg-query >/dev/null; then
   mapfile -t installed < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null |
     awk '$1 == "ii" { print $2 }')

@@ -1,0 +1,62 @@
+import type { Db } from './db.ts';
+
+/**
+ * The cluster schema, one entry per version, in SQL both engines take (no STRICT, BIGINT for
+ * epoch milliseconds, TEXT for JSON). Append only: a released entry is never edited.
+ */
+export const migrations: readonly string[] = [
+  `CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     mask TEXT NOT NULL,
+     created_at BIGINT NOT NULL
+   )`,
+  `CREATE TABLE nodes (
+     name TEXT PRIMARY KEY,
+     url TEXT NOT NULL,
+     state TEXT NOT NULL,
+     slots INTEGER NOT NULL,
+     free INTEGER NOT NULL,
+     templates TEXT NOT NULL,
+     last_seen BIGINT NOT NULL,
+     registered_at BIGINT NOT NULL
+   )`,
+  `CREATE TABLE placements (
+     id TEXT PRIMARY KEY,
+     node TEXT NOT NULL REFERENCES nodes(name),
+     key_id TEXT,
+     template TEXT NOT NULL,
+     state TEXT NOT NULL,
+     created_at BIGINT NOT NULL
+   )`,
+  `CREATE INDEX placements_node ON placements (node, state)`,
+];
+
+/** Key of the advisory lock that serialises migrations between API replicas starting at once. */
+const MIGRATION_LOCK = 0x636f7665; // "cove"
+
+/**
+ * Brings the schema to the latest version, one transaction per step, each re-reading the
+ * version under the lock: two replicas starting together never apply a step twice.
+ */
+export async function migrate(db: Db): Promise<number> {
+  await db.run('CREATE TABLE IF NOT EXISTS cove_schema (version INTEGER NOT NULL)').catch((err: unknown) => {
+    // Two PostgreSQL sessions racing on IF NOT EXISTS: one of them fails on the catalog's
+    // unique index although the table now exists; the transaction below sees it.
+    if ((err as { code?: string }).code !== '23505') throw err;
+  });
+  for (;;) {
+    const done = await db.tx(async (tx) => {
+      await tx.lock(MIGRATION_LOCK);
+      const rows = await tx.query<{ version: number }>('SELECT version FROM cove_schema');
+      const version = rows[0]?.version ?? 0;
+      if (version >= migrations.length) return true;
+      await tx.run(migrations[version]!);
+      if (rows.length === 0) await tx.run('INSERT INTO cove_schema (version) VALUES (?)', [version + 1]);
+      else await tx.run('UPDATE cove_schema SET version = ?', [version + 1]);
+      return false;
+    });
+    if (done) return migrations.length;
+  }
+}

@@ -1,0 +1,178 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPostgresDb } from '../src/cluster/db-postgres.ts';
+import { openSqliteDb } from '../src/cluster/db-sqlite.ts';
+import type { Db } from '../src/cluster/db.ts';
+import { migrations } from '../src/cluster/migrations.ts';
+import {
+  openClusterStore,
+  PLACEMENT_GRACE_MS,
+  type ClusterStore,
+  type Heartbeat,
+} from '../src/cluster/store.ts';
+import { canRunSandboxes } from './helpers.ts';
+import { startTestPostgres, type TestPostgres } from './postgres.ts';
+
+// The same cases on both engines of the cluster store (src/cluster): the embedded SQLite
+// and a real PostgreSQL this file starts (test/postgres.ts; root for its `postgres` user).
+let pg: TestPostgres | undefined;
+const tmp = mkdtempSync(join(tmpdir(), 'cove-cluster-store-'));
+let n = 0;
+const engines: Array<[string, () => Db]> = [
+  ['sqlite', () => openSqliteDb(join(tmp, `${++n}.db`))],
+  ['postgres', () => openPostgresDb(pg!.url, { retryMs: 20_000 })],
+];
+
+beforeAll(() => {
+  if (canRunSandboxes) pg = startTestPostgres();
+});
+afterAll(() => {
+  pg?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const beat = (
+  name: string,
+  sandboxes: Heartbeat['sandboxes'] = [],
+  over: Partial<Heartbeat> = {},
+): Heartbeat => ({
+  name,
+  url: `http://${name}:3000`,
+  slots: 10,
+  free: 10 - sandboxes.length,
+  templates: ['base'],
+  draining: false,
+  sandboxes,
+  ...over,
+});
+
+describe.skipIf(!canRunSandboxes).each(engines)('cluster store on %s', (engine, open) => {
+  let store: ClusterStore;
+  beforeAll(async () => {
+    store = await openClusterStore(open());
+    // Each engine starts empty: the PostgreSQL cluster is shared by this file's cases.
+    await store.db.run('DELETE FROM placements');
+    await store.db.run('DELETE FROM nodes');
+    await store.db.run('DELETE FROM api_keys');
+  });
+  afterAll(() => store.close());
+
+  it('migrates once, also when opened again and concurrently', async () => {
+    const again = await Promise.all([openClusterStore(open()), openClusterStore(open())]);
+    const rows = await store.db.query<{ version: number }>('SELECT version FROM cove_schema');
+    expect(rows).toEqual([{ version: migrations.length }]);
+    await Promise.all(again.map((s) => s.close()));
+    expect(engine).toBe(store.db.dialect);
+  });
+
+  it('keeps API keys by hash, refuses a duplicate, deletes', async () => {
+    const key = { id: 'k1', name: 'ci', hash: 'h'.repeat(64), mask: 'e2b_1234…', createdAt: 5 };
+    await store.insertApiKey(key);
+    await expect(store.insertApiKey({ ...key, id: 'k2' })).rejects.toMatchObject({ code: 'already_exists' });
+    expect(await store.apiKeyByHash(key.hash)).toEqual(key);
+    expect(await store.countApiKeys()).toBe(1);
+    expect(await store.deleteApiKey('k1')).toBe(true);
+    expect(await store.deleteApiKey('k1')).toBe(false);
+    expect(await store.apiKeyByHash(key.hash)).toBeUndefined();
+  });
+
+  it('registers nodes by heartbeat and marks the silent ones and their sandboxes lost', async () => {
+    await store.heartbeat(beat('a'), 1_000);
+    await store.heartbeat(beat('b', [], { draining: true }), 1_000);
+    await store.insertPlacement({
+      id: 's1',
+      node: 'a',
+      keyId: 'k',
+      template: 'base',
+      state: 'running',
+      createdAt: 1_000,
+    });
+    await expect(
+      store.insertPlacement({
+        id: 's1',
+        node: 'b',
+        keyId: 'k',
+        template: 'base',
+        state: 'running',
+        createdAt: 1_000,
+      }),
+    ).rejects.toMatchObject({ code: 'already_exists' });
+    expect((await store.listNodes()).map((x) => [x.name, x.state])).toEqual([
+      ['a', 'up'],
+      ['b', 'draining'],
+    ]);
+    await store.heartbeat(beat('b'), 5_000);
+    // Two replicas sweeping at once: the node is marked once.
+    const swept = await Promise.all([store.markLost(3_000), store.markLost(3_000)]);
+    expect(swept.flat()).toEqual(['a']);
+    expect((await store.getNode('a'))?.state).toBe('lost');
+    expect((await store.getPlacement('s1'))?.state).toBe('lost');
+    expect((await store.getNode('b'))?.state).toBe('up');
+  });
+
+  it('settles claims: another node’s sandbox ignored, unplaced ones killed after the grace, ended ones removed', async () => {
+    const t = 100_000;
+    await store.heartbeat(beat('c'), t);
+    await store.heartbeat(beat('d'), t);
+    await store.insertPlacement({
+      id: 'c1',
+      node: 'c',
+      keyId: null,
+      template: 'base',
+      state: 'running',
+      createdAt: t,
+    });
+    await store.insertPlacement({
+      id: 'c2',
+      node: 'c',
+      keyId: null,
+      template: 'base',
+      state: 'running',
+      createdAt: t,
+    });
+    const later = t + PLACEMENT_GRACE_MS + 1;
+    const reply = await store.heartbeat(
+      beat('d', [
+        { id: 'c1', startedAt: t }, // c's: a claim d cannot make
+        { id: 'fresh', startedAt: later - 10 }, // a create not yet placed: left alone
+        { id: 'stale', startedAt: t }, // never acknowledged: killed
+      ]),
+      later,
+    );
+    expect(reply).toEqual({ kill: ['stale'], ignored: ['c1'] });
+    expect((await store.getPlacement('c1'))?.node).toBe('c');
+    // c still runs c1 but no longer c2: c2 ended there.
+    await store.heartbeat(beat('c', [{ id: 'c1', startedAt: t }]), later);
+    expect((await store.listPlacements('c')).map((p) => p.id)).toEqual(['c1']);
+    expect(await store.deletePlacement('c1', 'd')).toBe(false);
+    expect(await store.deletePlacement('c1', 'c')).toBe(true);
+  });
+
+  it('reclaims a returning node’s lost sandboxes: killed while it still runs them, then forgotten', async () => {
+    await store.heartbeat(beat('e'), 1_000);
+    await store.insertPlacement({
+      id: 'e1',
+      node: 'e',
+      keyId: null,
+      template: 'base',
+      state: 'running',
+      createdAt: 1_000,
+    });
+    await store.markLost(2_000);
+    const back = await store.heartbeat(beat('e', [{ id: 'e1', startedAt: 1_000 }]), 10_000);
+    expect(back.kill).toEqual(['e1']);
+    expect((await store.getNode('e'))?.state).toBe('up');
+    await store.heartbeat(beat('e'), 11_000);
+    expect(await store.getPlacement('e1')).toBeUndefined();
+  });
+
+  it.runIf(engine === 'postgres')('survives a restart of PostgreSQL (statements retried)', async () => {
+    await store.heartbeat(beat('r'), 1);
+    pg!.restart();
+    expect((await store.getNode('r'))?.name).toBe('r');
+    await store.heartbeat(beat('r'), 2);
+    expect((await store.getNode('r'))?.lastSeen).toBe(2);
+  });
+});
