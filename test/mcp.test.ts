@@ -80,6 +80,9 @@ describe.skipIf(!canRunSandboxes)('Cove as an MCP server', () => {
     const names = tools.map((t) => t.name).sort();
     expect(names).toEqual(
       [
+        'create_code_context',
+        'desktop_action',
+        'desktop_screenshot',
         'expose_port',
         'kill_command',
         'list_files',
@@ -89,10 +92,13 @@ describe.skipIf(!canRunSandboxes)('Cove as an MCP server', () => {
         'read_command_output',
         'read_file',
         'remove_file',
+        'run_code',
         'run_command',
         'sandbox_create',
         'sandbox_kill',
         'sandbox_list',
+        'sandbox_pause',
+        'sandbox_resume',
         'sandbox_set_timeout',
         'write_file',
       ].sort(),
