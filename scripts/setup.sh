@@ -26,6 +26,9 @@ command -v npm >/dev/null || packages+=(nodejs npm)
 # postgresql: the shared state of `cove api` replicas (docs/scale-out.md); tests start private
 # clusters of it (test/postgres.ts). Only the binaries are used: Debian's own cluster may stay stopped.
 packages+=(postgresql)
+# skopeo and umoci pull and unpack fromImage images (src/templates/build/image.ts);
+# docker-registry is the registry the tests push to, on the loopback (its own service is stopped below).
+packages+=(skopeo umoci docker-registry)
 if command -v dpkg-query >/dev/null; then
   mapfile -t installed < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${packages[@]}" 2>/dev/null |
     awk '$1 == "ii" { print $2 }')
@@ -38,6 +41,9 @@ if command -v dpkg-query >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+      systemctl disable --now docker-registry >/dev/null 2>&1 || true # Debian starts it on :5000
+    fi
   fi
 else
   for c in crun runc mmdebstrap nft ip gcc make flock pgrep getcap npm; do

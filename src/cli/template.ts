@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { CoveError } from '../core/errors.ts';
 import type { createClient } from './client.ts';
 import { printTable } from './table.ts';
+import { importCommand } from './template-import.ts';
 
 type Client = ReturnType<typeof createClient>;
 
@@ -83,6 +84,8 @@ export function templateCommands(
         });
       },
     );
+
+  cmd.addCommand(importCommand(client));
 
   cmd
     .command('list')

@@ -27,8 +27,15 @@ export interface Config {
   /** Cold sandbox builds at once and waiting (COVE_BUILD_CONCURRENCY, COVE_BUILD_QUEUE); beyond: 429. */
   builds: { concurrency: number; queue: number };
   /** Template builds (docs/templates.md): at once (COVE_TEMPLATE_BUILDS), waiting
-   * (COVE_TEMPLATE_BUILD_QUEUE), and the largest COPY upload (COVE_TEMPLATE_UPLOAD_MAX_MB). */
-  templateBuilds: { concurrency: number; queue: number; uploadMaxBytes: number };
+   * (COVE_TEMPLATE_BUILD_QUEUE), the largest COPY upload (COVE_TEMPLATE_UPLOAD_MAX_MB), and for
+   * fromImage pulls a Docker Hub mirror (COVE_REGISTRY_MIRROR) and the registries spoken to over
+   * plain HTTP (COVE_INSECURE_REGISTRIES, comma-separated; loopback ones always are). */
+  templateBuilds: {
+    concurrency: number;
+    queue: number;
+    uploadMaxBytes: number;
+    registry: { mirror?: string; insecure: string[] };
+  };
   /**
    * The sandbox domain (COVE_DOMAIN, `cove serve --domain`), a DNS name with an optional port
    * (`sandbox.example.com`, `cove.lan:3000`): sandbox ports are reachable as
@@ -146,6 +153,10 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       concurrency: Math.max(1, count('COVE_TEMPLATE_BUILDS', 2)),
       queue: count('COVE_TEMPLATE_BUILD_QUEUE', 32),
       uploadMaxBytes: Math.max(1, count('COVE_TEMPLATE_UPLOAD_MAX_MB', 1024, 1 << 20)) * 2 ** 20,
+      registry: {
+        ...(env.COVE_REGISTRY_MIRROR && { mirror: env.COVE_REGISTRY_MIRROR }),
+        insecure: (env.COVE_INSECURE_REGISTRIES ?? '').split(',').filter(Boolean),
+      },
     },
     ...(domain !== undefined && { domain }),
     ...(tls && { tls }),

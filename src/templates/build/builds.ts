@@ -5,6 +5,7 @@ import { CoveError } from '../../core/errors.ts';
 import type { TemplateStore } from '../store.ts';
 import type { Catalog } from './catalog.ts';
 import type { FileStore } from './files.ts';
+import type { RegistryOptions } from './image.ts';
 import { collectLayers } from './gc.ts';
 import { checkBuild, runBuild, StepError, type LogLevel } from './run-build.ts';
 import type { BuildSandbox, OpenBuildSandbox } from './sandbox.ts';
@@ -48,6 +49,7 @@ export interface BuildsOptions {
   queue: number;
   /** How long a layer no template uses is kept for reuse (gc.ts). */
   layerTtlMs: number;
+  registry: RegistryOptions;
   log: (msg: string, err?: unknown) => void;
 }
 
@@ -149,6 +151,7 @@ export function createBuilds(opts: BuildsOptions) {
           layersDir: opts.layersDir,
           open,
           archive: (hash) => opts.files.archive(hash),
+          registry: opts.registry,
         },
         {
           name: r.name,
@@ -257,6 +260,7 @@ export function createBuilds(opts: BuildsOptions) {
           layersDir: opts.layersDir,
           open: opts.open,
           archive: (hash) => opts.files.archive(hash),
+          registry: opts.registry,
         },
         spec,
       ).then(

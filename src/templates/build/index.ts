@@ -6,6 +6,7 @@ import type { TemplateStore } from '../store.ts';
 import { createBuilds } from './builds.ts';
 import { createCatalog } from './catalog.ts';
 import { createFileStore } from './files.ts';
+import type { RegistryOptions } from './image.ts';
 import type { OpenBuildSandbox } from './sandbox.ts';
 
 export type { BuildRecord, BuildStatus, LogEntry } from './builds.ts';
@@ -26,6 +27,8 @@ export interface TemplateBuilderOptions {
   uploadMaxBytes?: number;
   uploadUrlTtlMs?: number;
   layerTtlMs?: number;
+  /** fromImage pulls: a Docker Hub mirror, and registries spoken to over plain HTTP. */
+  registry?: RegistryOptions;
   log: (msg: string, err?: unknown) => void;
 }
 
@@ -48,6 +51,7 @@ export function createTemplateBuilder(opts: TemplateBuilderOptions) {
     concurrency: opts.concurrency ?? 2,
     queue: opts.queue ?? 32,
     layerTtlMs: opts.layerTtlMs ?? 24 * 3600_000,
+    registry: opts.registry ?? { insecure: [] },
     log: opts.log,
   });
   return {

@@ -4,9 +4,24 @@ import { join } from 'node:path';
 import { CoveError, isCoveError } from '../../core/errors.ts';
 import type { Template, TemplateLimits, TemplateStart, TemplateStore } from '../store.ts';
 import { ensureDebianLayer } from './debian.ts';
+import {
+  ensureImageLayer,
+  parseImageRef,
+  registryCredentials,
+  type ImageSource,
+  type RegistryOptions,
+} from './image.ts';
 import { applyUpper, linkTree } from './layers.ts';
 import type { OpenBuildSandbox } from './sandbox.ts';
-import { baseKey, checkStep, layerKey, StepError, type BuildStart, type Step } from './spec.ts';
+import {
+  ARCHIVE_PREFIX,
+  baseKey,
+  checkStep,
+  layerKey,
+  StepError,
+  type BuildStart,
+  type Step,
+} from './spec.ts';
 
 export { StepError };
 import { envStep, runFileStep, STEP_RUNNER, type StepContext } from './steps.ts';
@@ -29,6 +44,8 @@ export interface BuildDeps {
   open: OpenBuildSandbox;
   /** The uploaded archive of a COPY's files; throws a CoveError when it is missing or refused. */
   archive: (filesHash: string) => Promise<string>;
+  /** Registry mirror and plain-HTTP registries for fromImage pulls. */
+  registry: RegistryOptions;
 }
 
 export interface BuildResult {
@@ -43,20 +60,18 @@ export interface BuildResult {
 
 const READY_TIMEOUT_MS = 120_000;
 
-/** What a fromImage names: Cove's base for `e2bdev/base`, a local Debian for `debian:<suite>`. */
-function resolveImage(image: string): { template: string } | { debian: string } {
+/**
+ * What a fromImage names: Cove's base for `e2bdev/base`, a local Debian for `debian:<suite>`,
+ * an archive `cove template import` uploaded, or else an image to pull from its registry.
+ */
+function resolveImage(image: string): { template: string } | { debian: string } | ImageSource {
+  if (image.startsWith(ARCHIVE_PREFIX)) return { kind: 'archive', path: image.slice(ARCHIVE_PREFIX.length) };
   const [repo = '', tag = 'latest'] = image.split(':');
   if (repo === 'e2bdev/base' || repo === 'docker.io/e2bdev/base') return { template: 'base' };
   if ((repo === 'debian' || repo === 'docker.io/library/debian') && /^[a-z][a-z0-9-]*$/.test(tag))
     return { debian: tag === 'latest' ? 'stable' : tag.replace(/-slim$/, '') };
-  const first = repo.split('/')[0] ?? '';
-  const registry = repo.includes('/') && /[.:]|^localhost$/.test(first) ? first : 'docker.io';
-  throw new StepError(
-    'base',
-    `fromImage ${image}: Cove cannot pull images, and registry ${registry} is not reachable from this host. ` +
-      `Use fromTemplate (any Cove template), fromBaseImage() (e2bdev/base is Cove's base) or ` +
-      `fromDebianImage() (debian:<suite>, built locally from Debian's archive)`,
-  );
+  parseImageRef(image);
+  return { kind: 'registry', image };
 }
 
 /** Checks a build's input before it is queued: unknown bases and bad steps fail at once. */
@@ -65,7 +80,11 @@ export async function checkBuild(deps: BuildDeps, spec: BuildStart): Promise<voi
   if (spec.fromTemplate !== undefined && spec.fromImage !== undefined)
     throw new CoveError('invalid_argument', 'give fromTemplate or fromImage, not both');
   if (spec.fromTemplate !== undefined) await baseTemplate(deps, spec.fromTemplate);
-  else resolveImage(spec.fromImage ?? 'e2bdev/base');
+  else {
+    const source = resolveImage(spec.fromImage ?? 'e2bdev/base');
+    if ('kind' in source && source.kind === 'registry') registryCredentials(spec.fromImageRegistry);
+    if ('kind' in source && source.kind === 'archive') await deps.archive(source.path);
+  }
 }
 
 async function baseTemplate(deps: BuildDeps, ref: string): Promise<Template> {
@@ -127,6 +146,12 @@ export async function runBuild(
       layer = templateLayer(t);
       runtime = t.runtime;
       limits = { ...limits, pids: t.limits.pids };
+    } else if ('kind' in source) {
+      const from: ImageSource =
+        source.kind === 'archive'
+          ? { kind: 'archive', path: await deps.archive(source.path) }
+          : { ...source, registry: spec.fromImageRegistry };
+      layer = await ensureImageLayer(deps.layersDir, from, deps.registry, log);
     } else {
       log(
         'info',

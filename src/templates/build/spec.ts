@@ -12,6 +12,9 @@ export class StepError extends CoveError {
   }
 }
 
+/** The fromImage of `cove template import`: an uploaded archive by its hash (no image reference has a `+`). */
+export const ARCHIVE_PREFIX = 'cove+archive:';
+
 /** Bump when the builder makes something else of the same steps: every layer key changes. */
 export const LAYER_VERSION = 1;
 
@@ -99,7 +102,7 @@ export function layerKey(parent: string, step: Step, runner: string): string {
 }
 
 /** The key of a chain's first layer: where it starts from. */
-export function baseKey(kind: 'template' | 'debian', id: string): string {
+export function baseKey(kind: 'template' | 'debian' | 'image', id: string): string {
   return createHash('sha256')
     .update(JSON.stringify([LAYER_VERSION, kind, id]))
     .digest('hex')
