@@ -69,6 +69,24 @@ if ! make -q -C agent >/dev/null 2>&1; then
   make -s -C agent
 fi
 
+# 3b. The web console (src/console/web): Vite bundles it into dist/console, which Cove serves
+#     at /console/; rebuilt only when its sources or the lockfile change (~1 s).
+console_hash=$(find src/console/web package-lock.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+if [[ $(cat dist/console/.source-hash 2>/dev/null) != "$console_hash" ]]; then
+  say "building the web console (dist/console)"
+  node_modules/.bin/node node_modules/.bin/vite build -c src/console/web/vite.config.ts --logLevel warn
+  echo "$console_hash" >dist/console/.source-hash
+fi
+
+# 3c. What only the tests need (npm test sets COVE_SETUP_TESTS=1): Debian's Chromium, which
+#     the console's tests drive with playwright-core (no browser download).
+if [[ ${COVE_SETUP_TESTS:-} == 1 ]] && ! command -v chromium >/dev/null; then
+  say "installing chromium (for the console's tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
 #    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),
 #    which its tests need, and desktop and browser (~70 and ~95 s cold, Chromium and XFCE from

@@ -24,6 +24,8 @@ import { unsupportedRoutes } from './unsupported.ts';
 import { secretRoutes } from './secrets.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import { volumeContentRoutes, volumeRoutes, type VolumeDeps } from './volumes.ts';
+import { consoleRoutes } from '../console/serve.ts';
+import { poolRoutes } from './pools.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
 export interface ApiDeps {
@@ -46,6 +48,8 @@ export interface ApiDeps {
   volumes?: VolumeDeps;
   /** Secrets (spec 2.16); without them those routes say "not supported". */
   secrets?: SecretStore;
+  /** The web console's built assets (src/console); default dist/console in the checkout. */
+  consoleDir?: string;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */
@@ -60,6 +64,8 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   if (deps.templateBuilder) app.route('/', templateUploadRoutes(deps.templateBuilder));
   // The volume-content API takes the volume's token instead of a key.
   if (deps.volumes) app.route('/', volumeContentRoutes(deps.volumes));
+  // The console's page and scripts: the page asks for a key and sends it with each API call.
+  app.route('/', consoleRoutes(deps.consoleDir));
   app.use('*', requireApiKey(deps.verifyKey));
   if (deps.volumes) app.route('/', volumeRoutes(deps.volumes));
   if (deps.secrets) app.route('/', secretRoutes(deps.secrets));
@@ -76,5 +82,6 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.route('/', unsupportedRoutes(deps));
   app.route('/', execRoutes(deps.manager));
   app.route('/', auditRoutes(deps));
+  app.route('/', poolRoutes(deps));
   return app;
 }

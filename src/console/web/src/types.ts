@@ -1,0 +1,48 @@
+// The API's replies as the console reads them (spec 2.6, 2.12, 2.13; /cove/v1 routes).
+
+export interface Sandbox {
+  sandboxID: string;
+  templateID: string;
+  state: 'running' | 'paused';
+  startedAt: string;
+  endAt: string;
+  cpuCount: number;
+  memoryMB: number;
+  metadata: Record<string, string>;
+  runtime?: string;
+}
+
+export interface Metric {
+  timestampUnix: number;
+  cpuUsedPct: number;
+  memUsed: number;
+  memTotal: number;
+  diskUsed: number;
+  diskTotal: number;
+}
+
+export interface LogEntry {
+  timestamp: string;
+  level: string;
+  message: string;
+  fields: Record<string, string>;
+}
+
+export interface AuditEvent {
+  seq: number;
+  at: number;
+  action: string;
+  outcome: string;
+  keyId: string | null;
+  requestId: string | null;
+  fields: Record<string, unknown>;
+}
+
+export interface Template {
+  name: string;
+  tag: string;
+  source: string;
+  build: string;
+  builtAt: string;
+  diskBytes: number;
+}
