@@ -65,7 +65,7 @@ fi
 
 # 3. The in-sandbox agent and the host's mount helper (static C binaries).
 if ! make -q -C agent >/dev/null 2>&1; then
-  say "building agent/build/cove-agent and agent/build/cove-mount"
+  say "building agent/build/cove-agent, cove-mount and cove-run"
   make -s -C agent
 fi
 

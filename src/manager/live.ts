@@ -10,7 +10,8 @@ export interface Live {
   record: SandboxRecord;
   agent?: AgentClient;
   timer?: NodeJS.Timeout;
-  users: Map<string, SandboxUser>;
+  /** Users resolved from the sandbox's own /etc/passwd, by name (read once per name). */
+  users: Map<string, Promise<SandboxUser>>;
   /** The template's defaults (env, user), read once: exec is a hot path. */
   template?: Template;
   /** What envd started here (List, Connect, stdin); dropped with the sandbox. */

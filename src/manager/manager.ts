@@ -186,7 +186,9 @@ export function createManager(opts: ManagerOptions) {
     log,
     fill: async (name) => {
       const template = await templates.get(name);
-      return { value: await build(template, 'pooled'), template: name, hash: template.hash };
+      const entry = await build(template, 'pooled');
+      await prefetchUser(entry, template);
+      return { value: entry, template: name, hash: template.hash };
     },
     discard: async ({ value: entry }) => {
       entry.processes.close();
@@ -240,6 +242,7 @@ export function createManager(opts: ManagerOptions) {
       entry = await builds.run(() => build(template, 'starting', input));
       store.updateSandbox(entry.record.id, { state: 'running' });
       entry.record.state = 'running';
+      void prefetchUser(entry, template);
     }
     await applyNetwork(host, entry.record, () => kill(entry.record.id));
     schedule(entry);
@@ -267,14 +270,25 @@ export function createManager(opts: ManagerOptions) {
     return entry.killing;
   }
 
-  async function user(id: string, name: string): Promise<SandboxUser> {
-    const entry = find(id);
+  function user(id: string, name: string): Promise<SandboxUser> {
+    return userOf(find(id), name);
+  }
+
+  // One read of the user database per name, shared by concurrent callers; a failure is not kept.
+  function userOf(entry: Live, name: string): Promise<SandboxUser> {
     const cached = entry.users.get(name);
     if (cached) return cached;
-    const { passwd, group } = await readUserDb(channel(entry));
-    const resolved = resolveUser(name, passwd, group);
+    const resolved = readUserDb(channel(entry)).then(({ passwd, group }) => resolveUser(name, passwd, group));
     entry.users.set(name, resolved);
+    resolved.catch(() => entry.users.get(name) === resolved && entry.users.delete(name));
     return resolved;
+  }
+
+  // The first command's user, read while the sandbox waits in the pool or while the create's
+  // reply travels, rather than by that command (two agent round trips). Nothing has run in
+  // the sandbox yet, so this is what the command would read.
+  function prefetchUser(entry: Live, template: Template): Promise<unknown> {
+    return userOf(entry, template.defaultUser.name).catch(() => undefined);
   }
 
   function channel(entry: Live): AgentClient {

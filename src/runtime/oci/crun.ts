@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
+import { runnerAvailable, runThroughHelper } from '../../core/runner.ts';
 import type { Capability, RuntimeDriver, SandboxSpec, SandboxStatus } from '../driver.ts';
 import { cgroupDirs, detectCgroupMode, isFrozen, setFrozen, type CgroupMode } from './cgroups.ts';
 import { sandboxOciSpec } from './spec.ts';
@@ -28,19 +29,27 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
   // Runs crun with its output (and the container's stdio) going to `log`, so that the
   // container's PID 1 holds no pipe of ours and outlives this process.
   function crunLogged(args: string[], log: string, wrapHybrid: boolean): Promise<void> {
-    const fd = openSync(log, 'a', 0o600);
     const [file, argv] =
       wrapHybrid && mode === 'hybrid'
         ? [opts.mountHelper, ['exec-without-unified', crun, ...global, ...args]]
         : [crun, [...global, ...args]];
+    const failed = (code: number | null) => {
+      const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
+      return new CoveError('internal', `crun ${args[0]} failed (${code}): ${tail}`);
+    };
+    if (runnerAvailable()) {
+      return runThroughHelper(file, argv, { log }).then((ended) => {
+        if (ended.code !== 0) throw failed(ended.code);
+      });
+    }
+    const fd = openSync(log, 'a', 0o600);
     return new Promise<void>((resolve, reject) => {
       const child = spawn(file, argv, { stdio: ['ignore', fd, fd], detached: false });
       closeSync(fd);
       child.on('error', reject);
       child.on('exit', (code) => {
         if (code === 0) return resolve();
-        const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
-        reject(new CoveError('internal', `crun ${args[0]} failed (${code}): ${tail}`));
+        reject(failed(code));
       });
     });
   }
