@@ -40,6 +40,11 @@ import { createRunscDriver } from './runtime/runsc/runsc.ts';
 import { createRuntimeSet } from './runtime/set.ts';
 import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
+import { databaseRoutes } from './api/databases.ts';
+import { createDatabaseAccess } from './services/databases/access.ts';
+import { createDatabases } from './services/databases/databases.ts';
+import { startDatabases, wireDatabases } from './services/databases/wiring.ts';
+import { loadSecret } from './services/tokens.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { createTemplateStore } from './templates/index.ts';
 import { createTemplateBuilder } from './templates/build/index.ts';
@@ -142,6 +147,16 @@ async function startLocked(
     keyAlive: (id) => keys.list().some((k) => k.id === id),
     readSandboxFile: (id, path, max) => readSandboxFile(manager, id, path, max),
   });
+  // Agents' PostgreSQL databases: a cluster of Cove's own on the bridge address, started on first use.
+  const databases = createDatabases({
+    home: config.home,
+    address: `${config.subnet16}.0.1`,
+    subnet: `${config.subnet16}.0.0/16`,
+    port: config.databases.port,
+    secret: loadSecret(join(config.home, 'services.secret')),
+    log,
+  });
+  const databaseAccess = createDatabaseAccess(databases.records, config.instance);
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
   for (const name of opts.ensureTemplates ?? [])
     await templates.ensure(name, { log: (line) => log.info(line) });
@@ -194,6 +209,7 @@ async function startLocked(
           name: config.instance,
           prefix16: config.subnet16,
           servicesPort: config.services.port,
+          databasesPort: config.databases.port,
           dns: config.dns,
         }),
         log,
@@ -212,6 +228,7 @@ async function startLocked(
   });
   const reconciled = await manager.start();
   await services.listen(`${config.subnet16}.0.1`, config.services.port);
+  await startDatabases(manager, databases, databaseAccess);
   const templateBuilder = createTemplateBuilder({
     home: config.home,
     templatesHome: config.templatesHome,
@@ -247,6 +264,7 @@ async function startLocked(
   const sandboxLog = createSandboxLog();
   recordLifecycle(manager.events, audit);
   recordManagerActions(manager, audit);
+  wireDatabases(manager, databases, databaseAccess, log);
   manager.events.on('created', ({ id, template, pooled, ms }) => {
     const backend = manager.get(id).runtime;
     log.info({ sandbox: id, template, pooled, backend, ms }, 'sandbox created');
@@ -323,6 +341,7 @@ async function startLocked(
   app.route('/', mcp.routes);
   app.route('/', serviceUsageRoutes(services.usage));
   app.route('/', services.routes);
+  app.route('/', databaseRoutes(databases));
   const envd = createEnvd({ manager, log }, envdServices);
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
@@ -357,6 +376,7 @@ async function startLocked(
       await metrics.stop();
       await manager.close();
       await services.close();
+      databases.close();
       store.close();
       audit.store?.close();
       await instanceLock.release();

@@ -4,6 +4,7 @@ import { clientApiKey, loadConfig, serverUrl } from '../config/config.ts';
 import { CoveError, exitStatus } from '../core/errors.ts';
 import { auditCommand } from './audit.ts';
 import { createClient } from './client.ts';
+import { dbCommands } from './db.ts';
 import { keyCommands } from './keys.ts';
 import { sandboxCommands } from './sandbox.ts';
 import { templateCommands } from './template.ts';
@@ -105,6 +106,7 @@ program.addCommand(
   ),
 );
 program.addCommand(keyCommands());
+program.addCommand(dbCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(auditCommand(() => createClient(serverUrl(), clientApiKey())));
 
 program.parseAsync().catch((err: unknown) => {

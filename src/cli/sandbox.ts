@@ -35,17 +35,19 @@ export function sandboxCommands(client: () => Client): Command {
     )
     .option('--metadata <key=value>', 'metadata (repeatable)', pairs)
     .option('--env <key=value>', 'environment of every process (repeatable)', pairs)
+    .option('--database <name>', 'give it this database as DATABASE_URL (metadata cove-database; cove db)')
     .action(
       async (o: {
         template: string;
         timeout: number;
         metadata?: Record<string, string>;
         env?: Record<string, string>;
+        database?: string;
       }) => {
         const created = await client().json<{ sandboxID: string }>('POST', '/v2/sandboxes', {
           templateID: o.template,
           timeout: o.timeout,
-          metadata: o.metadata,
+          metadata: o.database ? { ...o.metadata, 'cove-database': o.database } : o.metadata,
           envVars: o.env,
         });
         process.stdout.write(`${created.sandboxID}\n`);

@@ -68,6 +68,8 @@ export interface Config {
    * address (COVE_SERVICES_PORT), and the operator's file of providers and quotas
    * (COVE_SERVICES_CONFIG, default `<home>/services.json`). */
   services: { port: number; configPath: string };
+  /** Agents' PostgreSQL server (src/services/databases), on the bridge's host address at this port (COVE_DATABASES_PORT). */
+  databases: { port: number };
   /** The size limit of each volume, in MiB (COVE_VOLUME_SIZE_MB, default 1024). */
   volumeSizeMB: number;
   /** The key that encrypts secrets (COVE_SECRETS_KEY_FILE, default `<home>/secrets.key`; made at first start). */
@@ -173,6 +175,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       port: Number(env.COVE_SERVICES_PORT ?? 49990),
       configPath: env.COVE_SERVICES_CONFIG ?? join(home, 'services.json'),
     },
+    databases: { port: Number(env.COVE_DATABASES_PORT ?? 49991) },
     storageBudgetMiB: storageBudget(env.COVE_STORAGE_BUDGET_MB),
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),

@@ -58,6 +58,8 @@ export interface NetworkOptions {
   prefix16?: string;
   /** The port of Cove's runtime services on the bridge address, which sandboxes may reach. */
   servicesPort?: number;
+  /** The port of agents' PostgreSQL server on the bridge address (src/services/databases). */
+  databasesPort?: number;
   /** DNS servers (`ip` or `ip:port`) the DNS relay and the egress proxy ask (COVE_DNS). */
   dns?: string[];
 }
@@ -122,6 +124,7 @@ export function createNetwork(opts: NetworkOptions): Network {
           bridge,
           subnet,
           ...(services && { services }),
+          ...(opts.databasesPort && { databases: { port: opts.databasesPort } }),
           egressPorts: proxy.ports,
         }),
       });

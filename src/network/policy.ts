@@ -13,16 +13,21 @@ export function firewallRules(opts: {
   subnet: string;
   /** Cove's runtime services (src/services), served on the bridge's host address. */
   services?: { address: string; port: number };
+  /** Agents' PostgreSQL server on the bridge's host address (src/services/databases). */
+  databases?: { port: number };
   /** Where the egress proxy and DNS relay listen on the bridge's address (egress-rules.ts). */
   egressPorts: { dns: number; http: number; tls: number };
 }): string {
-  const { table, bridge, subnet, services, egressPorts: p } = opts;
+  const { table, bridge, subnet, services, databases, egressPorts: p } = opts;
+  const gateway = services?.address ?? subnet.replace(/\.0\.0\/16$/, '.0.1');
   const chains = ['input', 'forward', 'prerouting', 'postrouting'];
   return `
 table inet ${table} {
   # sandbox address -> its egress chains (egress-rules.ts)
   map egress { type ipv4_addr : verdict; }
   map egress_nat { type ipv4_addr : verdict; }
+  # sandboxes given a database (src/services/databases/access.ts), kept over restarts as the maps
+  set db_clients { type ipv4_addr; }
   chain input { type filter hook input priority filter - 1; policy accept; }
   chain forward { type filter hook forward priority filter - 1; policy accept; }
   chain prerouting { type nat hook prerouting priority dstnat; policy accept; }
@@ -35,6 +40,9 @@ table inet ${table} {
     iifname "${bridge}" ct state established,related accept
     # the one host service a sandbox may call: models, memory, search (src/services), token-checked
     ${services ? `iifname "${bridge}" ip daddr ${services.address} tcp dport ${services.port} accept` : ''}
+    # the database server: only sandboxes created with a database; its roles' passwords do the rest
+    ${databases ? `iifname "${bridge}" ip daddr ${gateway} tcp dport ${databases.port} ip saddr @db_clients accept` : ''}
+    ${databases ? `iifname != "lo" iifname != "${bridge}" ip daddr ${gateway} tcp dport ${databases.port} drop` : ''}
     # the DNS relay and the egress proxy, only for what a sandbox's policy redirected there
     iifname "${bridge}" ct status dnat udp dport ${p.dns} accept
     iifname "${bridge}" ct status dnat tcp dport { ${p.http}, ${p.tls} } accept
