@@ -162,6 +162,11 @@ async function startLocked(
     await templates.ensure(name, { log: (line) => log.info(line) });
 
   const audit = createAudit(join(config.home, 'audit.db'), config.audit);
+  // Before the manager: a paused sandbox's resume mounts its volumes again.
+  const volumes = await VolumeStore.open(join(config.home, 'volumes'), {
+    sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
+    inUse: (id) => store.listSandboxes().find((r) => r.volumeMounts?.some((m) => m.volumeId === id))?.id,
+  });
   const runtime = traced(
     createRuntimeSet(
       [
@@ -218,6 +223,7 @@ async function startLocked(
       sandboxesDir: join(config.home, 'sandboxes'),
       agentBinary: config.agentBinary,
       mountHelper: config.mountHelper,
+      volumeSource: (id) => volumes.mountSource(id),
     },
   });
   // Before start(): adopted sandboxes' agents report to it as they reconnect.
@@ -319,7 +325,7 @@ async function startLocked(
     domain,
     templateBuilder,
     volumes: {
-      store: await VolumeStore.open(join(config.home, 'volumes')),
+      store: volumes,
       sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
       domain,
     },
@@ -375,6 +381,7 @@ async function startLocked(
       await closed;
       await metrics.stop();
       await manager.close();
+      await volumes.close();
       await services.close();
       databases.close();
       store.close();

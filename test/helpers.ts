@@ -236,3 +236,9 @@ export async function templateBuilt(name: string): Promise<boolean> {
   }
   return built;
 }
+
+/** Points the e2b SDK at `cove`, the volume-content API included (spec 2.16: on Cove's own URL). */
+export function pointSdkAt(cove: { url: string; apiKey: string }): void {
+  process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = process.env.E2B_VOLUME_API_URL = cove.url;
+  process.env.E2B_API_KEY = cove.apiKey;
+}

@@ -4,6 +4,8 @@
  *   cove-mount up TEMPLATE_ROOTFS SANDBOX_DIR UID_BASE COUNT
  *   cove-mount down SANDBOX_DIR
  *   cove-mount exec-without-unified PROGRAM ARGS...
+ *   cove-mount volume SOURCE TARGET UID_BASE COUNT
+ *   cove-mount unmount TARGET
  *
  * `up` gives the shared, read-only template an idmapped mount (host uid 0..COUNT-1 appears
  * as UID_BASE..) at SANDBOX_DIR/lower, and mounts an overlay with a private upper layer at
@@ -14,6 +16,13 @@
  * `down` detaches both mounts; it succeeds when they are already gone, so that it can be
  * the undo of a half-done `up` and the reclaim of leftovers after a crash.
  * On failure `up` undoes what it did, prints one line to stderr and exits 1.
+ *
+ * `volume` attaches at TARGET (an existing directory) a read-write, nosuid, nodev clone of
+ * the mount at SOURCE (a volume's filesystem), idmapped as `up` maps the template: files the
+ * volume keeps as uid 0..COUNT-1 belong to the sandbox's own root and users, and what the
+ * sandbox creates lands on disk as 0..COUNT-1 again. Not recursive: nothing mounted below
+ * SOURCE comes along. crun then bind-mounts TARGET into the sandbox (a bind keeps the idmap).
+ * `unmount` detaches TARGET; like `down`, it succeeds when nothing is mounted there.
  *
  * `exec-without-unified` runs PROGRAM in a private mount namespace without the cgroup v2
  * mount of a hybrid host (/sys/fs/cgroup/unified): crun refuses hybrid hosts otherwise, and
@@ -105,6 +114,34 @@ static int make_dir(const char *path, uid_t uid) {
   return uid == (uid_t)-1 ? 0 : chown(path, uid, uid);
 }
 
+/*
+ * Attaches at `target` a clone of the mount at `source` (not recursive), idmapped so that host
+ * uid/gid 0..count-1 appear as base.., with `set` and `clr` mount attributes. Prints why on failure.
+ */
+static int idmapped_clone(const char *source, const char *target, unsigned long base, unsigned long count,
+                          unsigned long long set, unsigned long long clr) {
+  int ns = userns_fd(base, count);
+  if (ns < 0) {
+    fail("user namespace", NULL);
+    return -1;
+  }
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+  int rc = -1;
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | set, .attr_clr = clr, .userns_fd = (unsigned long)ns};
+  if (tree < 0)
+    fail("open_tree", source);
+  else if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+    fail("mount_setattr", source);
+  else if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    fail("move_mount", target);
+  else
+    rc = 0;
+  if (tree >= 0) close(tree);
+  close(ns);
+  return rc;
+}
+
 static int down(const char *dir) {
   char rootfs[PATH_MAX], lower[PATH_MAX];
   if (path_in(rootfs, sizeof rootfs, dir, "rootfs") < 0 || path_in(lower, sizeof lower, dir, "lower") < 0)
@@ -126,18 +163,7 @@ static int up(const char *template, const char *dir, unsigned long base, unsigne
   if (make_dir(work, base) < 0) return fail("mkdir", work);
   if (make_dir(rootfs, -1) < 0) return fail("mkdir", rootfs);
 
-  int ns = userns_fd(base, count);
-  if (ns < 0) return fail("user namespace", NULL);
-  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, template, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-  if (tree < 0) return fail("open_tree", template);
-  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV,
-                            .userns_fd = (unsigned long)ns};
-  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
-    return fail("mount_setattr", template);
-  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, lower, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-    return fail("move_mount", lower);
-  close(tree);
-  close(ns);
+  if (idmapped_clone(template, lower, base, count, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0) < 0) return 1;
 
   int n = snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
   if (n < 0 || (size_t)n >= sizeof opts || mount("overlay", rootfs, "overlay", MS_NODEV, opts) < 0) {
@@ -146,6 +172,18 @@ static int up(const char *template, const char *dir, unsigned long base, unsigne
     errno = saved;
     return fail("overlay", rootfs);
   }
+  return 0;
+}
+
+static int volume(const char *source, const char *target, unsigned long base, unsigned long count) {
+  /* noexec is cleared: the host mounts the filesystem noexec, the sandbox may run what it keeps. */
+  return idmapped_clone(source, target, base, count, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC) < 0 ? 1 : 0;
+}
+
+static int unmount(const char *target) {
+  if (umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+    return fail("umount", target);
   return 0;
 }
 
@@ -168,11 +206,16 @@ static int exec_without_unified(char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "exec-without-unified") == 0) return exec_without_unified(argv + 2);
   if (argc == 3 && strcmp(argv[1], "down") == 0) return down(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "unmount") == 0) return unmount(argv[2]);
   unsigned long base, count;
+  if (argc == 6 && strcmp(argv[1], "volume") == 0 && parse_ulong(argv[4], &base) == 0 &&
+      parse_ulong(argv[5], &count) == 0 && count > 0 && base + count <= 0xFFFFFFFFUL)
+    return volume(argv[2], argv[3], base, count);
   if (argc == 6 && strcmp(argv[1], "up") == 0 && parse_ulong(argv[4], &base) == 0 &&
       parse_ulong(argv[5], &count) == 0 && count > 0 && base + count <= 0xFFFFFFFFUL)
     return up(argv[2], argv[3], base, count);
   fprintf(stderr, "usage: cove-mount up TEMPLATE_ROOTFS SANDBOX_DIR UID_BASE COUNT | down SANDBOX_DIR |\n"
+                  "       volume SOURCE TARGET UID_BASE COUNT | unmount TARGET |\n"
                   "       exec-without-unified PROGRAM ARGS...\n");
   return 2;
 }

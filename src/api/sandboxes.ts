@@ -4,6 +4,7 @@ import { CoveError } from '../core/errors.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
 import { createNetwork } from './network.ts';
+import { createVolumeMounts } from './volume-mounts.ts';
 import { body, envMap, sandboxId, stringMap } from './validate.ts';
 import { sandboxDetail, sandboxReply } from './wire.ts';
 
@@ -20,15 +21,17 @@ const createSchema = z.looseObject({
   autoPauseMemory: z.boolean().optional(),
   autoResume: z.looseObject({ enabled: z.boolean() }).nullish(),
   mcp: z.looseObject({}).nullish(),
-  volumeMounts: z.array(z.unknown()).max(64).nullish(),
+  volumeMounts: z
+    .array(z.looseObject({ name: z.string().max(256), path: z.string().max(4096) }))
+    .max(64)
+    .nullish(),
   iam: z.looseObject({ tokens: z.record(z.string(), z.unknown()).optional() }).nullish(),
 });
 
 /**
  * Options Cove cannot honour yet are refused, never dropped: a caller who asks for no
- * internet, for a pause at the timeout or for a volume would otherwise get a sandbox that
- * silently does something else (pause and volumes are later issues; network settings are
- * checked by createNetwork).
+ * internet or for workload identity would otherwise get a sandbox that silently does
+ * something else (network settings are checked by createNetwork, volumes by volumeMounts).
  * Options whose default is what Cove does anyway are accepted, and so is `mcp`: the SDK
  * itself starts the MCP gateway inside the sandbox after the create (spec 2.17), and when the
  * template has no gateway it kills the sandbox and says so, as it does against E2B.
@@ -38,7 +41,6 @@ function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | un
   if (req.autoPauseMemory === false && !req.autoPause) return 'autoPauseMemory=false needs autoPause';
   if (req.autoPauseMemory === false && req.autoResume?.enabled)
     return 'autoPauseMemory=false cannot be combined with autoResume';
-  if (req.volumeMounts?.length) return 'volumeMounts: Cove cannot mount volumes into sandboxes yet';
   if (Object.keys(req.iam?.tokens ?? {}).length)
     return 'iam: workload identity tokens are not served by Cove';
   return undefined;
@@ -70,6 +72,7 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
       const timeout = req.timeout ?? defaultTimeout;
       const secure = req.secure ?? secureByDefault;
       const network = createNetwork(req.network, req.allow_internet_access, secure);
+      const volumeMounts = createVolumeMounts(deps.volumes?.store, c.get('keyId'), req.volumeMounts);
       const info = await manager.create({
         template: req.templateID,
         timeoutMs: timeout * 1000,
@@ -78,6 +81,7 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
         envVars: req.envVars ?? {},
         owner: c.get('keyId'),
         ...(network && { network }),
+        ...(volumeMounts && { volumeMounts }),
         ...((req.autoPause || req.autoResume?.enabled) && {
           lifecycle: {
             onTimeout: req.autoPause ? 'pause' : 'kill',

@@ -77,7 +77,7 @@ export function volumeContentRoutes(deps: VolumeDeps): Hono {
   const content = (id: string, authorization: string | undefined): VolumeContent => {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
     const volume = deps.store.byToken(id, token);
-    return new VolumeContent(deps.store.dataDir(volume.id), deps.sizeLimitBytes);
+    return new VolumeContent(deps.store.dataDir(volume.id), volume.sizeLimitBytes ?? deps.sizeLimitBytes);
   };
   const path = (q: string | undefined): string => {
     if (q === undefined) throw new CoveError('invalid_argument', 'path: the query parameter is required');

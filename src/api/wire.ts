@@ -49,16 +49,13 @@ export function listedSandbox(s: SandboxInfo, diskSizeMB: number) {
     memoryMB: s.limits.memoryMiB,
     diskSizeMB,
     envdVersion: ENVD_VERSION,
-    volumeMounts: [],
+    volumeMounts: (s.volumeMounts ?? []).map(({ name, path }) => ({ name, path })),
     /** Cove's own: the runtime backend (crun, runsc) that isolates it (docs/runtimes.md). */
     runtime: s.runtime,
   };
 }
 
-/**
- * The get-info reply, `SandboxDetail` (spec 2.5). Cove has no volumes yet (create refuses
- * them), so that field states the only value it serves.
- */
+/** The get-info reply, `SandboxDetail` (spec 2.5). */
 export function sandboxDetail(s: SandboxInfo, diskSizeMB: number, domain: string | null) {
   return {
     ...listedSandbox(s, diskSizeMB),

@@ -2,9 +2,11 @@ import { constants } from 'node:fs';
 import { chown, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CleanupStack } from '../core/cleanup.ts';
+import { CoveError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
 import { NETNS_DIR, type Network } from '../network/network.ts';
 import type { RuntimeSet } from '../runtime/set.ts';
+import { mountVolumes, refuseIfMounted, unmountVolumes } from '../volumes/sandbox-mounts.ts';
 import { copyLayer } from './layers.ts';
 
 /**
@@ -20,6 +22,8 @@ export interface HostDeps {
   sandboxesDir: string;
   agentBinary: string;
   mountHelper: string;
+  /** The host path of a volume's files (src/volumes): throws for a volume that is gone. */
+  volumeSource?: (volumeId: string) => string;
 }
 
 /** Host uids of a sandbox: its own range of 65536, picked by its slot. Root in the sandbox
@@ -51,6 +55,8 @@ export interface ProvisionInput {
   seed?: { upper: string; uidBase: number };
   /** A checkpoint image to restore (capability 'checkpoint-memory') instead of a cold start. */
   restoreFrom?: string;
+  /** Volumes to mount (the record's volumeMounts), each at its path. */
+  volumes?: ReadonlyArray<{ volumeId: string; path: string }>;
 }
 
 /** Creates and starts the sandbox. On failure everything done so far is undone before it throws. */
@@ -78,6 +84,9 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
 
     await writeHosts(join(dir, 'rootfs'), id, deps.network.slot(slot, id).address, base);
 
+    undo.push('volumes', () => unmountVolumes(deps.mountHelper, dir));
+    const volumes = await mountVolumes(deps.mountHelper, dir, volumeSources(deps, input), base, UID_COUNT);
+
     // A runtime that joins a namespace (runsc) gets it plumbed first; crun makes its own
     // inside the sandbox's user namespace, plumbed between create and start (oci/spec.ts).
     const driver = deps.runtime.get(input.runtime);
@@ -100,6 +109,7 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
       agentBinary: deps.agentBinary,
       agentRunDir: runDir,
       agentToken: input.agentToken,
+      ...(volumes.length > 0 && { volumes }),
     };
     // A checkpoint image comes back running; without the capability the layer boots cold.
     const restoring = input.restoreFrom !== undefined && driver.capabilities.has('checkpoint-memory');
@@ -131,8 +141,13 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
  */
 export async function teardown(deps: HostDeps, id: string, slot?: number): Promise<void> {
   const undo = new CleanupStack();
-  undo.push('directory', () => rm(sandboxDir(deps, id), { recursive: true, force: true }));
-  undo.push('rootfs', () => unmountRootfs(deps, sandboxDir(deps, id)));
+  const dir = sandboxDir(deps, id);
+  undo.push('directory', async () => {
+    await refuseIfMounted(dir); // a removal through a mount would delete a volume's files
+    await rm(dir, { recursive: true, force: true });
+  });
+  undo.push('rootfs', () => unmountRootfs(deps, dir));
+  undo.push('volumes', () => unmountVolumes(deps.mountHelper, dir));
   undo.push('network', async () => {
     if (slot !== undefined) return deps.network.detach(deps.network.slot(slot, id));
     const owned = (await deps.network.owners()).find((o) => o.id === id);
@@ -149,6 +164,7 @@ export async function teardown(deps: HostDeps, id: string, slot?: number): Promi
 export async function stopKeepingDisk(deps: HostDeps, id: string, slot: number): Promise<void> {
   const undo = new CleanupStack();
   undo.push('rootfs', () => unmountRootfs(deps, sandboxDir(deps, id)));
+  undo.push('volumes', () => unmountVolumes(deps.mountHelper, sandboxDir(deps, id)));
   undo.push('network', () => deps.network.detach(deps.network.slot(slot, id)));
   undo.push('runtime', () => deps.runtime.destroy(id));
   await undo.run();
@@ -172,6 +188,14 @@ async function writeHosts(rootfs: string, id: string, address: string, owner: nu
   } finally {
     await file.close();
   }
+}
+
+/** Each volume's host path and where it goes; a volume deleted meanwhile fails the create. */
+function volumeSources(deps: HostDeps, input: ProvisionInput) {
+  return (input.volumes ?? []).map((v) => {
+    if (!deps.volumeSource) throw new CoveError('invalid_argument', 'this Cove serves no volumes');
+    return { source: deps.volumeSource(v.volumeId), destination: v.path };
+  });
 }
 
 async function unmountRootfs(deps: HostDeps, dir: string): Promise<void> {

@@ -146,6 +146,7 @@ export function createManager(opts: ManagerOptions) {
         startedAt: now,
         endAt: now + (input?.timeoutMs ?? 0),
         ...(input?.lifecycle && { lifecycle: input.lifecycle }),
+        ...(input?.volumeMounts?.length && { volumeMounts: input.volumeMounts }),
       },
       host.network.maxSlots,
     );
@@ -154,7 +155,8 @@ export function createManager(opts: ManagerOptions) {
     try {
       const { id, slot, limits, agentToken, runtime } = record;
       const layers = { templateRootfs: template.rootfs, ...(input?.seed && { seed: input.seed }) };
-      await provision(host, { id, slot, limits, agentToken, runtime, ...layers });
+      const volumes = record.volumeMounts ?? [];
+      await provision(host, { id, slot, limits, agentToken, runtime, volumes, ...layers });
       await attachAgent(entry, true).catch(async (err: unknown) => {
         await teardown(host, id, slot);
         throw err;
@@ -235,7 +237,8 @@ export function createManager(opts: ManagerOptions) {
     if (fromSnapshot) return paused.createFrom(await fromSnapshot, input);
     const template: Template = await templates.get(input.template);
     const now = Date.now();
-    let entry = claim(template, input, now);
+    // A pooled sandbox is already running: volumes are mounted only as a sandbox starts.
+    let entry = input.volumeMounts?.length ? undefined : claim(template, input, now);
     const pooled = entry !== undefined;
     if (entry && template.start) await shareSandboxEnv(channel(entry), entry.record.envVars);
     if (!entry) {

@@ -221,7 +221,17 @@ export function createPauseOps(deps: PauseDeps) {
       });
     await stopKeepingDisk(host, id, slot); // whatever a pause cut short left mounted or attached
     const { runtime } = record;
-    const base = { id, slot, templateRootfs: template.rootfs, limits, agentToken, runtime, existing: true };
+    const volumes = record.volumeMounts ?? [];
+    const base = {
+      id,
+      slot,
+      templateRootfs: template.rootfs,
+      limits,
+      agentToken,
+      runtime,
+      volumes,
+      existing: true,
+    };
     let restored = false;
     if (as === 'memory') {
       try {

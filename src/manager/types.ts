@@ -1,5 +1,11 @@
 import { OPEN_NETWORK, type SandboxNetwork } from '../network/egress-policy.ts';
-import type { PausedAs, SandboxLifecycle, SandboxRecord, SandboxState } from '../store/store.ts';
+import type {
+  PausedAs,
+  SandboxLifecycle,
+  SandboxRecord,
+  SandboxState,
+  VolumeMountRecord,
+} from '../store/store.ts';
 
 export interface SandboxInfo {
   id: string;
@@ -21,6 +27,8 @@ export interface SandboxInfo {
   lifecycle?: SandboxLifecycle;
   /** How a paused sandbox is kept (store.ts PausedAs): what its resume will bring back. */
   paused?: PausedAs;
+  /** Volumes mounted into it (src/volumes); absent: none. */
+  volumeMounts?: VolumeMountRecord[];
 }
 
 export interface CreateSandboxInput {
@@ -35,6 +43,8 @@ export interface CreateSandboxInput {
   /** Validated network settings (src/network/egress-policy.ts parseNetwork); default open. */
   network?: SandboxNetwork;
   lifecycle?: SandboxLifecycle;
+  /** Volumes to mount, resolved and checked at the edge (src/volumes/mount-paths.ts); never from a pool. */
+  volumeMounts?: VolumeMountRecord[];
 }
 
 export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
@@ -53,5 +63,6 @@ export function toInfo(record: SandboxRecord, address: string): SandboxInfo {
     ...(record.trafficAccessToken && { trafficAccessToken: record.trafficAccessToken }),
     ...(record.lifecycle && { lifecycle: record.lifecycle }),
     ...(record.state === 'paused' && record.paused && { paused: record.paused }),
+    ...(record.volumeMounts?.length && { volumeMounts: record.volumeMounts }),
   };
 }

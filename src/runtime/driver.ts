@@ -33,6 +33,11 @@ export interface SandboxSpec {
   netns?: string;
   /** Which backend of a RuntimeSet runs the sandbox (its default when absent). */
   runtime?: string;
+  /**
+   * Host directories (volumes, already idmapped by the caller) bound read-write at
+   * `destination`, resolved inside the sandbox's root; none when absent.
+   */
+  volumes?: ReadonlyArray<{ source: string; destination: string }>;
 }
 
 export type SandboxStatus = 'created' | 'running' | 'paused' | 'stopped' | 'missing';

@@ -37,6 +37,7 @@ const migrations = [
   `ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT`,
   `ALTER TABLE sandboxes ADD COLUMN paused TEXT`,
   snapshotsTable,
+  `ALTER TABLE sandboxes ADD COLUMN volume_mounts TEXT`,
 ];
 
 interface Row {
@@ -57,6 +58,7 @@ interface Row {
   end_at: number;
   lifecycle: string | null;
   paused: string | null;
+  volume_mounts: string | null;
 }
 
 interface KeyRow {
@@ -82,8 +84,8 @@ export function createSqliteStore(path: string): Store {
   migrate(db);
 
   const insert = db.prepare(
-    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime, network, traffic_access_token, lifecycle)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime, network, traffic_access_token, lifecycle, volume_mounts)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const slots = db.prepare('SELECT slot FROM sandboxes ORDER BY slot');
   const byId = db.prepare('SELECT * FROM sandboxes WHERE id = ?');
@@ -126,6 +128,7 @@ export function createSqliteStore(path: string): Store {
           record.network ? JSON.stringify(record.network) : null,
           record.trafficAccessToken ?? null,
           record.lifecycle ? JSON.stringify(record.lifecycle) : null,
+          record.volumeMounts?.length ? JSON.stringify(record.volumeMounts) : null,
         );
         db.exec('COMMIT');
         return { ...record, slot };
@@ -256,5 +259,8 @@ function fromRow(row: Row): SandboxRecord {
     endAt: row.end_at,
     ...(row.lifecycle !== null && { lifecycle: JSON.parse(row.lifecycle) as SandboxRecord['lifecycle'] }),
     ...(row.paused !== null && { paused: row.paused as NonNullable<SandboxRecord['paused']> }),
+    ...(row.volume_mounts !== null && {
+      volumeMounts: JSON.parse(row.volume_mounts) as NonNullable<SandboxRecord['volumeMounts']>,
+    }),
   };
 }

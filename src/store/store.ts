@@ -34,6 +34,15 @@ export interface SandboxRecord {
   lifecycle?: SandboxLifecycle;
   /** How a `paused` sandbox is kept (src/manager/pause.ts). */
   paused?: PausedAs;
+  /** Volumes mounted into it (E2B `volumeMounts`, src/volumes): mounted again at every boot. */
+  volumeMounts?: VolumeMountRecord[];
+}
+
+/** One volume in one sandbox: the name the caller gave, the path inside, the volume's id. */
+export interface VolumeMountRecord {
+  name: string;
+  path: string;
+  volumeId: string;
 }
 
 /** E2B's autoPause, autoPauseMemory and autoResume; `timeoutMs` is what an auto-resume grants. */

@@ -3,6 +3,7 @@ import { constants, createReadStream, type Stats } from 'node:fs';
 import { chmod, chown, lchown, lstat, mkdir, open, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError, codeForErrno } from '../core/errors.ts';
+import { freeBytes } from './image.ts';
 
 /**
  * The volume-content API's file operations (spec 2.16, E2B's openapi-volumecontent.yml) on one
@@ -174,23 +175,21 @@ export class VolumeContent {
       throw new CoveError('already_exists', `path ${show(p)}: is not a file`);
     if (existing && !opts.force) throw new CoveError('already_exists', `path ${show(p)}: already exists`);
 
-    const room = this.sizeLimit - (await this.usage()) + (existing?.size ?? 0);
+    // The filesystem's free space is the room (image.ts): a replace is atomic, so the new copy
+    // is written beside the old one and needs room of its own; ENOSPC is the last word.
+    const room = await freeBytes(this.root);
     const temp = join(this.root, ...p.slice(0, -1), `.cove-upload-${randomBytes(6).toString('hex')}`);
     const file = await open(
       temp,
       constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
       0o600,
-    );
+    ).catch((err: unknown) => this.#full(err));
     try {
       let size = 0;
       for await (const chunk of body ?? []) {
         size += chunk.byteLength;
-        if (size > room)
-          throw new CoveError(
-            'invalid_argument',
-            `volume is full: its limit is ${Math.floor(this.sizeLimit / 2 ** 20)} MiB`,
-          );
-        await file.write(chunk);
+        if (size > room) this.#full();
+        await file.write(chunk).catch((err: unknown) => this.#full(err));
       }
       await file.close();
       await this.#own(temp, opts, 0o644);
@@ -238,18 +237,15 @@ export class VolumeContent {
     await rm(host, { recursive: true, force: true });
   }
 
-  /** Bytes of the files in the volume (their sizes: a walk, fine for the volumes Cove serves now). */
-  async usage(): Promise<number> {
-    let total = 0;
-    const walk = async (dir: string): Promise<void> => {
-      for (const entry of await readdir(dir, { withFileTypes: true })) {
-        const at = join(dir, entry.name);
-        if (entry.isDirectory()) await walk(at);
-        else if (entry.isFile()) total += (await lstat(at).catch(() => undefined))?.size ?? 0;
-      }
-    };
-    await walk(this.root);
-    return total;
+  /** The volume-is-full error for a write past the filesystem's room; any other error as it is. */
+  #full(err?: unknown): never {
+    const cause = err as NodeJS.ErrnoException | undefined;
+    if (cause !== undefined && cause.code !== 'ENOSPC' && cause.code !== 'EDQUOT') throw cause;
+    throw new CoveError(
+      'invalid_argument',
+      `volume is full: its limit is ${Math.floor(this.sizeLimit / 2 ** 20)} MiB`,
+      err === undefined ? undefined : { cause: err },
+    );
   }
 
   async #own(host: string, opts: Owner, mode: number): Promise<void> {

@@ -2,20 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { detectCgroupMode, cgroupDirs } from './cgroups.ts';
 import { hostOpenFileLimit, sandboxOciSpec } from './spec.ts';
 
-const spec = sandboxOciSpec(
-  {
-    id: 'abcdefghijabcdefghij',
-    rootfs: '/var/lib/cove/sandboxes/x/rootfs',
-    bundleDir: '/var/lib/cove/sandboxes/x',
-    uidBase: 1_065_536,
-    uidCount: 65_536,
-    limits: { cpus: 2, memoryMiB: 512, pids: 1024 },
-    agentBinary: '/opt/cove-agent',
-    agentRunDir: '/var/lib/cove/sandboxes/x/run',
-    agentToken: 'secret',
-  },
-  'cove',
-);
+const spec0 = {
+  id: 'abcdefghijabcdefghij',
+  rootfs: '/var/lib/cove/sandboxes/x/rootfs',
+  bundleDir: '/var/lib/cove/sandboxes/x',
+  uidBase: 1_065_536,
+  uidCount: 65_536,
+  limits: { cpus: 2, memoryMiB: 512, pids: 1024 },
+  agentBinary: '/opt/cove-agent',
+  agentRunDir: '/var/lib/cove/sandboxes/x/run',
+  agentToken: 'secret',
+};
+const spec = sandboxOciSpec(spec0, 'cove');
 
 describe('the OCI spec of a sandbox', () => {
   it('has every namespace, the user namespace mapped to its own range', () => {
@@ -80,6 +78,20 @@ describe('the OCI spec of a sandbox', () => {
     expect(spec.process.env).toContain('COVE_AGENT_TOKEN=secret');
     expect(spec.mounts.find((m) => m.destination === '/.cove/agent')?.options).toContain('ro');
     expect(spec.mounts.find((m) => m.destination === '/.cove/run')?.options).toContain('noexec');
+  });
+
+  it('binds volumes last, read-write, nosuid and nodev, not recursively', () => {
+    const withVolume = sandboxOciSpec(
+      { ...spec0, volumes: [{ source: '/var/lib/cove/sandboxes/x/volumes/0', destination: '/data' }] },
+      'cove',
+    );
+    expect(withVolume.mounts.at(-1)).toEqual({
+      destination: '/data',
+      type: 'bind',
+      source: '/var/lib/cove/sandboxes/x/volumes/0',
+      options: ['bind', 'rw', 'nosuid', 'nodev'],
+    });
+    expect(spec.mounts.some((m) => m.destination === '/data')).toBe(false);
   });
 });
 

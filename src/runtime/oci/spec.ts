@@ -232,6 +232,25 @@ export function withBootId(file: string): SpecModifier {
   };
 }
 
+/**
+ * Volumes: bind mounts of host directories the caller mounted idmapped (a bind keeps the
+ * idmap), after every other mount. The runtime resolves `destination` inside the rootfs
+ * (crun: openat2 RESOLVE_IN_ROOT; gVisor: its own VFS), so a symlink the sandbox left at a
+ * mount path leads somewhere in the sandbox, never on the host. Not recursive: only the
+ * volume's own filesystem comes along.
+ */
+export function withVolumes(volumes: ReadonlyArray<{ source: string; destination: string }>): SpecModifier {
+  return (spec) => {
+    for (const v of volumes)
+      spec.mounts.push({
+        destination: v.destination,
+        type: 'bind',
+        source: v.source,
+        options: ['bind', 'rw', 'nosuid', 'nodev'],
+      });
+  };
+}
+
 export function sandboxOciSpec(s: SandboxSpec, cgroupParent: string, bootIdFile?: string): OciSpec {
   return buildSpec(
     baseSpec(),
@@ -247,5 +266,6 @@ export function sandboxOciSpec(s: SandboxSpec, cgroupParent: string, bootIdFile?
     withRootfs(s.rootfs),
     withAgent(s.agentBinary, s.agentRunDir, s.agentToken),
     ...(bootIdFile === undefined ? [] : [withBootId(bootIdFile)]),
+    withVolumes(s.volumes ?? []),
   );
 }
