@@ -8,6 +8,9 @@ import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
 import { VolumeStore } from './volumes/store.ts';
 import { SecretStore } from './secrets/store.ts';
+import { secretInjection } from './secrets/injection.ts';
+import { loadEgressCa } from './network/egress-ca.ts';
+import { EGRESS_CA_ENV } from './manager/trust-store.ts';
 import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
 import { createAudit } from './audit/index.ts';
@@ -167,6 +170,10 @@ async function startLocked(
     sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
     inUse: (id) => store.listSandboxes().find((r) => r.volumeMounts?.some((m) => m.volumeId === id))?.id,
   });
+  // The key lives beside the secrets, not in them: a copy of secrets/ alone reveals nothing.
+  const secrets = await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile);
+  // The CA the egress proxy signs intercepted HTTPS with (header rules); every sandbox trusts it.
+  const egressCa = await loadEgressCa(join(config.home, 'egress-ca'), config.instance);
   const runtime = traced(
     createRuntimeSet(
       [
@@ -205,7 +212,10 @@ async function startLocked(
     pool: config.pool,
     builds: config.builds,
     agentTimeoutMs: config.agentTimeoutMs,
-    sandboxEnv: (id, owner) => (owner ? services.sandboxEnv(id, owner, servicesUrl) : {}),
+    sandboxEnv: (id, owner) => ({
+      ...EGRESS_CA_ENV,
+      ...(owner ? services.sandboxEnv(id, owner, servicesUrl) : {}),
+    }),
     storage: { dir: join(config.home, 'snapshots'), budgetBytes: config.storageBudgetMiB * 2 ** 20 },
     host: {
       runtime,
@@ -216,6 +226,13 @@ async function startLocked(
           servicesPort: config.services.port,
           databasesPort: config.databases.port,
           dns: config.dns,
+          intercept: secretInjection({
+            ca: egressCa,
+            secrets,
+            audit,
+            sandboxAt: (address) => manager.list().find((s) => s.address === address),
+            trustFile: config.egressTrustCa,
+          }),
         }),
         log,
         'network',
@@ -224,6 +241,7 @@ async function startLocked(
       agentBinary: config.agentBinary,
       mountHelper: config.mountHelper,
       volumeSource: (id) => volumes.mountSource(id),
+      egressCa: egressCa.certPem,
     },
   });
   // Before start(): adopted sandboxes' agents report to it as they reconnect.
@@ -329,8 +347,7 @@ async function startLocked(
       sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
       domain,
     },
-    // The key lives beside the secrets, not in them: a copy of secrets/ alone reveals nothing.
-    secrets: await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile),
+    secrets,
   });
   const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
   // MCP's Streamable HTTP at /mcp, behind the API's key check; its tools call the manager.

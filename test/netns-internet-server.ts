@@ -1,7 +1,8 @@
 /**
  * The stand-in internet's servers, run by netns-internet.ts inside its network namespace:
  * HTTP on :80 and HTTPS on :443 on every address there (each answers with the address and
- * Host it was reached at), and a DNS server that knows only the test names. Usage:
+ * Host it was reached at; under /headers, the request's headers too), and a DNS server that
+ * knows only the test names. Usage:
  * `node netns-internet-server.ts <dir with cert.pem, key.pem> <dns address> <names json>`.
  */
 import { createSocket } from 'node:dgram';
@@ -15,7 +16,8 @@ const names = JSON.parse(namesJson) as Record<string, string>;
 
 function answer(req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ address: req.socket.localAddress, host: req.headers.host ?? '' }));
+  const echo = { address: req.socket.localAddress, host: req.headers.host ?? '' };
+  res.end(JSON.stringify(req.url?.startsWith('/headers') ? { ...echo, headers: req.headers } : echo));
 }
 
 const http = createServer(answer).listen(80, '0.0.0.0');

@@ -186,7 +186,10 @@ describe('create', () => {
       [{ templateID: 'base', network: { allowOut: ['example.com'] } }, /ALL_TRAFFIC/],
       [{ templateID: 'base', network: { httpsPorts: [70000] } }, /httpsPorts/],
       [{ templateID: 'base', network: { egressProxy: { address: 'a:1' } } }, /egressProxy/],
-      [{ templateID: 'base', network: { rules: { 'a.com': [{}] } } }, /rules/],
+      [
+        { templateID: 'base', network: { rules: { '*': [{}] } } },
+        /network\.rules: "\*" is not a domain name/,
+      ],
       [{ templateID: 'base', timeout: 1.5 }, /timeout/],
       [{ templateID: 'base', timeout: -1 }, /greater than 0/],
       [{ templateID: 'base', envVars: { 'BAD NAME': 'x' } }, /envVars/],

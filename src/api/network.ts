@@ -2,25 +2,41 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { CoveError } from '../core/errors.ts';
 import { parseNetwork, type NetworkInput, type SandboxNetwork } from '../network/egress-policy.ts';
+import { secretNames } from '../network/transform-rules.ts';
+import type { SecretStore } from '../secrets/store.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
 import { body, sandboxId } from './validate.ts';
 
-const nonEmpty = (v: unknown) =>
-  Array.isArray(v) ? v.length > 0 : typeof v === 'object' && v !== null && Object.keys(v).length > 0;
-
 /**
- * What of a `SandboxNetworkConfig` (spec 2.11) Cove cannot honour, or undefined. Header
- * transforms (`rules`) would need the egress proxy to terminate TLS, and a sandbox's own
- * SOCKS5 proxy (`egressProxy`) is not served: both are refused rather than ignored, so that
- * nobody believes traffic is rewritten or routed when it is not.
+ * What of a `SandboxNetworkConfig` (spec 2.11) Cove cannot honour, or undefined. A sandbox's
+ * own SOCKS5 proxy (`egressProxy`) is not served: refused rather than ignored, so that nobody
+ * believes traffic is routed when it is not.
  */
 function unsupportedNetwork(network: Record<string, unknown>): string | undefined {
-  if (nonEmpty(network.rules))
-    return 'network.rules: header transforms in the egress proxy are not supported by Cove yet';
   if (network.egressProxy != null)
     return 'network.egressProxy: Cove does not route egress through a SOCKS5 proxy';
   return undefined;
+}
+
+/**
+ * Header rules' secrets belong to the key that sets them: each `${e2b.secrets.<name>}` must
+ * name one of its secrets now (a later deletion fails the request in the proxy instead).
+ */
+function withSecretsOwner(network: SandboxNetwork, owner: string, secrets?: SecretStore): SandboxNetwork {
+  if (!network.rules) return network;
+  for (const name of secretNames(network.rules)) {
+    if (!secrets) throw new CoveError('invalid_argument', 'network.rules: this server keeps no secrets');
+    try {
+      secrets.get(owner, name);
+    } catch {
+      throw new CoveError(
+        'invalid_argument',
+        `network.rules: no secret named "${name}" (create it with Secret.create)`,
+      );
+    }
+  }
+  return { ...network, secretsOwner: owner };
 }
 
 /**
@@ -31,11 +47,16 @@ export function createNetwork(
   network: Record<string, unknown> | null | undefined,
   allowInternetAccess: boolean | undefined,
   secure: boolean,
+  owner: { keyId: string; secrets?: SecretStore | undefined },
 ): SandboxNetwork | undefined {
   if (!network && allowInternetAccess !== false) return undefined;
   const unsupported = network && unsupportedNetwork(network);
   if (unsupported) throw new CoveError('invalid_argument', unsupported);
-  const parsed = parseNetwork({ ...(network as NetworkInput | null), allowInternetAccess });
+  const parsed = withSecretsOwner(
+    parseNetwork({ ...(network as NetworkInput | null), allowInternetAccess }),
+    owner.keyId,
+    owner.secrets,
+  );
   // Upstream's rule: the traffic token is handed out beside envd's, to secure sandboxes only.
   if (!parsed.allowPublicTraffic && !secure)
     throw new CoveError(
@@ -59,15 +80,21 @@ export function networkRoutes(deps: ApiDeps): Hono<ApiEnv> {
     deps.manager.get(id);
     const unsupported = unsupportedNetwork(req);
     if (unsupported) throw new CoveError('invalid_argument', unsupported);
-    const { allowOut, denyOut, allowInternetAccess } = parseNetwork({
-      allowOut: req.allowOut,
-      denyOut: req.denyOut,
-      allowInternetAccess: req.allow_internet_access,
-    });
-    await deps.manager.updateNetwork(id, { allowOut, denyOut, allowInternetAccess });
+    const { allowOut, denyOut, allowInternetAccess, rules, secretsOwner } = withSecretsOwner(
+      parseNetwork({
+        allowOut: req.allowOut,
+        denyOut: req.denyOut,
+        allowInternetAccess: req.allow_internet_access,
+        rules: req.rules,
+      }),
+      c.get('keyId'),
+      deps.secrets,
+    );
+    await deps.manager.updateNetwork(id, { allowOut, denyOut, allowInternetAccess, rules, secretsOwner });
     deps.sandboxLog.append(id, 'info', 'network updated', {
       allowOut: allowOut.join(' '),
       denyOut: denyOut.join(' '),
+      rules: Object.keys(rules ?? {}).join(' '),
       apiKey: c.get('keyId'),
     });
     return c.body(null, 204);

@@ -71,7 +71,10 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
       if (unsupported) throw new CoveError('invalid_argument', unsupported);
       const timeout = req.timeout ?? defaultTimeout;
       const secure = req.secure ?? secureByDefault;
-      const network = createNetwork(req.network, req.allow_internet_access, secure);
+      const network = createNetwork(req.network, req.allow_internet_access, secure, {
+        keyId: c.get('keyId'),
+        secrets: deps.secrets,
+      });
       const volumeMounts = createVolumeMounts(deps.volumes?.store, c.get('keyId'), req.volumeMounts);
       const info = await manager.create({
         template: req.templateID,

@@ -67,6 +67,8 @@ export function sandboxDetail(s: SandboxInfo, diskSizeMB: number, domain: string
       allowPublicTraffic: s.network.allowPublicTraffic,
       ...(s.network.maskRequestHost !== undefined && { maskRequestHost: s.network.maskRequestHost }),
       httpsPorts: s.network.httpsPorts,
+      // As given: placeholders stay placeholders (values are resolved only in the egress proxy).
+      ...(s.network.rules && { rules: s.network.rules }),
     },
     lifecycle: { onTimeout: s.lifecycle?.onTimeout ?? 'kill', autoResume: s.lifecycle?.autoResume ?? false },
     domain,

@@ -74,6 +74,9 @@ export interface Config {
   volumeSizeMB: number;
   /** The key that encrypts secrets (COVE_SECRETS_KEY_FILE, default `<home>/secrets.key`; made at first start). */
   secretsKeyFile: string;
+  /** A PEM file of CA certificates the egress proxy trusts, beside Node's roots, when it re-encrypts a
+   * sandbox's intercepted HTTPS (COVE_EGRESS_TRUST_CA; for servers behind a private CA). */
+  egressTrustCa?: string;
   /** Disk that snapshots and sandboxes paused to disk may take in all (COVE_STORAGE_BUDGET_MB, default 10 GiB). */
   storageBudgetMiB: number;
   /** The checkout: the agent binaries and template recipes live in it. */
@@ -138,6 +141,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     subnet16,
     maxTimeoutMs: 24 * 3600_000,
     secretsKeyFile: env.COVE_SECRETS_KEY_FILE ?? join(home, 'secrets.key'),
+    ...(env.COVE_EGRESS_TRUST_CA && { egressTrustCa: env.COVE_EGRESS_TRUST_CA }),
     volumeSizeMB: count('COVE_VOLUME_SIZE_MB', 1024, 1 << 20),
     agentTimeoutMs: 5_000,
     pool: {

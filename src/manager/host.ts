@@ -8,6 +8,7 @@ import { NETNS_DIR, type Network } from '../network/network.ts';
 import type { RuntimeSet } from '../runtime/set.ts';
 import { mountVolumes, refuseIfMounted, unmountVolumes } from '../volumes/sandbox-mounts.ts';
 import { copyLayer } from './layers.ts';
+import { installEgressCa } from './trust-store.ts';
 
 /**
  * The host side of one sandbox: its directory, root filesystem mounts, runtime state and
@@ -24,6 +25,8 @@ export interface HostDeps {
   mountHelper: string;
   /** The host path of a volume's files (src/volumes): throws for a volume that is gone. */
   volumeSource?: (volumeId: string) => string;
+  /** The egress proxy's CA certificate (PEM), put in every sandbox's trust store (trust-store.ts). */
+  egressCa?: string;
 }
 
 /** Host uids of a sandbox: its own range of 65536, picked by its slot. Root in the sandbox
@@ -83,6 +86,7 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
     await run(deps.mountHelper, ['up', input.templateRootfs, dir, String(base), String(UID_COUNT)]);
 
     await writeHosts(join(dir, 'rootfs'), id, deps.network.slot(slot, id).address, base);
+    if (deps.egressCa) await installEgressCa(join(dir, 'rootfs'), deps.egressCa, base);
 
     undo.push('volumes', () => unmountVolumes(deps.mountHelper, dir));
     const volumes = await mountVolumes(deps.mountHelper, dir, volumeSources(deps, input), base, UID_COUNT);

@@ -45,17 +45,20 @@ export function networkMethods(deps: {
   return {
     /**
      * E2B's updateNetwork (spec 2.11): replaces the egress settings (allowOut, denyOut,
-     * internet access), keeps the ingress ones (public traffic, host mask, https ports). The
+     * internet access, header rules), keeps the ingress ones (public traffic, host mask, https ports). The
      * rules change first, then the record: a failure changes nothing a restart would undo.
      */
     updateNetwork(
       id: string,
-      egress: Pick<SandboxNetwork, 'allowOut' | 'denyOut' | 'allowInternetAccess'>,
+      egress: Pick<SandboxNetwork, 'allowOut' | 'denyOut' | 'allowInternetAccess' | 'rules' | 'secretsOwner'>,
     ): Promise<SandboxInfo> {
       deps.record(id); // not found: fail now, not behind another update
       const update = async () => {
         const record = deps.record(id);
         const network: SandboxNetwork = { ...(record.network ?? OPEN_NETWORK), ...egress };
+        // Replaced, so cleared when omitted (and no `undefined` kept in the stored JSON).
+        if (!egress.rules) delete network.rules;
+        if (!egress.secretsOwner) delete network.secretsOwner;
         await deps.host.network.applyPolicy(deps.host.network.slot(record.slot, id), network);
         deps.store.updateSandbox(id, { network });
         record.network = network;

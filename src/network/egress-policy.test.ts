@@ -18,6 +18,7 @@ describe('parseNetwork', () => {
       allowCidrs: ['198.51.100.7/32', '203.0.113.0/24'],
       denyCidrs: ['0.0.0.0/0'],
       allowDomains: ['api.example.com', '*.test'],
+      rules: {},
     });
     expect(parseNetwork({ allowInternetAccess: false }).denyOut).toEqual(['0.0.0.0/0']);
     expect(restricts(egressPolicy(parseNetwork({ allowOut: ['1.1.1.1'] })))).toBe(false);

@@ -1,4 +1,5 @@
 import { CoveError } from '../core/errors.ts';
+import { parseRules, type TransformRules } from './transform-rules.ts';
 
 /**
  * A sandbox's network settings (E2B `SandboxNetworkConfig` and `allow_internet_access`, spec
@@ -15,6 +16,10 @@ export interface SandboxNetwork {
   maskRequestHost?: string;
   /** Ports whose server the port proxy reaches over TLS (certificates not verified). */
   httpsPorts: number[];
+  /** Per-domain header transforms the egress proxy applies (transform-rules.ts); none: absent. */
+  rules?: TransformRules;
+  /** The API key id that set `rules`: their `${e2b.secrets.<name>}` are that key's secrets. */
+  secretsOwner?: string;
 }
 
 /** What the kernel and the egress proxy enforce, derived from a SandboxNetwork. */
@@ -22,6 +27,8 @@ export interface EgressPolicy {
   allowCidrs: string[];
   denyCidrs: string[];
   allowDomains: string[];
+  /** Domains whose HTTP and HTTPS the egress proxy intercepts to apply header transforms. */
+  rules: TransformRules;
 }
 
 /** E2B's ALL_TRAFFIC (`src/sandbox/network.ts`): `allow_internet_access: false` means it. */
@@ -47,6 +54,7 @@ export interface NetworkInput {
   allowPublicTraffic?: unknown;
   maskRequestHost?: unknown;
   httpsPorts?: unknown;
+  rules?: unknown;
 }
 
 const bad = (message: string) => new CoveError('invalid_argument', message);
@@ -87,6 +95,8 @@ export function parseNetwork(input: NetworkInput): SandboxNetwork {
   };
   if (input.maskRequestHost !== undefined && input.maskRequestHost !== null)
     network.maskRequestHost = maskHost(input.maskRequestHost);
+  const rules = parseRules(input.rules);
+  if (Object.keys(rules).length > 0) network.rules = rules;
   return network;
 }
 
@@ -96,12 +106,16 @@ export function egressPolicy(network: SandboxNetwork): EgressPolicy {
     allowCidrs: network.allowOut.filter((e) => !isDomain(e)),
     denyCidrs: network.denyOut,
     allowDomains: network.allowOut.filter(isDomain),
+    rules: network.rules ?? {},
   };
 }
 
-/** Whether anything is restricted (else no rules are installed for the sandbox). */
+/**
+ * Whether anything is restricted or rewritten (else no rules are installed for the sandbox):
+ * a sandbox with header rules has its ports 80 and 443 sent through the egress proxy.
+ */
 export function restricts(policy: EgressPolicy): boolean {
-  return policy.denyCidrs.length > 0;
+  return policy.denyCidrs.length > 0 || Object.keys(policy.rules).length > 0;
 }
 
 /**

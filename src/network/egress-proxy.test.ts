@@ -37,7 +37,12 @@ describe('egress proxy (on the loopback, no root)', () => {
 
   it('resets what is not allowed, and an allowed name that resolves to the host', async () => {
     dns = await loopbackDns();
-    const policy: EgressPolicy = { allowCidrs: [], denyCidrs: ['0.0.0.0/0'], allowDomains: ['ok.test'] };
+    const policy: EgressPolicy = {
+      allowCidrs: [],
+      denyCidrs: ['0.0.0.0/0'],
+      allowDomains: ['ok.test'],
+      rules: {},
+    };
     proxy = await startEgressProxy({
       address: '127.0.0.1',
       policyOf: (a) => (a === '127.0.0.1' ? policy : undefined),
@@ -53,7 +58,7 @@ describe('egress proxy (on the loopback, no root)', () => {
   it('relays DNS for sandboxes with a policy, and ignores other sources', async () => {
     dns = await loopbackDns();
     let known = true;
-    const policy: EgressPolicy = { allowCidrs: [], denyCidrs: ['1.2.3.4/32'], allowDomains: [] };
+    const policy: EgressPolicy = { allowCidrs: [], denyCidrs: ['1.2.3.4/32'], allowDomains: [], rules: {} };
     proxy = await startEgressProxy({
       address: '127.0.0.1',
       policyOf: () => (known ? policy : undefined),

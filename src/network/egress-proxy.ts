@@ -2,9 +2,12 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { BlockList, connect, createServer, isIPv4, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { originalDestination } from './conntrack.ts';
+import { createInterception, type InterceptOptions } from './egress-intercept.ts';
 import { matchesDomain, type EgressPolicy } from './egress-policy.ts';
 import type { EgressPorts } from './egress-rules.ts';
 import { httpHost, tlsServerName } from './sni.ts';
+import { rulesFor } from './transform-rules.ts';
 
 /**
  * Where allowed domain names are told apart, on the host, listening on the bridge's address:
@@ -14,7 +17,12 @@ import { httpHost, tlsServerName } from './sni.ts';
  *   connects to port 80 or 443 of what it resolves to, then splices the two sockets. Anything
  *   else is reset at once. Resolving here, not trusting the address the sandbox dialled, is
  *   what keeps a sandbox from pairing an allowed name with any address of its choice (its
- *   /etc/hosts is its own); the address it gets must still be public (ALWAYS_DENIED);
+ *   /etc/hosts is its own); the address it gets must still be public (ALWAYS_DENIED).
+ *   A name with header rules (transform-rules.ts) is intercepted instead (egress-intercept.ts):
+ *   its requests are rewritten on their way to what the proxy resolves. Rules grant no
+ *   access: the name must be allowed, or the address it resolves to not denied. Any other
+ *   connection of a sandbox that is here only for its rules goes on untouched to the address
+ *   it was sent to (conntrack.ts), if the sandbox's CIDR policy lets it;
  * - a UDP DNS relay that a restricted sandbox's queries to any port-53 address are redirected
  *   to, which forwards them unchanged to the host's resolver, so that names resolve alike in
  *   the sandbox and here.
@@ -35,6 +43,8 @@ export interface EgressProxyOptions {
   dns: string[];
   /** Reading the name and connecting each get this long. */
   timeoutMs?: number;
+  /** Header rules are applied with these; without them no connection is intercepted. */
+  intercept?: InterceptOptions;
 }
 
 /** Where a domain may never lead, whatever it resolves to: the host's and private networks. */
@@ -63,6 +73,21 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
   if (opts.dns.length > 0) resolver.setServers(opts.dns);
   const sockets = new Set<Socket>();
   const perSandbox = new Map<string, number>();
+  const interception = opts.intercept && createInterception(opts.intercept);
+  const cidrs = new WeakMap<EgressPolicy, { allow: BlockList; deny: BlockList }>();
+  /** Whether the sandbox's CIDR lists let it reach `address` (allow wins over deny, spec 2.11). */
+  function addressAllowed(policy: EgressPolicy, address: string): boolean {
+    let lists = cidrs.get(policy);
+    if (!lists) {
+      lists = { allow: blockList(policy.allowCidrs), deny: blockList(policy.denyCidrs) };
+      cidrs.set(policy, lists);
+    }
+    return lists.allow.check(address, 'ipv4') || !lists.deny.check(address, 'ipv4');
+  }
+  const publicAddress = async (name: string) => {
+    const addresses = await resolver.resolve4(name).catch(() => [] as string[]);
+    return addresses.find((a) => isIPv4(a) && !denied.check(a, 'ipv4'));
+  };
 
   function handle(client: Socket, port: 80 | 443): void {
     const source = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
@@ -86,16 +111,40 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
       client.off('data', onData);
       client.pause();
       const policy = opts.policyOf(source);
-      if (name === null || !policy?.allowDomains.some((d) => matchesDomain(name, d))) return refuse(client);
-      void forward(client, name, port, head);
+      if (!policy) return refuse(client);
+      void route(client, source, policy, name, port, head).catch(() => refuse(client));
     };
     client.on('data', onData);
   }
 
-  async function forward(client: Socket, name: string, port: number, head: Buffer): Promise<void> {
-    const addresses = await resolver.resolve4(name).catch(() => [] as string[]);
-    const target = addresses.find((a) => isIPv4(a) && !denied.check(a, 'ipv4'));
-    if (target === undefined || client.destroyed) return refuse(client);
+  async function route(
+    client: Socket,
+    source: string,
+    policy: EgressPolicy,
+    name: string | null,
+    port: 80 | 443,
+    head: Buffer,
+  ): Promise<void> {
+    const allowedName = name !== null && policy.allowDomains.some((d) => matchesDomain(name, d));
+    const ruled = name !== null && interception ? rulesFor(policy.rules, name) : undefined;
+    if (name !== null && (allowedName || ruled)) {
+      const target = await publicAddress(name);
+      if (target === undefined || client.destroyed) return refuse(client);
+      if (!ruled) return splice(client, target, port, head);
+      if (!allowedName && !addressAllowed(policy, target)) return refuse(client);
+      const { domain, rules } = ruled;
+      client.setTimeout(0); // the HTTP server's own timeouts hold from here
+      return interception!.handle(client, head, { name, address: target, port, source, rules, domain });
+    }
+    // Here only for its rules: to where it was sent, as without the proxy.
+    const sent = await originalDestination(source, client.remotePort ?? 0);
+    if (sent === undefined || denied.check(sent, 'ipv4') || !addressAllowed(policy, sent))
+      return refuse(client);
+    splice(client, sent, port, head);
+  }
+
+  function splice(client: Socket, target: string, port: number, head: Buffer): void {
+    if (client.destroyed) return;
     const upstream = connect({ host: target, port });
     sockets.add(upstream);
     upstream.once('close', () => sockets.delete(upstream));
@@ -134,6 +183,7 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     async close() {
       for (const s of sockets) s.destroy();
       relay.close();
+      interception?.close();
       await Promise.all([http, tls].map((s) => new Promise((r) => s.close(r))));
     },
   };
@@ -179,6 +229,15 @@ async function startDnsRelay(opts: EgressProxyOptions): Promise<{ port: number; 
       server.close();
     },
   };
+}
+
+function blockList(cidrs: string[]): BlockList {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [net, prefix] = c.split('/');
+    list.addSubnet(net!, Number(prefix ?? 32), 'ipv4');
+  }
+  return list;
 }
 
 function parseServer(server: string | undefined): { host: string; port: number } | undefined {

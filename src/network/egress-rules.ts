@@ -7,7 +7,8 @@ import type { EgressPolicy } from './egress-policy.ts';
  * - `egress-nat-<slot>` (from prerouting, NAT: only a connection's first packet passes):
  *   allowed CIDRs go straight out; DNS goes to Cove's relay, so that names resolve whatever
  *   resolver the sandbox names; ports 80 and 443 go to the egress proxy when domains are
- *   allowed, which reads the Host or the TLS SNI and connects only to allowed names.
+ *   allowed, which reads the Host or the TLS SNI and connects only to allowed names, and
+ *   when header rules are set, which the proxy applies to the ruled domains' requests.
  * - `egress-<slot>` (from forward): packets of established connections pass (an update
  *   applies to new connections); allowed CIDRs pass (allow wins over deny, spec 2.11); denied
  *   ones are refused with a TCP reset or an ICMP "administratively prohibited", so a denied
@@ -53,7 +54,7 @@ export function applyRules(ref: SlotRef, policy: EgressPolicy, ports: EgressPort
   const reachesSomething =
     policy.allowCidrs.length + policy.allowDomains.length > 0 || !policy.denyCidrs.includes('0.0.0.0/0');
   if (reachesSomething) lines.push(`add rule inet ${table} ${n} udp dport 53 redirect to :${ports.dns}`);
-  if (policy.allowDomains.length > 0) {
+  if (policy.allowDomains.length > 0 || Object.keys(policy.rules).length > 0) {
     lines.push(`add rule inet ${table} ${n} tcp dport 80 redirect to :${ports.http}`);
     lines.push(`add rule inet ${table} ${n} tcp dport 443 redirect to :${ports.tls}`);
   }

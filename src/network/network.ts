@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { CoveError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
 import { egressPolicy, restricts, type EgressPolicy, type SandboxNetwork } from './egress-policy.ts';
+import type { InterceptOptions } from './egress-intercept.ts';
 import { startEgressProxy, type EgressProxy } from './egress-proxy.ts';
 import { applyRules, clearRules, policySlots } from './egress-rules.ts';
 import { firewallRules } from './policy.ts';
@@ -62,6 +63,8 @@ export interface NetworkOptions {
   databasesPort?: number;
   /** DNS servers (`ip` or `ip:port`) the DNS relay and the egress proxy ask (COVE_DNS). */
   dns?: string[];
+  /** How the egress proxy applies header rules (egress-intercept.ts); without it, it applies none. */
+  intercept?: InterceptOptions;
 }
 
 /** Where `ip netns` keeps named namespaces: `<NETNS_DIR>/<slot.netns>` is a namespace's path. */
@@ -117,6 +120,7 @@ export function createNetwork(opts: NetworkOptions): Network {
         address: gateway,
         policyOf: (address) => policies.get(address),
         dns: opts.dns?.length ? opts.dns : await hostNameservers(),
+        ...(opts.intercept && { intercept: opts.intercept }),
       });
       await run('nft', ['-f', '-'], {
         input: firewallRules({

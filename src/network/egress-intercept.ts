@@ -1,0 +1,196 @@
+import {
+  createServer,
+  request as httpRequest,
+  Agent as HttpAgent,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { createSecureContext, rootCertificates, TLSSocket } from 'node:tls';
+import { CoveError } from '../core/errors.ts';
+import type { EgressCa } from './egress-ca.ts';
+import { placeholders, type TransformRule } from './transform-rules.ts';
+
+/**
+ * The egress proxy's HTTP side, for connections to a domain that has header rules
+ * (transform-rules.ts): it terminates the sandbox's TLS with a certificate minted for the
+ * server name by the instance's CA (egress-ca.ts, which every sandbox trusts), reads each
+ * request with Node's HTTP parser, applies the rules' headers (placeholders resolved now,
+ * per request, so that no value ever enters the sandbox) and sends the request on over a new
+ * TLS connection to the address the proxy resolved for the name, verifying the server's
+ * certificate for that name against Node's roots (plus COVE_EGRESS_TRUST_CA). Plain HTTP on
+ * port 80 is handled the same way without the TLS ends. The sandbox receives the upstream's
+ * answer unchanged; a failure to resolve a placeholder answers 502 and sends nothing on.
+ */
+export interface InterceptOptions {
+  ca: EgressCa;
+  /** More CA certificates (PEM) trusted for upstream servers, beside Node's roots. */
+  trust?: string[];
+  /** The value of secret `name` for the sandbox at this address; throws CoveError when there is none. */
+  secret(sandboxAddress: string, name: string): string;
+  /** One record per request whose headers were set: names only, never a value. */
+  record(sandboxAddress: string, event: InterceptEvent): void;
+}
+
+export interface InterceptEvent {
+  /** The rules' domain (as written) and the request's host. */
+  domain: string;
+  host: string;
+  method: string;
+  headers: string[];
+  secrets: string[];
+  /** 'ok' or the CoveError code that kept the request from being sent. */
+  outcome: string;
+}
+
+export interface Interception {
+  /** Name (SNI or Host), the address to send to, the port the sandbox dialled, its rules. */
+  handle(
+    client: Socket,
+    head: Buffer,
+    target: {
+      name: string;
+      address: string;
+      port: 80 | 443;
+      source: string;
+      rules: TransformRule[];
+      domain: string;
+    },
+  ): Promise<void>;
+  close(): void;
+}
+
+/** Connection-level headers (RFC 9110 §7.6.1): they concern one hop, not the request. */
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+type Target = Parameters<Interception['handle']>[2];
+
+export function createInterception(opts: InterceptOptions): Interception {
+  const targets = new WeakMap<Socket, Target>();
+  const ca = opts.trust?.length ? [...rootCertificates, ...opts.trust] : undefined;
+  // Kept-alive upstream connections: a sandbox's next request to the same server skips the
+  // TCP and TLS handshakes (the agents key connections by address, port and server name).
+  const https = new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, ...(ca && { ca }) });
+  const http = new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
+  const server = createServer({ requestTimeout: 300_000 }, (req, res) => {
+    const target = targets.get(req.socket);
+    if (!target) return void res.destroy();
+    forward(req, res, target);
+  });
+  // WebSockets and other upgrades are not rewritten: refused rather than passed unmodified.
+  server.on('upgrade', (_req, socket: Socket) => {
+    socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  });
+  server.on('clientError', (_err, socket: Socket) => socket.destroy());
+
+  function forward(req: IncomingMessage, res: ServerResponse, target: Target): void {
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase().replace(/\.$/, '');
+    if (host !== target.name)
+      return fail(res, 421, `this connection is for ${target.name}, not ${host || 'no host'}`);
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers))
+      if (v !== undefined && !HOP.has(k) && !k.startsWith('proxy-')) headers[k] = v;
+    const set: string[] = [];
+    const secrets = new Set<string>();
+    const event = (outcome: string): InterceptEvent => ({
+      domain: target.domain,
+      host,
+      method: req.method ?? '',
+      headers: set,
+      secrets: [...secrets],
+      outcome,
+    });
+    try {
+      for (const rule of target.rules)
+        for (const [name, template] of Object.entries(rule.transform?.headers ?? {})) {
+          let value = '';
+          let at = 0;
+          for (const p of placeholders(template)) {
+            secrets.add(p.name);
+            value += template.slice(at, p.start) + opts.secret(target.source, p.name);
+            at = p.end;
+          }
+          headers[name.toLowerCase()] = value + template.slice(at);
+          if (!set.includes(name)) set.push(name);
+        }
+    } catch (err) {
+      const code = err instanceof CoveError ? err.code : 'internal';
+      opts.record(target.source, event(code));
+      const why = err instanceof CoveError ? err.message : 'resolving a placeholder failed';
+      return fail(res, 502, `the request was not sent: ${why}`);
+    }
+    opts.record(target.source, event('ok'));
+    const tls = target.port === 443;
+    const upstream = (tls ? httpsRequest : httpRequest)({
+      host: target.address,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers,
+      agent: tls ? https : http,
+      ...(tls && { servername: target.name }),
+    });
+    upstream.on('response', (answer) => {
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
+      answer.pipe(res);
+      answer.on('error', () => res.destroy());
+    });
+    upstream.on('error', (err) => {
+      if (res.headersSent) return void res.destroy();
+      fail(res, 502, `${target.name}: ${err.message}`);
+    });
+    req.pipe(upstream);
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+  }
+
+  return {
+    async handle(client, head, target) {
+      client.unshift(head);
+      let stream: Socket = client;
+      if (target.port === 443) {
+        const leaf = await opts.ca.leaf(target.name);
+        stream = new TLSSocket(client, {
+          isServer: true,
+          secureContext: createSecureContext(leaf),
+          // HTTP/1.1 only: the parser here speaks no HTTP/2, and clients fall back by ALPN.
+          ALPNProtocols: ['http/1.1'],
+        });
+        stream.on('error', () => client.destroy());
+        client.once('close', () => stream.destroy());
+      }
+      targets.set(stream, target);
+      server.emit('connection', stream);
+      // Plain HTTP: the server reads the socket, paused since the Host was read. TLS must not
+      // be resumed: the TLS socket reads the same handle, and a flowing socket would eat its bytes.
+      if (stream === client) client.resume();
+    },
+    close() {
+      https.destroy();
+      http.destroy();
+      server.closeAllConnections();
+    },
+  };
+}
+
+function fail(res: ServerResponse, status: number, message: string): void {
+  const body = `cove egress proxy: ${message}\n`;
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
