@@ -62,6 +62,18 @@ export interface ProvisionInput {
   volumes?: ReadonlyArray<{ volumeId: string; path: string }>;
 }
 
+/** What a sandbox's filesystem starts from (its template, or a snapshot's or fork's layer), and a fork's memory image. */
+export function startingPoint(
+  templateRootfs: string,
+  input?: { seed?: ProvisionInput['seed']; restore?: { image: string } },
+): Pick<ProvisionInput, 'templateRootfs' | 'seed' | 'restoreFrom'> {
+  return {
+    templateRootfs,
+    ...(input?.seed && { seed: input.seed }),
+    ...(input?.restore && { restoreFrom: input.restore.image }),
+  };
+}
+
 /** Creates and starts the sandbox. On failure everything done so far is undone before it throws. */
 export async function provision(deps: HostDeps, input: ProvisionInput): Promise<void> {
   const { id, slot } = input;

@@ -7,7 +7,7 @@ import type { Logger } from '../core/log.ts';
 import { outsideRequest } from '../core/request-context.ts';
 import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
-import { agentSocket, provision, teardown, type HostDeps } from './host.ts';
+import { agentSocket, provision, startingPoint, teardown, type HostDeps } from './host.ts';
 import { openBuildSandbox } from './build-sandbox.ts';
 import { createPausing, pausedError, type BuildInput, type StorageOptions } from './pause-wiring.ts';
 import type { Live, ManagerEvents } from './live.ts';
@@ -136,7 +136,7 @@ export function createManager(opts: ManagerOptions) {
         templateName: template.name,
         templateHash: template.hash,
         state,
-        agentToken: newToken(),
+        agentToken: input?.restore?.agentToken ?? newToken(),
         ...(input?.secure && { envdAccessToken: newToken() }),
         ...networkFields(input),
         limits: template.limits,
@@ -154,14 +154,14 @@ export function createManager(opts: ManagerOptions) {
     if (state === 'starting') live.set(record.id, entry);
     try {
       const { id, slot, limits, agentToken, runtime } = record;
-      const layers = { templateRootfs: template.rootfs, ...(input?.seed && { seed: input.seed }) };
       const volumes = record.volumeMounts ?? [];
-      await provision(host, { id, slot, limits, agentToken, runtime, volumes, ...layers });
-      await attachAgent(entry, true).catch(async (err: unknown) => {
+      const from = startingPoint(template.rootfs, input);
+      await provision(host, { id, slot, limits, agentToken, runtime, volumes, ...from });
+      await attachAgent(entry, !input?.restore).catch(async (err: unknown) => {
         await teardown(host, id, slot);
         throw err;
       });
-      if (template.start) {
+      if (template.start && !input?.restore) {
         const server = { ...template, start: template.start };
         await startTemplateServer(channel(entry), server, record.envVars, info(record).address).catch(
           async (err: unknown) => {

@@ -6,6 +6,7 @@ import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import type { HostDeps, ProvisionInput } from './host.ts';
 import type { Live, ManagerEvents } from './manager.ts';
+import { forkWithMemory } from './fork-memory.ts';
 import { createPauseOps } from './pause.ts';
 import type { ProcessRegistry } from './processes.ts';
 import { createSnapshotOps, type Seed, type StorageOptions } from './snapshot.ts';
@@ -33,7 +34,7 @@ export const pausedError = (id: string) =>
   new CoveError('conflict', `sandbox ${id} is paused: connect resumes it`);
 
 /** A create's input plus, for snapshots and forks, the writable layer to start from. */
-export type BuildInput = CreateSandboxInput & { seed?: ProvisionInput['seed'] };
+export type BuildInput = CreateSandboxInput & { seed?: ProvisionInput['seed']; restore?: Seed['restore'] };
 
 /**
  * Pause/resume (pause.ts) and snapshots/forks (snapshot.ts) wired to the manager: what they
@@ -62,7 +63,11 @@ export function createPausing(
   async function createFrom(from: Seed, input: CreateSandboxInput): Promise<SandboxInfo> {
     core.checkTimeout(input.timeoutMs);
     const started = Date.now();
-    const entry = await build(from.template, { ...input, seed: from.seed });
+    const entry = await build(from.template, {
+      ...input,
+      seed: from.seed,
+      ...(from.restore && { restore: from.restore }),
+    });
     store.updateSandbox(entry.record.id, { state: 'running' });
     entry.record.state = 'running';
     core.schedule(entry);
@@ -103,8 +108,26 @@ export function createPausing(
       listSnapshots: (filter: { sandboxId?: string; name?: string } = {}) => snapshots.list(filter),
       deleteSnapshot: snapshots.remove,
       hasSnapshot: (idOrName: string) => store.getSnapshot(idOrName) !== undefined,
-      fork: (id: string, input: { count: number; timeoutMs: number }) =>
-        snapshots.fork(id, input, createFrom),
+      /** With memory where the runtime can save the source (fork-memory.ts), else its files. */
+      async fork(id: string, input: { count: number; timeoutMs: number }) {
+        const entry = core.find(id);
+        if (core.host.runtime.get(entry.record.runtime).capabilities.has('checkpoint-memory')) {
+          const forks = await forkWithMemory(
+            {
+              ...core,
+              storage: snapshots.storage,
+              dir: storage.dir,
+              newProcesses: opts.newProcesses,
+              boot: pauses.boot,
+              createFrom,
+            },
+            entry,
+            input,
+          );
+          if (forks) return forks;
+        }
+        return snapshots.fork(id, input, createFrom);
+      },
     },
   };
 }

@@ -260,6 +260,7 @@ export function createPauseOps(deps: PauseDeps) {
   return {
     pause,
     resume,
+    boot,
 
     /** lifecycle.onTimeout 'pause'. A pause that fails leaves the sandbox running and tries again in a minute. */
     onTimeout(entry: Live): void {

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
 import { newSandboxId } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
-import type { SnapshotRecord, Store } from '../store/store.ts';
+import type { SandboxRecord, SnapshotRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { sandboxDir, UID_COUNT, uidBase, type HostDeps } from './host.ts';
 import { copyLayer, layerBytes } from './layers.ts';
@@ -41,6 +41,36 @@ const mib = (bytes: number) => Math.ceil(bytes / 2 ** 20);
 export interface Seed {
   template: Template;
   seed: { upper: string; uidBase: number };
+  /** A memory image to restore instead of booting, and the channel token its agent holds (fork-memory.ts). */
+  restore?: { image: string; agentToken: string };
+}
+
+/** What a fork is created with: the source's template, metadata, env, lifecycle and security. */
+export function forkInput(record: SandboxRecord, count: number, timeoutMs: number): CreateSandboxInput {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_FORKS)
+    throw new CoveError('invalid_argument', `count must be from 1 to ${MAX_FORKS}`);
+  return {
+    template: record.templateName,
+    timeoutMs,
+    secure: record.envdAccessToken !== undefined,
+    metadata: record.metadata,
+    envVars: record.envVars,
+    ...(record.lifecycle && { lifecycle: record.lifecycle }),
+  };
+}
+
+/** Each fork's sandbox, or why it failed: one failed fork does not fail the others. */
+export function forkResults(settled: PromiseSettledResult<SandboxInfo>[]): ForkResult[] {
+  return settled.map((r) =>
+    r.status === 'fulfilled'
+      ? { sandbox: r.value }
+      : {
+          error:
+            r.reason instanceof CoveError
+              ? r.reason
+              : new CoveError('internal', `fork failed: ${String(r.reason)}`, { cause: r.reason }),
+        },
+  );
 }
 
 export type ForkResult = { sandbox: SandboxInfo } | { error: CoveError };
@@ -208,10 +238,9 @@ export function createSnapshotOps(deps: {
       input: { count: number; timeoutMs: number },
       createFrom: (from: Seed, input: CreateSandboxInput) => Promise<SandboxInfo>,
     ): Promise<ForkResult[]> {
-      if (!Number.isInteger(input.count) || input.count < 1 || input.count > MAX_FORKS)
-        throw new CoveError('invalid_argument', `count must be from 1 to ${MAX_FORKS}`);
       const entry = deps.find(sandboxId);
       const { record } = entry;
+      const create = forkInput(record, input.count, input.timeoutMs);
       const template = await buildOf(record.templateName, record.templateHash);
       const dir = join(options.dir, `.fork-${randomBytes(8).toString('hex')}`);
       try {
@@ -220,27 +249,9 @@ export function createSnapshotOps(deps: {
         await exclusive(entry, () => copyOf(entry, upper, `a fork of ${sandboxId}`));
         const seed = { template, seed: { upper, uidBase: uidBase(record.slot) } };
         const settled = await Promise.allSettled(
-          Array.from({ length: input.count }, () =>
-            createFrom(seed, {
-              template: record.templateName,
-              timeoutMs: input.timeoutMs,
-              secure: record.envdAccessToken !== undefined,
-              metadata: record.metadata,
-              envVars: record.envVars,
-              ...(record.lifecycle && { lifecycle: record.lifecycle }),
-            }),
-          ),
+          Array.from({ length: input.count }, () => createFrom(seed, create)),
         );
-        return settled.map((r) =>
-          r.status === 'fulfilled'
-            ? { sandbox: r.value }
-            : {
-                error:
-                  r.reason instanceof CoveError
-                    ? r.reason
-                    : new CoveError('internal', `fork failed: ${String(r.reason)}`, { cause: r.reason }),
-              },
-        );
+        return forkResults(settled);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
