@@ -42,6 +42,7 @@ export async function forkWithMemory(
   const { id } = entry.record;
   const create = forkInput(entry.record, input.count, input.timeoutMs);
   const dir = join(deps.dir, `.fork-${randomBytes(8).toString('hex')}`);
+  const started = Date.now();
   try {
     const saved = await exclusive(entry, async () => {
       const { record } = entry;
@@ -78,6 +79,7 @@ export async function forkWithMemory(
       } finally {
         await deps.boot(entry, 'memory');
       }
+      log.info({ sandbox: id, ms: Date.now() - started }, 'fork: source saved and restored');
       return true;
     });
     if (!saved) return undefined;
@@ -90,6 +92,7 @@ export async function forkWithMemory(
     const settled = await Promise.allSettled(
       Array.from({ length: input.count }, () => deps.createFrom(seed, create)),
     );
+    log.info({ sandbox: id, count: input.count, ms: Date.now() - started }, 'fork with memory done');
     return forkResults(settled);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -81,8 +81,8 @@ export type ForkResult = { sandbox: SandboxInfo } | { error: CoveError };
  * the copy is consistent), stored under `dir/<id>/upper` with the host uid range it was
  * written in; a sandbox created from it gets its own copy with owners shifted to its range, so
  * sandboxes from one snapshot share nothing. A fork is a snapshot no one names, removed once
- * the forks are built. Memory is not part of either (no runtime here can copy a running
- * sandbox's memory yet): forks and sandboxes from snapshots boot fresh.
+ * the forks are built. Memory is not part of a snapshot, and forks here boot fresh; a fork
+ * with memory (runsc) is fork-memory.ts, which falls back to this one.
  */
 export function createSnapshotOps(deps: {
   store: Store;
