@@ -23,9 +23,6 @@ die() {
 #    use: src/services/databases/cluster.ts) for agents' databases and a PostgreSQL store.
 packages=(crun runc runsc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl postgresql)
 command -v npm >/dev/null || packages+=(nodejs npm)
-# postgresql: the shared state of `cove api` replicas (docs/scale-out.md); tests start private
-# clusters of it (test/postgres.ts). Only the binaries are used: Debian's own cluster may stay stopped.
-packages+=(postgresql)
 # skopeo and umoci pull and unpack fromImage images (src/templates/build/image.ts);
 # docker-registry is the registry the tests push to, on the loopback (its own service is stopped below).
 packages+=(skopeo umoci docker-registry)

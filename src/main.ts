@@ -27,7 +27,7 @@ import { loadTls, SELF_SIGNED_DOMAIN, type TlsMaterial } from './gateway/tls.ts'
 import { CoveError } from './core/errors.ts';
 import { holdLock } from './core/lock.ts';
 import { createLogger, type Logger } from './core/log.ts';
-import { requestIdFrom, runInRequest } from './core/request-context.ts';
+import { currentRequest, requestIdFrom, runInRequest } from './core/request-context.ts';
 import { traced } from './core/trace.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
@@ -49,6 +49,7 @@ import { createDatabases } from './services/databases/databases.ts';
 import { startDatabases, wireDatabases } from './services/databases/wiring.ts';
 import { loadSecret } from './services/tokens.ts';
 import { createSqliteStore } from './store/sqlite.ts';
+import type { ClusterAdmission } from './cluster/admission.ts';
 import { createTemplateStore } from './templates/index.ts';
 import { createTemplateBuilder } from './templates/build/index.ts';
 
@@ -87,11 +88,16 @@ export function sandboxDomain(config: Pick<Config, 'domain' | 'tls'>, port: numb
   return config.domain ?? `${selfSigned ? SELF_SIGNED_DOMAIN : 'localhost'}:${port}`;
 }
 
+interface StartOptions {
+  log?: Logger;
+  ensureTemplates?: string[];
+  apiKey?: string;
+  /** `cove node` (src/cluster): every request must come from an API replica, which names the caller's key. */
+  cluster?: ClusterAdmission;
+}
+
 /** The one place where Cove's components are built from config and wired together. */
-export async function startCove(
-  config: Config,
-  opts: { log?: Logger; ensureTemplates?: string[]; apiKey?: string } = {},
-): Promise<Cove> {
+export async function startCove(config: Config, opts: StartOptions = {}): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
   // First: a missing or mismatched certificate is a clear error before anything starts.
   const tls =
@@ -115,7 +121,7 @@ export async function startCove(
 
 async function startLocked(
   config: Config,
-  opts: { ensureTemplates?: string[]; apiKey?: string },
+  opts: StartOptions,
   log: Logger,
   instanceLock: { release(): Promise<void> },
   tls: TlsMaterial | undefined,
@@ -133,7 +139,7 @@ async function startLocked(
   const keys = createKeyring(store);
   let apiKey = opts.apiKey;
   if (apiKey !== undefined) keys.seed(apiKey);
-  else if (keys.list().length === 0) apiKey = keys.create('first').key;
+  else if (!opts.cluster && keys.list().length === 0) apiKey = keys.create('first').key;
   // Runtime services (model gateway, memory, search): sandboxes reach them on their bridge's host address.
   const servicesUrl = `http://${config.subnet16}.0.1:${config.services.port}`;
   const services = createServices({
@@ -331,7 +337,13 @@ async function startLocked(
   const app = createApi({
     manager,
     log,
-    verifyKey: (key) => keys.verify(key),
+    // A node's callers are API replicas, which checked the key and named its id (src/cluster).
+    verifyKey: opts.cluster
+      ? () => {
+          const keyId = currentRequest()?.keyId;
+          return keyId === undefined ? undefined : { id: keyId };
+        }
+      : (key) => keys.verify(key),
     metrics,
     sandboxLog,
     audit,
@@ -371,14 +383,24 @@ async function startLocked(
   const gateway = createGateway({ manager, envd, api, domain: config.domain });
   // Every request runs in its own context (core/request-context.ts): its log lines and audit
   // records name it, and the API's key check adds its key.
-  server.on('request', (req, res) =>
-    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']) }, () => gateway.request(req, res)),
-  );
-  server.on('upgrade', (req, socket, head) =>
-    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']) }, () =>
+  const admit = (req: IncomingMessage) => (opts.cluster ? opts.cluster.admit(req) : {});
+  server.on('request', (req, res) => {
+    const who = admit(req);
+    if (!who)
+      return void res
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end('{"message":"not an API replica"}');
+    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']), ...who }, () =>
+      gateway.request(req, res),
+    );
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const who = admit(req);
+    if (!who) return void socket.destroy();
+    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']), ...who }, () =>
       gateway.upgrade(req, socket, head),
-    ),
-  );
+    );
+  });
 
   return {
     manager,

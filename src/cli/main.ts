@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { clientApiKey, loadConfig, serverUrl } from '../config/config.ts';
 import { CoveError, exitStatus } from '../core/errors.ts';
 import { auditCommand } from './audit.ts';
+import { clusterCommands } from '../cluster/cli.ts';
 import { createClient } from './client.ts';
 import { dbCommands } from './db.ts';
 import { keyCommands } from './keys.ts';
@@ -108,6 +109,7 @@ program.addCommand(
 program.addCommand(keyCommands());
 program.addCommand(dbCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(auditCommand(() => createClient(serverUrl(), clientApiKey())));
+for (const command of clusterCommands()) program.addCommand(command);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CoveError) {

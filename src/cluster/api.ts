@@ -1,0 +1,179 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../core/log.ts';
+import { requestIdFrom, runInRequest } from '../core/request-context.ts';
+import { sandboxNotFound, sendJson } from '../gateway/reply.ts';
+import { routeOf } from '../gateway/route.ts';
+import { hashApiKey, newApiKey } from '../keys/keys.ts';
+import { nodeSecret, NODE_NAME, TOKEN_HEADER, verify } from './auth.ts';
+import { createForwarder, readBody } from './forward.ts';
+import { clusterRoutes } from './routes.ts';
+import type { ClusterStore, Heartbeat } from './store.ts';
+
+export interface ApiOptions {
+  store: ClusterStore;
+  clusterSecret: string;
+  host: string;
+  port: number;
+  /** COVE_DOMAIN: sandbox hosts `<port>-<id>.<domain>`; unset: `localhost:<port>` in replies, any such host routed. */
+  domain?: string | undefined;
+  /** A node silent this long is not placed on, and then marked lost with its sandboxes. */
+  staleMs: number;
+  log: Logger;
+  /** A key to accept (stored when missing); tests pass one. */
+  apiKey?: string;
+}
+
+export interface CoveApi {
+  url: string;
+  domain: string;
+  /** A key this start minted because the store held none (printed once), or opts.apiKey. */
+  apiKey?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * `cove api`: a stateless replica. It keeps nothing of its own: keys, nodes and where each
+ * sandbox runs are in the cluster store, so any number of replicas serve the same cluster and
+ * one that dies loses nothing. It checks API keys, places creates on nodes, forwards each
+ * sandbox's API calls and traffic to the node that holds it, takes the nodes' heartbeats and
+ * marks silent nodes lost.
+ */
+export async function startApi(opts: ApiOptions): Promise<CoveApi> {
+  const { store, log } = opts;
+  let apiKey = opts.apiKey;
+  if (apiKey !== undefined) {
+    if (!(await store.apiKeyByHash(hashApiKey(apiKey))))
+      await store.insertApiKey(keyRecord(apiKey, 'seeded')).catch(() => undefined);
+  } else if ((await store.countApiKeys()) === 0) {
+    apiKey = newApiKey();
+    await store.insertApiKey(keyRecord(apiKey, 'first'));
+  }
+
+  const forward = createForwarder(opts.clusterSecret);
+  const server = createServer({ keepAliveTimeout: 65_000, shouldUpgradeCallback: (req) => isSandbox(req) });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const domain = opts.domain ?? `localhost:${port}`;
+  const routes = clusterRoutes({ store, forward, domain, staleMs: opts.staleMs, log });
+
+  function isSandbox(req: IncomingMessage): boolean {
+    return routeOf(req, opts.domain).kind === 'sandbox';
+  }
+
+  /** The node that holds a running sandbox, or undefined (unknown, ended, or lost with its node). */
+  async function ownerOf(id: string) {
+    const p = await store.getPlacement(id);
+    if (!p || p.state !== 'running') return undefined;
+    return routes.node(p.node);
+  }
+
+  async function heartbeat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse((await readBody(req)).toString('utf8')) as Heartbeat;
+    const name = typeof body?.name === 'string' && NODE_NAME.test(body.name) ? body.name : undefined;
+    const claims =
+      name && verify(nodeSecret(opts.clusterSecret, name), 'node-to-api', req.headers[TOKEN_HEADER]);
+    if (!name || !claims || claims.node !== name)
+      return sendJson(res, 401, { code: 401, message: 'bad node token' });
+    if (
+      !/^https?:\/\//.test(String(body.url)) ||
+      !Array.isArray(body.sandboxes) ||
+      !Array.isArray(body.templates)
+    )
+      return sendJson(res, 400, { code: 400, message: 'malformed heartbeat' });
+    const reply = await store.heartbeat(
+      {
+        name,
+        url: body.url,
+        slots: Number(body.slots) || 0,
+        free: Number(body.free) || 0,
+        templates: body.templates.filter((t) => typeof t === 'string'),
+        draining: body.draining === true,
+        sandboxes: body.sandboxes.filter((s) => typeof s?.id === 'string' && typeof s.startedAt === 'number'),
+      },
+      Date.now(),
+    );
+    if (reply.ignored.length > 0)
+      log.warn({ node: name, ids: reply.ignored }, 'node claims sandboxes it does not hold');
+    sendJson(res, 200, { ...reply });
+  }
+
+  async function request(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = routeOf(req, opts.domain);
+    if (target.kind === 'invalid') return sendJson(res, 400, { message: target.message });
+    if (target.kind === 'signed-files')
+      return sendJson(res, 400, { message: 'signed file URLs are not supported behind cove api yet' });
+    if (target.kind === 'sandbox') {
+      const node = await ownerOf(target.sandboxId);
+      if (!node) return sendJson(res, 502, sandboxNotFound(target.sandboxId));
+      return forward.request(req, res, node);
+    }
+    const path = new URL(req.url ?? '/', 'http://api').pathname;
+    if (req.method === 'POST' && path === '/cluster/v1/heartbeat') return heartbeat(req, res);
+    if (path === '/health') return sendJson(res, 200, { status: 'ok' });
+    return routes.api(req, res);
+  }
+
+  server.on('request', (req, res) =>
+    runInRequest(
+      { requestId: requestIdFrom(req.headers['x-request-id']) },
+      () =>
+        void request(req, res).catch((err: unknown) => {
+          const status = (err as { status?: number }).status ?? (err instanceof SyntaxError ? 400 : 503);
+          if (status >= 500) log.warn({ err }, 'cluster API request failed');
+          if (!res.headersSent) sendJson(res, status, { code: status, message: (err as Error).message });
+          else res.destroy();
+        }),
+    ),
+  );
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    const target = routeOf(req, opts.domain);
+    if (target.kind !== 'sandbox') return void socket.destroy();
+    ownerOf(target.sandboxId).then(
+      (node) => (node ? forward.upgrade(req, socket, head, node) : socket.destroy()),
+      () => socket.destroy(),
+    );
+  });
+
+  // Every replica sweeps; markLost is idempotent, so they may overlap.
+  const sweeper = setInterval(
+    () => {
+      store
+        .markLost(Date.now() - opts.staleMs)
+        .then(
+          (lost) =>
+            lost.length > 0 && log.warn({ nodes: lost }, 'nodes lost: their sandboxes are marked lost'),
+        )
+        .catch((err: unknown) => log.warn({ err }, 'sweep failed'));
+    },
+    Math.max(250, opts.staleMs / 4),
+  );
+
+  return {
+    url: `http://${opts.host}:${port}`,
+    domain,
+    ...(apiKey !== undefined && { apiKey }),
+    async close() {
+      clearInterval(sweeper);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      forward.close();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+function keyRecord(key: string, name: string) {
+  return {
+    id: `key_${randomBytes(6).toString('hex')}`,
+    name,
+    hash: hashApiKey(key),
+    mask: `${key.slice(0, 8)}…`,
+    createdAt: Date.now(),
+  };
+}

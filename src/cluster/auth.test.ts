@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { nodeSecret, sign, verify } from './auth.ts';
+
+describe('cluster tokens', () => {
+  const a = nodeSecret('cluster-secret', 'a');
+  const b = nodeSecret('cluster-secret', 'b');
+
+  it('verify what was signed for the same node and purpose, with its claims', () => {
+    expect(verify(a, 'api-to-node', sign(a, 'api-to-node', { keyId: 'k1' }))).toEqual({ keyId: 'k1' });
+  });
+
+  it('refuse another node’s secret, the other purpose, expired, altered and malformed tokens', () => {
+    const token = sign(a, 'node-to-api', { node: 'a' });
+    expect(verify(b, 'node-to-api', token)).toBeUndefined();
+    expect(verify(a, 'api-to-node', token)).toBeUndefined();
+    expect(verify(a, 'node-to-api', token, Date.now() + 61_000)).toBeUndefined();
+    const [v, body, mac] = token.split('.');
+    const forged = Buffer.from(JSON.stringify({ node: 'b', exp: Date.now() + 60_000 })).toString('base64url');
+    expect(verify(a, 'node-to-api', `${v}.${forged}.${mac}`)).toBeUndefined();
+    expect(verify(a, 'node-to-api', `${v}.${body}`)).toBeUndefined();
+    expect(verify(a, 'node-to-api', undefined)).toBeUndefined();
+    expect(verify(a, 'node-to-api', 'v1.%%%.x')).toBeUndefined();
+  });
+});
