@@ -27,6 +27,7 @@ describe('metrics sampler', () => {
       read: () => Promise.resolve(reading(cpuNs)),
       intervalMs: 5000,
       capacity: 3,
+      archive: 0, // the recent ring alone (history.test.ts: the archive)
       log,
       now: () => clock,
     });

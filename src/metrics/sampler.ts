@@ -1,4 +1,5 @@
 import type { Logger } from '../core/log.ts';
+import { History } from './history.ts';
 
 /** One sample as E2B's metrics endpoint returns it, `SandboxMetric` (spec 2.12). */
 export interface SandboxMetric {
@@ -29,42 +30,12 @@ export interface SamplerOptions {
   sandboxes: () => Array<{ id: string; cpus: number; startedAt: Date }>;
   read: (id: string) => Promise<Reading | undefined>;
   intervalMs: number;
-  /** Samples kept per sandbox; the oldest go first. 720 is an hour at 5 s, 40 KiB a sandbox. */
+  /** Samples kept as taken per sandbox: 720 is an hour at 5 s, 40 KiB a sandbox. */
   capacity?: number;
+  /** Merged buckets kept of older samples, for the sandbox's whole life (src/metrics/history.ts). */
+  archive?: number;
   log: Logger;
   now?: () => number;
-}
-
-/** Fields of one stored sample, in a ring of float64s: 56 bytes a sample, however large the numbers. */
-const FIELDS = 7; // at, cpuUsedPct, memUsed, memTotal, memCache, diskUsed, diskTotal
-
-/** The last `capacity` samples of one sandbox; its size is fixed when it is made. */
-class Ring {
-  private readonly capacity: number;
-  private readonly data: Float64Array;
-  private next = 0;
-  size = 0;
-  last?: { at: number; cpuNs: number };
-
-  constructor(capacity: number) {
-    this.capacity = capacity;
-    this.data = new Float64Array(capacity * FIELDS);
-  }
-
-  push(values: number[]): void {
-    this.data.set(values, this.next * FIELDS);
-    this.next = (this.next + 1) % this.capacity;
-    this.size = Math.min(this.size + 1, this.capacity);
-  }
-
-  /** Oldest first. */
-  *entries(): Generator<Float64Array> {
-    const first = (this.next - this.size + this.capacity) % this.capacity;
-    for (let i = 0; i < this.size; i++) {
-      const at = ((first + i) % this.capacity) * FIELDS;
-      yield this.data.subarray(at, at + FIELDS);
-    }
-  }
 }
 
 function metric(v: Float64Array, cpuCount: number): SandboxMetric {
@@ -86,13 +57,14 @@ export type Sampler = ReturnType<typeof createSampler>;
 
 /**
  * Samples every running sandbox's cpu, memory and disk at a fixed interval into a bounded
- * ring per sandbox, for `GET /sandboxes/{id}/metrics`. A ring is dropped when its sandbox
+ * history per sandbox (the last hour as taken, its whole life before that in coarser buckets), for `GET /sandboxes/{id}/metrics`. A ring is dropped when its sandbox
  * stops being listed. Ticks never overlap: a slow one (big disks) delays the next.
  */
 export function createSampler(opts: SamplerOptions) {
   const capacity = opts.capacity ?? 720;
+  const archive = opts.archive ?? 720;
   const now = opts.now ?? Date.now;
-  const rings = new Map<string, { ring: Ring; cpus: number }>();
+  const rings = new Map<string, { ring: History; cpus: number }>();
   let timer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;
 
@@ -101,7 +73,7 @@ export function createSampler(opts: SamplerOptions) {
     if (!reading) return;
     const at = now();
     let entry = rings.get(s.id);
-    if (!entry) rings.set(s.id, (entry = { ring: new Ring(capacity), cpus: s.cpus }));
+    if (!entry) rings.set(s.id, (entry = { ring: new History({ recent: capacity, archive }), cpus: s.cpus }));
     const { ring } = entry;
     // The first sample averages over the sandbox's life so far; the others over one interval.
     const since = ring.last ?? { at: s.startedAt.getTime(), cpuNs: 0 };
