@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from 'e2b';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CONSOLE_DIR } from '../src/console/serve.ts';
+import { createKeyring } from '../src/keys/keys.ts';
+import { createSqliteStore } from '../src/store/sqlite.ts';
 import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from './helpers.ts';
 
 /** Debian's Chromium (scripts/setup.sh installs it for tests): the binary, not its wrapper script. */
@@ -102,6 +104,15 @@ describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console', () => {
     const { events } = (await res.json()) as { events: Array<{ keyId: string | null; fields: object }> };
     expect(events).toHaveLength(1);
     expect(events[0]!.keyId).not.toBeNull();
+
+    // Another key sees nothing of this sandbox's trail (it is the first key's).
+    const store = createSqliteStore(join(cove.config.home, 'cove.db'));
+    const other = createKeyring(store).create('other').key;
+    store.close();
+    const theirs = await fetch(`${cove.url}/cove/v1/audit?sandbox=${sbx.sandboxId}`, {
+      headers: { 'x-api-key': other },
+    });
+    expect(await theirs.json()).toEqual({ events: [] });
 
     expect(dialogs).toEqual([]); // nothing from the sandbox ran as script
     expect(urls.filter((u) => u.includes(cove.apiKey))).toEqual([]); // the key never in a URL

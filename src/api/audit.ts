@@ -66,7 +66,8 @@ function count(value: string | undefined, name: string, max: number): number | u
  * `GET /cove/v1/audit`: the audit trail, oldest first, filtered by `sandbox`, `key`, `action`
  * (a prefix), `since`/`until` (epoch ms or ISO 8601, inclusive), paged by `after` (the reply's
  * `next`). `format=jsonl` exports everything that matches as JSON lines, streamed page by page.
- * Behind the API key like every route; 404 when the audit trail is off (COVE_AUDIT=off).
+ * Behind the API key like every route, and scoped to it: the records of the sandboxes the key
+ * created, those the key made itself, and keyless ones of no key's sandbox (refused keys). 404 when the audit trail is off (COVE_AUDIT=off).
  */
 export function auditRoutes(deps: { audit?: Audit }): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
@@ -84,7 +85,9 @@ export function auditRoutes(deps: { audit?: Audit }): Hono<ApiEnv> {
     ] as const)
       if (v !== undefined && (v.length > 128 || !/^[\w.-]*$/.test(v)))
         throw new CoveError('invalid_argument', `${name}: at most 128 letters, digits, '.', '_' or '-'`);
+    // A key reads its own sandboxes' trail and its own calls, not other keys' work.
     const q: AuditQuery = {
+      visibleTo: c.get('keyId'),
       ...(sandbox && { sandboxId: sandbox }),
       ...(key && { keyId: key }),
       ...(action && { action }),
@@ -102,7 +105,10 @@ export function auditRoutes(deps: { audit?: Audit }): Hono<ApiEnv> {
       return c.json({
         events: page.events,
         ...(page.next !== undefined && { next: page.next }),
-        ...(q.sandboxId && { dropped: store.dropped(q.sandboxId) }),
+        ...(q.sandboxId &&
+          (store.ownerOf(q.sandboxId) ?? q.visibleTo) === q.visibleTo && {
+            dropped: store.dropped(q.sandboxId),
+          }),
       });
     }
     if (format !== 'jsonl') throw new CoveError('invalid_argument', 'format: expected json or jsonl');

@@ -92,4 +92,40 @@ describe('audit store', () => {
     }
     a.close();
   });
+
+  it('shows a key its own sandboxes and calls only, across a reopen', () => {
+    const path = join(dir(), 'audit.db');
+    const a = createAuditStore(path, { perSandbox: 10, retentionMs: 86_400_000 });
+    runInRequest({ requestId: 'r1', keyId: 'k1' }, () =>
+      a.record({ sandboxId: 'mine', action: 'sandbox.create' }),
+    );
+    runInRequest({ requestId: 'r2', keyId: 'k2' }, () =>
+      a.record({ sandboxId: 'theirs', action: 'sandbox.create' }),
+    );
+    // Records with no key (envd's commands, a timeout) belong to the sandbox's owner.
+    for (let i = 0; i < 30; i++) a.record({ sandboxId: 'mine', action: 'process.start', keyId: null });
+    a.record({ sandboxId: 'mine', action: 'api', outcome: 'not_found', keyId: 'k2' }); // k2's own call
+    a.record({ sandboxId: 'theirs', action: 'process.start', keyId: null });
+    a.record({ sandboxId: null, action: 'api', keyId: 'k1' });
+    a.close();
+    const b = createAuditStore(path, { perSandbox: 10, retentionMs: 86_400_000 });
+    const k1 = b.query({ visibleTo: 'k1' }).events;
+    expect(new Set(k1.map((e) => e.sandboxId))).toEqual(new Set(['mine', null]));
+    expect(k1.filter((e) => e.action === 'process.start').length).toBeGreaterThan(0);
+    expect(b.query({ visibleTo: 'k1', sandboxId: 'theirs' }).events).toEqual([]);
+    const k2 = b.query({ visibleTo: 'k2' }).events;
+    expect(k2.map((e) => [e.sandboxId, e.action])).toEqual(
+      expect.arrayContaining([
+        ['theirs', 'sandbox.create'],
+        ['theirs', 'process.start'],
+      ]),
+    );
+    expect(k2.filter((e) => e.sandboxId === 'mine').map((e) => e.keyId)).toEqual(['k2']);
+    expect(b.ownerOf('mine')).toBe('k1');
+    expect(b.query({ visibleTo: 'k3' }).events).toEqual([]);
+    b.record({ sandboxId: null, action: 'api', keyId: null, outcome: 'unauthenticated' }); // a refused key
+    b.record({ sandboxId: 'nobodys', action: 'process.start', keyId: null });
+    expect(b.query({ visibleTo: 'k3' }).events.map((e) => e.sandboxId)).toEqual([null, 'nobodys']);
+    b.close();
+  });
 });

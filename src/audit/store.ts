@@ -63,6 +63,8 @@ export interface AuditQuery {
   /** Records after this seq (the previous page's `next`). */
   after?: number;
   limit?: number;
+  /** Only what this key may see: its own sandboxes' records, the records it made, and nobody's. */
+  visibleTo?: string;
 }
 
 export interface AuditOptions {
@@ -102,6 +104,11 @@ const schema = `
   DROP INDEX IF EXISTS events_key;
   DROP INDEX IF EXISTS events_at;
   CREATE INDEX IF NOT EXISTS events_by_key ON events (key_id, seq) WHERE key_id IS NOT NULL;
+  CREATE TABLE IF NOT EXISTS owners (
+    sandbox_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS owners_by_key ON owners (key_id);
   CREATE TABLE IF NOT EXISTS dropped (
     sandbox_id TEXT PRIMARY KEY,
     count INTEGER NOT NULL
@@ -144,7 +151,13 @@ export function createAuditStore(path: string, opts: AuditOptions) {
   const now = opts.now ?? Date.now;
   const db = new DatabaseSync(path);
   db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+  const fresh = !(db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'owners'").get() as unknown);
   db.exec(schema);
+  // A trail from before owners were kept: its creates say whose each sandbox is.
+  if (fresh)
+    db.exec(
+      "INSERT OR IGNORE INTO owners SELECT sandbox_id, key_id FROM events WHERE action = 'sandbox.create' AND sandbox_id IS NOT NULL AND key_id IS NOT NULL",
+    );
   // Checkpoints (and their fsyncs) run in a worker, not in record(): see checkpointer.ts.
   db.exec('PRAGMA wal_autocheckpoint = 0');
   const checkpointer = new Worker(new URL('./checkpointer.ts', import.meta.url), {
@@ -162,6 +175,8 @@ export function createAuditStore(path: string, opts: AuditOptions) {
     'INSERT INTO dropped (sandbox_id, count) VALUES (?, ?) ON CONFLICT (sandbox_id) DO UPDATE SET count = count + excluded.count',
   );
   const droppedOf = db.prepare('SELECT count FROM dropped WHERE sandbox_id = ?');
+  const addOwner = db.prepare('INSERT OR IGNORE INTO owners (sandbox_id, key_id) VALUES (?, ?)');
+  const ownerOf = db.prepare('SELECT key_id FROM owners WHERE sandbox_id = ?');
   const expire = db.prepare('DELETE FROM events WHERE seq < ?');
   const firstFrom = db.prepare('SELECT seq, at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1');
   const lastSeq = db.prepare('SELECT max(seq) AS seq FROM events');
@@ -180,6 +195,9 @@ export function createAuditStore(path: string, opts: AuditOptions) {
   const expireDropped = db.prepare(
     'DELETE FROM dropped WHERE sandbox_id NOT IN (SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id IS NOT NULL)',
   );
+  const expireOwners = db.prepare(
+    'DELETE FROM owners WHERE sandbox_id NOT IN (SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id IS NOT NULL)',
+  );
 
   // Per-sandbox counts ('' for records of no sandbox), so that record() needs no COUNT query.
   const counts = new Map<string, number>();
@@ -197,6 +215,7 @@ export function createAuditStore(path: string, opts: AuditOptions) {
   function applyRetention(): void {
     expire.run(seqAt(now() - opts.retentionMs));
     expireDropped.run();
+    expireOwners.run();
     recount();
   }
   applyRetention();
@@ -216,6 +235,9 @@ export function createAuditStore(path: string, opts: AuditOptions) {
       requestId,
       bounded(input.fields),
     );
+    // Whose the sandbox is, apart from its records: pruning them never hides it from its key.
+    if (input.action === 'sandbox.create' && input.sandboxId !== null && keyId !== null)
+      addOwner.run(input.sandboxId, keyId);
     const bucket = input.sandboxId ?? '';
     const n = (counts.get(bucket) ?? 0) + 1;
     counts.set(bucket, n);
@@ -244,6 +266,14 @@ export function createAuditStore(path: string, opts: AuditOptions) {
     add('seq >= ?', q.since === undefined ? undefined : seqAt(q.since));
     add('seq < ?', q.until === undefined ? undefined : seqAt(q.until + 1));
     add('seq > ?', q.after);
+    if (q.visibleTo !== undefined) {
+      // Its own calls, its sandboxes' records, and what is nobody's: keyless records of no
+      // sandbox or of a sandbox no key created (refused keys, the manager's own sandboxes).
+      where.push(
+        '(key_id = ? OR sandbox_id IN (SELECT sandbox_id FROM owners WHERE key_id = ?) OR (key_id IS NULL AND (sandbox_id IS NULL OR sandbox_id NOT IN (SELECT sandbox_id FROM owners))))',
+      );
+      args.push(q.visibleTo, q.visibleTo);
+    }
     const limit = Math.min(q.limit ?? MAX_QUERY_LIMIT, MAX_QUERY_LIMIT);
     const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
     const rows = db.prepare(sql).all(...args, limit + 1) as unknown as Row[];
@@ -255,6 +285,11 @@ export function createAuditStore(path: string, opts: AuditOptions) {
   return {
     record,
     query,
+
+    /** The id of the key that created a sandbox, as its `sandbox.create` record said. */
+    ownerOf(sandboxId: string): string | undefined {
+      return (ownerOf.get(sandboxId) as { key_id: string } | undefined)?.key_id;
+    },
 
     /** How many of a sandbox's records were pruned by the per-sandbox bound. */
     dropped(sandboxId: string): number {

@@ -113,6 +113,9 @@ function Audit({ id }: { id: string }) {
   if (!data) return null;
   return (
     <>
+      {data.events.length === 0 && (
+        <p class="empty">No records this key may see (its own sandboxes' only).</p>
+      )}
       {data.dropped ? (
         <p class="hint">{data.dropped} older records were dropped (per-sandbox bound).</p>
       ) : null}
