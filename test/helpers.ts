@@ -13,6 +13,16 @@ import type { Manager } from '../src/manager/manager.ts';
  * CI (CI=true, set by .ci/run) a missing capability is a failure, so nothing silently stops running.
  */
 export const canRunSandboxes = process.getuid?.() === 0;
+
+/** Whether gVisor's runsc is installed (scripts/setup.sh installs it; the runsc tests need it). */
+export const runscInstalled = (() => {
+  try {
+    execFileSync('runsc', ['--version']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
 if (!canRunSandboxes && process.env.CI === 'true') {
   throw new Error('integration tests need root in CI: run .ci/run as root');
 }

@@ -20,16 +20,7 @@ import type { SandboxSpec } from '../src/runtime/driver.ts';
 import { createRunscDriver } from '../src/runtime/runsc/runsc.ts';
 import { createRuntimeSet, type RuntimeSet } from '../src/runtime/set.ts';
 import { createTemplateStore } from '../src/templates/index.ts';
-import { canRunSandboxes, hostLeftovers, testConfig } from './helpers.ts';
-
-const runscInstalled = (() => {
-  try {
-    execFileSync('runsc', ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { canRunSandboxes, hostLeftovers, testConfig, runscInstalled } from './helpers.ts';
 
 const limits = { cpus: 1, memoryMiB: 512, pids: 1024 };
 const newId = () => randomBytes(10).toString('hex');

@@ -1,20 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig, runscInstalled } from './helpers.ts';
 
 const loadE2b = () => import('e2b');
 type E2b = Awaited<ReturnType<typeof loadE2b>>;
 type Sandbox = InstanceType<E2b['Sandbox']>;
-
-const runscInstalled = (() => {
-  try {
-    execFileSync('runsc', ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 /** HTTP/1.1 with keep-alive: answers every request on a connection until the client leaves. */
 const SERVER = `import socketserver

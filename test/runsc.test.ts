@@ -1,21 +1,19 @@
-import { execFileSync } from 'node:child_process';
 import { release } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
-import { canRunSandboxes, hostLeftovers, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import {
+  canRunSandboxes,
+  hostLeftovers,
+  startTestCove,
+  stopTestCove,
+  testConfig,
+  runscInstalled,
+} from './helpers.ts';
 
 const loadE2b = () => import('e2b');
 type E2b = Awaited<ReturnType<typeof loadE2b>>;
 
-const runscInstalled = (() => {
-  try {
-    execFileSync('runsc', ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (canRunSandboxes && !runscInstalled && process.env.CI === 'true')
   throw new Error('runsc is missing: scripts/setup.sh installs it');
 
