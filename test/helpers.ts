@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,7 +63,15 @@ export async function startTestCove(
 export async function stopTestCove(cove: Cove & { config: Config }): Promise<string[]> {
   await Promise.all(cove.manager.list().map((s) => cove.manager.kill(s.id)));
   await cove.close();
-  return hostLeftovers(cove.config.instance, cove.config.home, cove.config.templatesHome);
+  const left = hostLeftovers(cove.config.instance, cove.config.home, cove.config.templatesHome);
+  // A server keeps its bridge and nftables table when it stops (sandboxes it adopts at the next
+  // start need them); a test instance has none left, so both go, and no run leaves a /16 taken.
+  if (left.length === 0) {
+    const { instance } = cove.config;
+    spawnSync('ip', ['link', 'del', `${instance}0`], { stdio: 'ignore' });
+    spawnSync('nft', ['delete', 'table', 'inet', instance], { stdio: 'ignore' });
+  }
+  return left;
 }
 
 export interface RunResult {
