@@ -229,7 +229,17 @@ export async function coveBench(opts: {
     },
   };
 
+  // The API's kill answers before its teardown ends (manager.ts): give those a few seconds.
   async function leaks(): Promise<string[]> {
+    for (let i = 0; i < 50; i++) {
+      const left = await leaksNow();
+      if (left.length === 0) return left;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return leaksNow();
+  }
+
+  async function leaksNow(): Promise<string[]> {
     const left: string[] = [];
     const known = new Set(manager.list().map((s) => s.id));
     const pooled = Object.values(manager.pool.stats()).reduce((n, p) => n + p.ready, 0);

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { canRunSandboxes, cli, hostLeftovers, spawnServer, testConfig } from './helpers.ts';
 
@@ -52,7 +52,11 @@ describe.skipIf(!canRunSandboxes)('the server can crash and restart without losi
 
     expect(cli(server.url, ['sandbox', 'kill', id]).status).toBe(0);
     expect(cli(server.url, ['sandbox', 'list']).stdout).not.toContain(id);
-    expect(hostLeftovers(config.instance, config.home)).toEqual([]);
+    // kill answers once the sandbox is unreachable; its teardown ends just after (manager.ts)
+    await vi.waitFor(() => expect(hostLeftovers(config.instance, config.home)).toEqual([]), {
+      timeout: 20_000,
+      interval: 100,
+    });
   });
 
   it('reclaims what a crash in the middle of a create leaves behind', async () => {

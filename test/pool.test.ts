@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
@@ -93,7 +93,11 @@ describe.skipIf(!canRunSandboxes)('warm pools after a crash', () => {
     server = await spawnServer({ ...config, pool: { ...pool, min: 0, max: 0 } });
     expect(cli(server.url, ['sandbox', 'list']).stdout).toContain(id);
     expect(cli(server.url, ['sandbox', 'kill', id]).status).toBe(0);
-    expect(hostLeftovers(config.instance, config.home)).toEqual([]);
+    // kill answers once the sandbox is unreachable; its teardown ends just after (manager.ts)
+    await vi.waitFor(() => expect(hostLeftovers(config.instance, config.home)).toEqual([]), {
+      timeout: 20_000,
+      interval: 100,
+    });
     server.child.kill('SIGTERM');
   });
 });

@@ -1,5 +1,5 @@
 import { release } from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
 import {
@@ -98,6 +98,13 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('sandboxes on gVisor (runsc
     const again = await e2b.Sandbox.connect(sbx.sandboxId);
     expect((await again.commands.run('cat /home/user/mine.txt')).stdout).toBe('hello');
     await again.kill();
-    expect(hostLeftovers(config.instance, config.home).filter((l) => l.includes(sbx.sandboxId))).toEqual([]);
+    // kill answers once the sandbox is unreachable; its teardown ends just after (manager.ts)
+    await vi.waitFor(
+      () =>
+        expect(hostLeftovers(config.instance, config.home).filter((l) => l.includes(sbx.sandboxId))).toEqual(
+          [],
+        ),
+      { timeout: 20_000, interval: 100 },
+    );
   });
 });

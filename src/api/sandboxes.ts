@@ -139,7 +139,8 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
     const id = sandboxId(c);
     manager.get(id); // a second kill of a dying sandbox is a 404, as for one already gone
     sandboxLog.append(id, 'info', 'kill requested', { apiKey: c.get('keyId') });
-    await manager.kill(id);
+    // The reply once it is unreachable; its teardown goes on after (manager.ts, kill).
+    await manager.kill(id, 'requested', { background: true });
     return c.body(null, 204);
   });
 

@@ -17,6 +17,8 @@ export interface Live {
   /** What envd started here (List, Connect, stdin); dropped with the sandbox. */
   processes: ProcessRegistry;
   killing?: Promise<void>;
+  /** Resolves once a kill made it unreachable, before its teardown (manager.ts, kill). */
+  unreachable?: Promise<void>;
   /** A pause, resume or snapshot under way: they run one at a time per sandbox (pause.ts). */
   busy?: Promise<unknown>;
 }

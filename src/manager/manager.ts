@@ -20,7 +20,7 @@ import { reconcile, type ReconcileReport } from './reconcile.ts';
 import { shareSandboxEnv, startTemplateServer } from './startup.ts';
 import { timeoutMethods, validateTimeout } from './timeout.ts';
 import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
-import { readUserDb, resolveUser, type SandboxUser } from './users.ts';
+import { cachedUser, prefetchUser, type SandboxUser } from './users.ts';
 
 export type { CreateSandboxInput, ExecInput, Live, ManagerEvents, SandboxInfo };
 
@@ -189,7 +189,7 @@ export function createManager(opts: ManagerOptions) {
     fill: async (name) => {
       const template = await templates.get(name);
       const entry = await build(template, 'pooled');
-      await prefetchUser(entry, template);
+      await prefetchUser(entry.users, template.defaultUser.name, () => channel(entry));
       return { value: entry, template: name, hash: template.hash };
     },
     discard: async ({ value: entry }) => {
@@ -242,10 +242,10 @@ export function createManager(opts: ManagerOptions) {
     const pooled = entry !== undefined;
     if (entry && template.start) await shareSandboxEnv(channel(entry), entry.record.envVars);
     if (!entry) {
-      entry = await builds.run(() => build(template, 'starting', input));
+      const built = (entry = await builds.run(() => build(template, 'starting', input)));
       store.updateSandbox(entry.record.id, { state: 'running' });
       entry.record.state = 'running';
-      void prefetchUser(entry, template);
+      void prefetchUser(entry.users, template.defaultUser.name, () => channel(built));
     }
     await applyNetwork(host, entry.record, () => kill(entry.record.id));
     schedule(entry);
@@ -254,44 +254,42 @@ export function createManager(opts: ManagerOptions) {
     return info(entry.record);
   }
 
-  function kill(id: string, reason: ManagerEvents['killed'][1] = 'requested'): Promise<void> {
+  /**
+   * Unreachable at once (`killing` written, `killed` emitted), then torn down. `background`
+   * resolves when unreachable (the API's kill): the record holds the slot until the teardown
+   * ends, and a crash before that is cleaned up by reconcile as any half-killed sandbox. */
+  function kill(
+    id: string,
+    reason: ManagerEvents['killed'][1] = 'requested',
+    opts: { background?: boolean } = {},
+  ): Promise<void> {
     const entry = live.get(id);
     if (!entry) return Promise.reject(new CoveError('not_found', `sandbox ${id} not found`));
-    entry.killing ??= (async () => {
-      clearTimeout(entry.timer);
-      await entry.busy?.catch(() => {}); // a pause or snapshot under way ends first
-      store.updateSandbox(id, { state: 'killing' });
-      events.emit('killed', id, reason); // unreachable from here on: edges drop its connections now
-      entry.processes.close();
-      entry.agent?.close();
-      await teardown(host, id, entry.record.slot);
-      await paused.pauses.forget(entry.record);
-      store.deleteSandbox(id);
-      live.delete(id);
-      log.info({ sandbox: id, reason }, 'sandbox killed');
-    })();
-    return entry.killing;
+    if (!entry.killing) {
+      let unreachable!: () => void;
+      entry.unreachable = new Promise<void>((resolve) => (unreachable = resolve));
+      entry.killing = (async () => {
+        clearTimeout(entry.timer);
+        await entry.busy?.catch(() => {}); // a pause or snapshot under way ends first
+        store.updateSandbox(id, { state: 'killing' });
+        events.emit('killed', id, reason); // unreachable from here on: edges drop its connections now
+        entry.processes.close();
+        entry.agent?.close();
+        unreachable();
+        await teardown(host, id, entry.record.slot);
+        await paused.pauses.forget(entry.record);
+        store.deleteSandbox(id);
+        live.delete(id);
+        log.info({ sandbox: id, reason }, 'sandbox killed');
+      })();
+      entry.killing.catch((err: unknown) => log.error({ err, sandbox: id }, 'sandbox teardown failed'));
+    }
+    return opts.background ? Promise.race([entry.unreachable!, entry.killing]) : entry.killing;
   }
 
   function user(id: string, name: string): Promise<SandboxUser> {
-    return userOf(find(id), name);
-  }
-
-  // One read of the user database per name, shared by concurrent callers; a failure is not kept.
-  function userOf(entry: Live, name: string): Promise<SandboxUser> {
-    const cached = entry.users.get(name);
-    if (cached) return cached;
-    const resolved = readUserDb(channel(entry)).then(({ passwd, group }) => resolveUser(name, passwd, group));
-    entry.users.set(name, resolved);
-    resolved.catch(() => entry.users.get(name) === resolved && entry.users.delete(name));
-    return resolved;
-  }
-
-  // The first command's user, read while the sandbox waits in the pool or while the create's
-  // reply travels, rather than by that command (two agent round trips). Nothing has run in
-  // the sandbox yet, so this is what the command would read.
-  function prefetchUser(entry: Live, template: Template): Promise<unknown> {
-    return userOf(entry, template.defaultUser.name).catch(() => undefined);
+    const entry = find(id);
+    return cachedUser(entry.users, name, () => channel(entry));
   }
 
   function channel(entry: Live): AgentClient {
@@ -385,6 +383,7 @@ export function createManager(opts: ManagerOptions) {
     /** Removes pooled sandboxes, stops timers and closes agent channels. Claimed sandboxes keep
      * running; the next start adopts them. */
     async close(): Promise<void> {
+      await Promise.allSettled([...live.values()].flatMap((e) => e.killing ?? [])); // background kills end first
       await pool.drain();
       await host.network.close();
       for (const entry of live.values()) {

@@ -65,3 +65,23 @@ export async function readUserDb(agent: AgentClient): Promise<{ passwd: string; 
   const [passwd, group] = await Promise.all([read('/etc/passwd'), read('/etc/group')]);
   return { passwd, group };
 }
+
+/** `name` resolved once per sandbox (`cache`), shared by concurrent callers; a failure is not kept. */
+export function cachedUser(
+  cache: Map<string, Promise<SandboxUser>>,
+  name: string,
+  agent: () => AgentClient,
+): Promise<SandboxUser> {
+  const cached = cache.get(name);
+  if (cached) return cached;
+  const resolved = readUserDb(agent()).then(({ passwd, group }) => resolveUser(name, passwd, group));
+  cache.set(name, resolved);
+  resolved.catch(() => cache.get(name) === resolved && cache.delete(name));
+  return resolved;
+}
+
+/** The first command's user, read while the sandbox waits in the pool or behind the create's
+ * reply instead of by that command (two agent round trips); nothing ran in the sandbox yet. */
+export function prefetchUser(...args: Parameters<typeof cachedUser>): Promise<unknown> {
+  return cachedUser(...args).catch(() => undefined);
+}
