@@ -73,6 +73,8 @@ const SOLO: Record<string, () => Promise<number | void>> = {
   audit: async () => (await import('./audit.ts')).auditMain([]),
   // What the port proxy adds to a request (issue 4), BENCH_PROXY_RUNS: the script runs on import.
   proxy: async () => void (await import('./proxy.ts')),
+  // Agents' databases (issue 14): first create, create/delete, sandbox create with one; BENCH_DB_*.
+  databases: async () => (await import('./databases.ts')).databasesMain(),
 };
 
 const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;
