@@ -18,7 +18,7 @@ import { recordLifecycle } from './audit/lifecycle.ts';
 import { recordManagerActions } from './audit/manager-actions.ts';
 import { runtimeLogTail } from './audit/runtime-log.ts';
 import { copyStartLog } from './audit/start-log.ts';
-import { createSandboxLog } from './audit/sandbox-log.ts';
+import { openSandboxLog } from './audit/sandbox-log-sqlite.ts';
 import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
 import { envdServices } from './envd/services.ts';
@@ -291,7 +291,9 @@ async function startLocked(
   });
   metrics.start();
 
-  const sandboxLog = createSandboxLog();
+  // Kept in SQLite: a restart forgets no sandbox's log; those that stopped meanwhile age out.
+  const sandboxLog = openSandboxLog(join(config.home, 'sandbox-logs.db'));
+  sandboxLog.reconcile(manager.list().map((s) => s.id));
   recordLifecycle(manager.events, audit);
   recordManagerActions(manager, audit);
   wireDatabases(manager, databases, databaseAccess, log);
@@ -425,6 +427,7 @@ async function startLocked(
       databases.close();
       store.close();
       audit.store?.close();
+      sandboxLog.close();
       await instanceLock.release();
     },
   };

@@ -176,6 +176,13 @@ describe.skipIf(!canRunSandboxes)('observability: metrics, audit trail, logs', (
     cove = await startTestCove(config);
     process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
     check(await audit(`sandbox=${id}`));
+    // Its log too, though it stopped before the restart (sandbox-logs.db).
+    const logs = (await (await api(`/v2/sandboxes/${id}/logs`)).json()) as {
+      logs: Array<{ message: string }>;
+    };
+    expect(logs.logs.map((l) => l.message)).toEqual(
+      expect.arrayContaining(['sandbox created', 'kill requested', 'sandbox stopped']),
+    );
 
     // JSON lines export of the same records; by key, too.
     const res = await api(`/cove/v1/audit?sandbox=${id}&format=jsonl`);

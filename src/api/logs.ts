@@ -32,7 +32,7 @@ export function logRoutes(deps: ApiDeps): Hono<ApiEnv> {
   function entriesOf(id: string): SandboxLogEntry[] {
     const entries = deps.sandboxLog.entries(id);
     if (entries) return entries;
-    deps.manager.get(id); // 404 unless it runs (adopted after a restart: nothing logged yet)
+    deps.manager.get(id); // 404 unless it runs (nothing logged for it yet)
     return [];
   }
 

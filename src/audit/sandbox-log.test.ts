@@ -3,9 +3,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runtimeLogTail } from './runtime-log.ts';
+import { openSandboxLog } from './sandbox-log-sqlite.ts';
 import { createSandboxLog } from './sandbox-log.ts';
 
-describe('sandbox log', () => {
+type Opts = { perSandbox?: number; keepGone?: number; now?: () => number };
+const dbPath = () => join(mkdtempSync(join(tmpdir(), 'cove-sandbox-log-')), 'sandbox-logs.db');
+
+// One suite, both implementations: in memory, and SQLite (what Cove runs).
+describe.each([
+  ['in memory', (o: Opts) => createSandboxLog(o)],
+  ['in SQLite', (o: Opts) => openSandboxLog(dbPath(), o)],
+])('sandbox log %s', (_, createSandboxLog) => {
   it('keeps the newest entries per sandbox, bounded in size', () => {
     let clock = 0;
     const log = createSandboxLog({ perSandbox: 3, now: () => ++clock });
@@ -31,6 +39,24 @@ describe('sandbox log', () => {
     expect(log.entries('a')).toBeUndefined();
     expect(log.entries('b')).toBeDefined();
     expect(log.entries('running')).toBeDefined();
+  });
+});
+
+describe('sandbox log in SQLite', () => {
+  it('keeps the logs across a reopen, and counts sandboxes gone meanwhile against keepGone', () => {
+    const path = dbPath();
+    const a = openSandboxLog(path, { keepGone: 1 });
+    for (const id of ['live', 'died', 'stopped']) a.append(id, 'info', `${id} created`, { k: 'v' });
+    a.stopped('stopped');
+    a.close();
+    const b = openSandboxLog(path, { keepGone: 1 });
+    expect(b.entries('live')).toMatchObject([{ level: 'info', message: 'live created', fields: { k: 'v' } }]);
+    expect(b.entries('stopped')).toBeDefined();
+    b.reconcile(['live']); // 'died' stopped while Cove was down: the newest gone one now
+    expect(b.entries('stopped')).toBeUndefined();
+    expect(b.entries('died')).toBeDefined();
+    expect(b.entries('live')).toBeDefined();
+    b.close();
   });
 });
 

@@ -14,14 +14,30 @@ export interface SandboxLogEntry {
 const MAX_MESSAGE = 4096;
 const MAX_FIELD = 1024;
 
-export type SandboxLog = ReturnType<typeof createSandboxLog>;
+/** An entry with its message and fields cut to their bounds. */
+export function boundedEntry(
+  timestamp: number,
+  level: LogLevel,
+  message: string,
+  fields: Record<string, string>,
+): SandboxLogEntry {
+  return {
+    timestamp,
+    level,
+    message: message.slice(0, MAX_MESSAGE),
+    fields: Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, v.slice(0, MAX_FIELD)])),
+  };
+}
+
+/** What the routes use: this file's in-memory log, or the SQLite one (`sandbox-log-sqlite.ts`). */
+export type SandboxLog = Pick<ReturnType<typeof createSandboxLog>, 'append' | 'entries' | 'stopped'>;
 
 /**
  * What happened to each sandbox, bounded: who created, connected to, changed and killed it
  * (with the API key's id), why it stopped, and what its runtime and agent wrote to stderr.
  * Each sandbox keeps its last `perSandbox` entries; a stopped sandbox's log stays readable
  * until `keepGone` newer ones have stopped, so "why did it die?" can still be asked.
- * Memory only: a restart forgets the logs, never a sandbox.
+ * In memory; Cove keeps it in SQLite instead (`sandbox-log-sqlite.ts`), across restarts.
  */
 export function createSandboxLog(opts: { perSandbox?: number; keepGone?: number; now?: () => number } = {}) {
   const perSandbox = opts.perSandbox ?? 1000;
@@ -34,12 +50,7 @@ export function createSandboxLog(opts: { perSandbox?: number; keepGone?: number;
     append(id: string, level: LogLevel, message: string, fields: Record<string, string> = {}): void {
       let entries = logs.get(id);
       if (!entries) logs.set(id, (entries = []));
-      entries.push({
-        timestamp: now(),
-        level,
-        message: message.slice(0, MAX_MESSAGE),
-        fields: Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, v.slice(0, MAX_FIELD)])),
-      });
+      entries.push(boundedEntry(now(), level, message, fields));
       if (entries.length > perSandbox) entries.splice(0, entries.length - perSandbox);
     },
 
