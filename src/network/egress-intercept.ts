@@ -159,6 +159,8 @@ export function createInterception(opts: InterceptOptions): Interception {
 
   return {
     async handle(client, head, target) {
+      // Answers go out as head and body writes: Nagle would hold the body for the client's ACK.
+      client.setNoDelay(true);
       client.unshift(head);
       let stream: Socket = client;
       if (target.port === 443) {
