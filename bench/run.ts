@@ -50,6 +50,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     a full run ends with it
                     or pause alone: bench/pause.ts; or proxy alone: bench/proxy.ts (BENCH_PROXY_RUNS)
                     or pause alone: bench/pause.ts (pause, resume, snapshot, fork; BENCH_PAUSE_RUNS)
+                    or volumes alone: bench/volumes.ts (create with 0/1/4 volumes; BENCH_VOL_RUNS)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -75,6 +76,8 @@ const SOLO: Record<string, () => Promise<number | void>> = {
   proxy: async () => void (await import('./proxy.ts')),
   // Agents' databases (issue 14): first create, create/delete, sandbox create with one; BENCH_DB_*.
   databases: async () => (await import('./databases.ts')).databasesMain(),
+  // What mounting volumes adds to a create and a kill, and a volume create (issue 13), BENCH_VOL_RUNS.
+  volumes: async () => (await import('./volumes.ts')).volumesMain(),
 };
 
 const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;

@@ -33,6 +33,8 @@ export interface Owner {
 }
 
 const MAX_DEPTH = 32;
+/** How much of an upload past the volume's room is read and dropped before the refusal. */
+const DRAIN_BYTES = 64 * 2 ** 20;
 const MAX_ENTRIES = 10_000;
 
 /** A volume path split into its parts; "/" is no parts. */
@@ -185,12 +187,21 @@ export class VolumeContent {
       0o600,
     ).catch((err: unknown) => this.#full(err));
     try {
+      // Past the room the rest of the body is read and dropped (up to DRAIN_BYTES) before the
+      // refusal: a request abandoned half-read closes its connection, and the client's next
+      // request, already sent on it, would fail with a reset instead of working.
       let size = 0;
+      let refused: Error | undefined;
       for await (const chunk of body ?? []) {
         size += chunk.byteLength;
-        if (size > room) this.#full();
-        await file.write(chunk).catch((err: unknown) => this.#full(err));
+        if (refused !== undefined) {
+          if (size - room > DRAIN_BYTES) break;
+          continue;
+        }
+        if (size > room) refused = this.#fullError();
+        else await file.write(chunk).catch((err: unknown) => (refused = this.#fullError(err)));
       }
+      if (refused !== undefined) throw refused;
       await file.close();
       await this.#own(temp, opts, 0o644);
       await rename(temp, host);
@@ -239,9 +250,13 @@ export class VolumeContent {
 
   /** The volume-is-full error for a write past the filesystem's room; any other error as it is. */
   #full(err?: unknown): never {
+    throw this.#fullError(err);
+  }
+
+  #fullError(err?: unknown): Error {
     const cause = err as NodeJS.ErrnoException | undefined;
-    if (cause !== undefined && cause.code !== 'ENOSPC' && cause.code !== 'EDQUOT') throw cause;
-    throw new CoveError(
+    if (cause !== undefined && cause.code !== 'ENOSPC' && cause.code !== 'EDQUOT') return cause;
+    return new CoveError(
       'invalid_argument',
       `volume is full: its limit is ${Math.floor(this.sizeLimit / 2 ** 20)} MiB`,
       err === undefined ? undefined : { cause: err },
