@@ -80,6 +80,7 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
           COVE_HOST: hosts.bridgeAddress,
           COVE_PORT: '0',
           COVE_NODE_STALE_MS: '3000',
+          COVE_PLACEMENT_GRACE_MS: '10000',
         }),
       );
     for (let i = 0; i < 3; i++) nodes.push(await startNode(i));
@@ -179,6 +180,41 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
     await until(async () => (await store.listPlacements('n0')).length === 0, 30_000);
     await until(() => victim.every((p) => !netns().includes(`${instance(0)}-${p.id}`)), 15_000);
     expect((await store.getNode('n0'))?.state).toBe('up');
+  });
+  it('an API replica killed -9 mid-burst loses no acknowledged sandbox, and a PostgreSQL restart is survived', async ({
+    skip,
+  }) => {
+    if (!ready) skip();
+    const { Sandbox } = await import('e2b');
+    useApi(1);
+    // Settled from the start: the creates cut by the kill must not count as unhandled rejections.
+    const burst = Promise.allSettled(
+      Array.from({ length: 4 }, () => Sandbox.create('base', { timeoutMs: 60_000 })),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await apis[1]!.kill();
+    const acknowledged = (await burst).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    useApi(0);
+    for (const sbx of acknowledged) {
+      expect((await store.getPlacement(sbx.sandboxId))?.state).toBe('running');
+      const again = await Sandbox.connect(sbx.sandboxId);
+      expect((await again.commands.run('echo ok')).stdout).toBe('ok\n');
+    }
+    pg.restart();
+    const after = await Sandbox.create('base', { timeoutMs: 60_000 });
+    expect((await after.commands.run('echo after')).stdout).toBe('after\n');
+    expect((await Sandbox.list().nextItems()).map((s) => s.sandboxId)).toContain(after.sandboxId);
+    // Creates the dead replica forwarded but never answered: their nodes remove them after the grace.
+    const running = () =>
+      execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+        .split('\n')
+        .map((l) => /^([a-z]+)-([a-z0-9]{20})\b/.exec(l))
+        .filter((m) => m !== null && [0, 1, 2].some((i) => m[1] === instance(i)))
+        .map((m) => m![2]!);
+    await until(async () => {
+      const placed = new Set((await store.listPlacements()).map((p) => p.id));
+      return running().every((id) => placed.has(id));
+    }, 40_000);
   });
 });
 

@@ -19,6 +19,8 @@ export interface ApiOptions {
   domain?: string | undefined;
   /** A node silent this long is not placed on, and then marked lost with its sandboxes. */
   staleMs: number;
+  /** How long a sandbox a node runs may stay unplaced before it is removed (store.ts PLACEMENT_GRACE_MS). */
+  placementGraceMs?: number;
   log: Logger;
   /** A key to accept (stored when missing); tests pass one. */
   apiKey?: string;
@@ -96,6 +98,7 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
         sandboxes: body.sandboxes.filter((s) => typeof s?.id === 'string' && typeof s.startedAt === 'number'),
       },
       Date.now(),
+      opts.placementGraceMs,
     );
     if (reply.ignored.length > 0)
       log.warn({ node: name, ids: reply.ignored }, 'node claims sandboxes it does not hold');

@@ -10,7 +10,7 @@ import { NODE_NAME, nodeSecret } from './auth.ts';
  * `cove api`, `cove node` and `cove cluster node-secret` (docs/scale-out.md). Settings come
  * from the environment, as a container sets them: COVE_CLUSTER_SECRET (replicas),
  * COVE_DATABASE_URL (postgresql://… or a SQLite file), COVE_NODE_NAME, COVE_NODE_SECRET,
- * COVE_API_URLS, COVE_NODE_URL, COVE_NODE_SLOTS, COVE_HEARTBEAT_MS, COVE_NODE_STALE_MS.
+ * COVE_API_URLS, COVE_NODE_URL, COVE_NODE_SLOTS, COVE_HEARTBEAT_MS, COVE_NODE_STALE_MS, COVE_PLACEMENT_GRACE_MS.
  */
 export function clusterCommands(env: NodeJS.ProcessEnv = process.env): Command[] {
   const need = (name: string): string => {
@@ -46,6 +46,7 @@ export function clusterCommands(env: NodeJS.ProcessEnv = process.env): Command[]
         port: config.port,
         domain: config.domain,
         staleMs: number('COVE_NODE_STALE_MS', 10_000),
+        placementGraceMs: number('COVE_PLACEMENT_GRACE_MS', 30_000),
         log,
       });
       process.stdout.write(

@@ -41,13 +41,16 @@ export async function startNode(config: Config, opts: NodeOptions): Promise<Cove
   let timer: NodeJS.Timeout | undefined;
 
   async function beat(): Promise<void> {
-    const sandboxes = cove.manager.list().filter((s) => s.state !== 'pooled');
+    const all = cove.manager.list().filter((s) => s.state !== 'pooled');
+    // Only finished creates are claimed: one still starting has not been answered, so its
+    // placement cannot exist yet. It takes a slot all the same.
+    const sandboxes = all.filter((s) => s.state === 'running' || s.state === 'paused');
     const built = await templates.list().catch(() => []);
     const body: Heartbeat = {
       name: opts.name,
       url: opts.advertiseUrl,
       slots: opts.slots,
-      free: Math.max(0, opts.slots - sandboxes.length),
+      free: Math.max(0, opts.slots - all.length),
       templates: [...new Set(built.map((t) => t.name))],
       draining: false,
       sandboxes: sandboxes.map((s) => ({ id: s.id, startedAt: s.startedAt.getTime() })),

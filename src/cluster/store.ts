@@ -139,7 +139,7 @@ export async function openClusterStore(db: Db) {
      * placement the node no longer claims has ended there and is removed; a lost one the node
      * still runs is to be killed, and once it stops claiming it, removed.
      */
-    async heartbeat(h: Heartbeat, now: number): Promise<HeartbeatReply> {
+    async heartbeat(h: Heartbeat, now: number, graceMs = PLACEMENT_GRACE_MS): Promise<HeartbeatReply> {
       return db.tx(async (tx) => {
         await tx.run(
           `INSERT INTO nodes (name, url, state, slots, free, templates, last_seen, registered_at)
@@ -173,13 +173,13 @@ export async function openClusterStore(db: Db) {
         for (const [id, startedAt] of claimed) {
           const p = known.get(id);
           if (p === undefined) {
-            if (startedAt < now - PLACEMENT_GRACE_MS) kill.push(id);
+            if (startedAt < now - graceMs) kill.push(id);
           } else if (p.node !== h.name) ignored.push(id);
           else if (p.state === 'lost') kill.push(id);
         }
         const mine = await tx.query<PlacementRow>('SELECT * FROM placements WHERE node = ?', [h.name]);
         for (const p of mine)
-          if (!claimed.has(p.id) && (p.state === 'lost' || p.created_at < now - PLACEMENT_GRACE_MS))
+          if (!claimed.has(p.id) && (p.state === 'lost' || p.created_at < now - graceMs))
             await tx.run('DELETE FROM placements WHERE id = ? AND node = ?', [p.id, h.name]);
         return { kill, ignored };
       });
