@@ -242,7 +242,7 @@ export function createManager(opts: ManagerOptions) {
     const pooled = entry !== undefined;
     if (entry && template.start) await shareSandboxEnv(channel(entry), entry.record.envVars);
     if (!entry) {
-      const built = (entry = await builds.run(() => build(template, 'starting', input)));
+      const built = (entry = await start(template, paused.withMemory(template, input)));
       store.updateSandbox(entry.record.id, { state: 'running' });
       entry.record.state = 'running';
       void prefetchUser(entry.users, template.defaultUser.name, () => channel(built));
@@ -301,7 +301,8 @@ export function createManager(opts: ManagerOptions) {
 
   const core = { store, host, log, templates, events, live, find, schedule, attachAgent, checkTimeout, info };
   const wiring = { ...core, storage: opts.storage, liveEntry, newProcesses: registry };
-  const start = (t: Template, input: BuildInput) => builds.run(() => build(t, 'starting', input));
+  const start = (t: Template, input?: BuildInput) =>
+    builds.run(() => build(t, input ? 'starting' : 'pooled', input));
   const paused = createPausing(wiring, start);
 
   return {

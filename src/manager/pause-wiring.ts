@@ -8,6 +8,7 @@ import type { HostDeps, ProvisionInput } from './host.ts';
 import type { Live, ManagerEvents } from './manager.ts';
 import { forkWithMemory } from './fork-memory.ts';
 import { createPauseOps } from './pause.ts';
+import { createTemplateMemory } from './template-memory.ts';
 import type { ProcessRegistry } from './processes.ts';
 import { createSnapshotOps, type Seed, type StorageOptions } from './snapshot.ts';
 import type { CreateSandboxInput, SandboxInfo } from './types.ts';
@@ -47,8 +48,9 @@ export function createPausing(
     liveEntry: (record: SandboxRecord, template?: Template) => Live;
     newProcesses: (entry: Live) => ProcessRegistry;
   },
-  /** Builds a `starting` sandbox of a template build (admission included). */
-  build: (template: Template, input: BuildInput) => Promise<Live>,
+  /** Builds a `starting` sandbox of a template build (admission included); without an input,
+   * a hidden (pooled) one, never in `live` (template-memory.ts captures). */
+  build: (template: Template, input?: BuildInput) => Promise<Live>,
 ) {
   const core: ManagerCore = opts;
   const { store, log, live } = core;
@@ -57,6 +59,7 @@ export function createPausing(
     budgetBytes: 10 * 2 ** 30,
   };
   const snapshots = createSnapshotOps({ ...core, options: storage });
+  const memory = createTemplateMemory({ ...core, hidden: (t) => build(t) });
   const pauses = createPauseOps({ ...core, storage: snapshots.storage, newProcesses: opts.newProcesses });
 
   /** A sandbox built on a given template build and writable layer (a snapshot's, a fork's). */
@@ -87,6 +90,7 @@ export function createPausing(
     pauses,
     snapshots,
     createFrom,
+    withMemory: memory.withMemory,
 
     /** Reconcile's hook for a `paused` record (pause.ts, adopt). */
     async adopt(record: SandboxRecord): Promise<void> {
