@@ -44,6 +44,7 @@ import { createRuntimeSet } from './runtime/set.ts';
 import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
 import { databaseRoutes } from './api/databases.ts';
+import { quotaRoutes } from './api/quotas.ts';
 import { createDatabaseAccess } from './services/databases/access.ts';
 import { createDatabases } from './services/databases/databases.ts';
 import { startDatabases, wireDatabases } from './services/databases/wiring.ts';
@@ -379,6 +380,10 @@ async function startLocked(
   app.route('/', serviceUsageRoutes(services.usage));
   app.route('/', services.routes);
   app.route('/', databaseRoutes(databases));
+  app.route(
+    '/',
+    quotaRoutes(services.quotas, (id) => keys.list().some((k) => k.id === id)),
+  );
   const envd = createEnvd({ manager, log }, envdServices);
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);

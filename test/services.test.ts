@@ -205,6 +205,30 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     await other.kill();
   });
 
+  it('gives a key its own quota through the API, kept per minute, and takes it back', async () => {
+    const { keyId } = (await (await api('/cove/v1/usage')).json()) as { keyId: string };
+    const set = await api(`/cove/v1/quotas/${keyId}`, {
+      method: 'PUT',
+      body: JSON.stringify({ requestsPerMinute: 2 }),
+    });
+    expect(await set.json()).toEqual({
+      keyId,
+      requestsPerMinute: 2,
+      tokensPerDay: null,
+      override: { requestsPerMinute: 2 },
+    });
+    const call = () =>
+      run(sandbox.sandboxId, curlJson('/v1/chat/completions', '{"model":"gpt-test","messages":[]}'));
+    expect(await call()).toMatch(/\n200$/);
+    expect(await call()).toMatch(/\n200$/);
+    expect(await call()).toMatch(new RegExp(`2 requests per minute for key ${keyId}[\\s\\S]*\\n429$`));
+    const bad = await api(`/cove/v1/quotas/${keyId}`, { method: 'PUT', body: '{"requestsPerMinute":-1}' });
+    expect(bad.status).toBe(400);
+    expect((await api('/cove/v1/quotas/key_0123', { method: 'PUT', body: '{}' })).status).toBe(404);
+    expect((await api(`/cove/v1/quotas/${keyId}`, { method: 'DELETE' })).status).toBe(204);
+    expect(await call()).toMatch(/\n200$/);
+  });
+
   it('memory from a sandbox: stores, recalls a fact phrased differently, expires and forgets', async () => {
     const id = sandbox.sandboxId;
     const stored = await run(

@@ -6,6 +6,7 @@ import { auditCommand } from './audit.ts';
 import { clusterCommands } from '../cluster/cli.ts';
 import { createClient } from './client.ts';
 import { dbCommands } from './db.ts';
+import { quotaCommands } from './quota.ts';
 import { keyCommands } from './keys.ts';
 import { sandboxCommands } from './sandbox.ts';
 import { templateCommands } from './template.ts';
@@ -108,6 +109,7 @@ program.addCommand(
 );
 program.addCommand(keyCommands());
 program.addCommand(dbCommands(() => createClient(serverUrl(), clientApiKey())));
+program.addCommand(quotaCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(auditCommand(() => createClient(serverUrl(), clientApiKey())));
 for (const command of clusterCommands()) program.addCommand(command);
 

@@ -54,6 +54,32 @@ describe('quotas', () => {
   });
 });
 
+describe('quota overrides and windows', () => {
+  it('a key override replaces the configured limit field by field, and windows outlive a restart', () => {
+    const now = 5_000_000;
+    const db = new DatabaseSync(':memory:');
+    const usage = createUsage(db);
+    const make = () =>
+      createQuotas(
+        { perKey: { requestsPerMinute: 5, tokensPerDay: 10 }, perSandbox: {}, usage, db },
+        () => now,
+      );
+    const q = make();
+    q.setOverride('a', { requestsPerMinute: 1 });
+    expect(q.forKey('a')).toEqual({ requestsPerMinute: 1, tokensPerDay: 10 });
+    expect(q.forKey('b')).toEqual({ requestsPerMinute: 5, tokensPerDay: 10 });
+    q.admit({ keyId: 'a' }, { tokens: false });
+    // a second Cove process on the same database: the minute's admission is still counted
+    expect(() => make().admit({ keyId: 'a' }, { tokens: false })).toThrow(/1 requests per minute for key a/);
+    q.setOverride('a', { requestsPerMinute: null, tokensPerDay: 1000 });
+    expect(q.forKey('a')).toEqual({ requestsPerMinute: null, tokensPerDay: 1000 });
+    for (let i = 0; i < 20; i++) q.admit({ keyId: 'a' }, { tokens: true });
+    q.clearOverride('a');
+    expect(q.override('a')).toBeUndefined();
+    expect(() => q.admit({ keyId: 'a' }, { tokens: false })).not.toThrow();
+  });
+});
+
 describe('meterStream', () => {
   async function meter(chunks: string[]) {
     let tokens: unknown;

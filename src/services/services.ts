@@ -43,7 +43,7 @@ export function createServices(opts: ServicesOptions) {
   const db = openServicesDb(join(opts.home, 'services.db'));
   const tokens = createTokens(loadSecret(join(opts.home, 'services.secret')));
   const usage = createUsage(db);
-  const quotas = createQuotas({ ...config.quotas, usage });
+  const quotas = createQuotas({ ...config.quotas, usage, db });
   const models = createModelMap(providers(config));
   const upstream = { timeoutMs: config.timeoutMs, retries: config.retries, retryBaseMs: config.retryBaseMs };
 
@@ -166,6 +166,7 @@ export function createServices(opts: ServicesOptions) {
     config,
     usage,
     memory,
+    quotas,
     routes,
 
     /** The variables a new sandbox gets: its own token, never a provider's key. */
