@@ -175,7 +175,12 @@ async function startLocked(
   // Before the manager: a paused sandbox's resume mounts its volumes again.
   const volumes = await VolumeStore.open(join(config.home, 'volumes'), {
     sizeLimitBytes: config.volumeSizeMB * 2 ** 20,
-    inUse: (id) => store.listSandboxes().find((r) => r.volumeMounts?.some((m) => m.volumeId === id))?.id,
+    // A sandbox being killed holds its volumes only until its teardown unmounts them; an image
+    // deleted meanwhile lives on (unlinked) under its last mount, so the kill need not be awaited.
+    inUse: (id) =>
+      store
+        .listSandboxes()
+        .find((r) => r.state !== 'killing' && r.volumeMounts?.some((m) => m.volumeId === id))?.id,
   });
   // The key lives beside the secrets, not in them: a copy of secrets/ alone reveals nothing.
   const secrets = await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile);
