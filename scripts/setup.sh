@@ -23,6 +23,9 @@ die() {
 #    use: src/services/databases/cluster.ts) for agents' databases and a PostgreSQL store.
 packages=(crun runc runsc mmdebstrap nftables iproute2 gcc make libc6-dev util-linux procps podman libcap2-bin openssl postgresql)
 command -v npm >/dev/null || packages+=(nodejs npm)
+# The microVM backend (`--runtime microvm`, src/runtime/microvm): QEMU, qemu-img, and the
+# static busybox of its guest's initramfs (~15 MB of packages, ~10 s).
+packages+=(qemu-system-x86 qemu-utils busybox-static)
 # skopeo and umoci pull and unpack fromImage images (src/templates/build/image.ts);
 # docker-registry is the registry the tests push to, on the loopback (its own service is stopped below).
 packages+=(skopeo umoci docker-registry)
@@ -83,6 +86,10 @@ if [[ ${COVE_SETUP_TESTS:-} == 1 ]] && ! command -v chromium >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+
+# 3d. The microVM backend's guest kernel and initramfs (~20 s the first time: a 27 MB kernel
+#     package download; cached in /var/lib/cove/microvm/guest by recipe).
+bash scripts/microvm-guest.sh
 
 # 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
 #    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),

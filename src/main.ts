@@ -40,6 +40,7 @@ import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
 import { createCrunDriver } from './runtime/oci/crun.ts';
 import { createRunscDriver } from './runtime/runsc/runsc.ts';
+import { createMicrovmDriver } from './runtime/microvm/microvm.ts';
 import { createRuntimeSet } from './runtime/set.ts';
 import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
@@ -186,6 +187,7 @@ async function startLocked(
   const secrets = await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile);
   // The CA the egress proxy signs intercepted HTTPS with (header rules); every sandbox trusts it.
   const egressCa = await loadEgressCa(join(config.home, 'egress-ca'), config.instance);
+  const microvm = createMicrovmDriver({ ...config.microvm, agentBinary: config.agentBinary });
   const runtime = traced(
     createRuntimeSet(
       [
@@ -199,6 +201,7 @@ async function startLocked(
           cgroupParent: config.instance,
           statxShim: config.statxShim,
         }),
+        microvm,
       ],
       config.runtime,
     ),
@@ -263,6 +266,8 @@ async function startLocked(
     home: config.home,
   });
   const reconciled = await manager.start();
+  const accel = microvm.accelerator();
+  if (accel) log.info({ accelerator: accel.name, host: accel.host, why: accel.why }, 'microvm backend ready');
   await services.listen(`${config.subnet16}.0.1`, config.services.port);
   await startDatabases(manager, databases, databaseAccess);
   const templateBuilder = createTemplateBuilder({

@@ -157,6 +157,24 @@ export function hostLeftovers(instance: string, home: string, templatesHome?: st
         .filter((f) => !f.startsWith('.'))
         .map((c) => `runsc ${c}`),
     );
+  // microVMs (src/runtime/microvm): their state directories and QEMU processes.
+  const microvmRoot = `/run/${instance}/microvm`;
+  if (existsSync(microvmRoot))
+    found.push(
+      ...readdirSync(microvmRoot, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => `microvm ${d.name}`),
+    );
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    const cmdline = (() => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        return '';
+      }
+    })();
+    if (cmdline.startsWith('qemu-system') && cmdline.includes(`${microvmRoot}/`)) found.push(`qemu ${pid}`);
+  }
   const sandboxes = join(home, 'sandboxes');
   if (existsSync(sandboxes)) found.push(...readdirSync(sandboxes).map((d) => `dir ${d}`));
   // Snapshots are kept on purpose, but a test deletes what it made; `.fork-*` copies never stay.

@@ -177,6 +177,11 @@ int token_ok(const uint8_t *p, size_t n);
 int agent_loop(int listen_fd, int signal_fd, const char *socket_path);
 /* Binds and listens on the agent's socket (born 0600); -1 on failure. */
 int agent_listen(const char *path);
+/* --port: the host connection is a virtio-serial port (a microVM), not a socket. The loop
+ * takes `fd` as a connection whenever the host end is open (SIGIO tells of each change) and
+ * never closes it; any token is accepted, since only the host holds the port's other end. */
+void agent_use_port(int fd);
+int agent_port_mode(void);
 /* Marks the host connection as broken; it is dropped after the current frame. */
 void protocol_violation(const char *why);
 #endif

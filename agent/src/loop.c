@@ -22,6 +22,7 @@
 
 static int lfd = -1, sfd = -1; /* lfd is -1 while quiesced (SIGUSR2) */
 static const char *lpath;
+static int vfd = -1;                 /* --port: the virtio-serial port, never closed */
 static int hfd = -1;                 /* the authenticated host */
 static int pfd_conn = -1;            /* a connection that has not authenticated yet */
 static int64_t pend_deadline;
@@ -52,11 +53,33 @@ void protocol_violation(const char *why)
 	violated = 1;
 }
 
+void agent_use_port(int fd)
+{
+	vfd = fd;
+}
+
+int agent_port_mode(void)
+{
+	return vfd >= 0;
+}
+
+/* Ends a connection. The port stays open: what an old host left unread is discarded. */
+static void close_conn(int fd)
+{
+	if (fd != vfd) {
+		close(fd);
+		return;
+	}
+	uint8_t sink[4096];
+	while (read(fd, sink, sizeof sink) > 0)
+		;
+}
+
 static void drop_host(void)
 {
 	if (hfd < 0)
 		return;
-	close(hfd);
+	close_conn(hfd);
 	hfd = -1;
 	rxlen = 0;
 	out_attach(-1);
@@ -163,9 +186,28 @@ static void read_host(void)
 static void drop_pending(void)
 {
 	if (pfd_conn >= 0)
-		close(pfd_conn);
+		close_conn(pfd_conn);
 	pfd_conn = -1;
 	pend_len = 0;
+}
+
+/* --port: the host end opened (a host connected to QEMU's socket) or closed. A virtio port
+ * polls POLLHUP while its host end is closed. */
+static void port_changed(void)
+{
+	if (vfd < 0)
+		return;
+	struct pollfd p = { .fd = vfd, .events = POLLIN };
+	int open_end = poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP);
+	if (open_end && hfd != vfd && pfd_conn != vfd) {
+		drop_pending();
+		pfd_conn = vfd;
+		pend_deadline = now_ms() + AUTH_TIMEOUT_MS;
+	} else if (!open_end && hfd == vfd) {
+		drop_host();
+	} else if (!open_end && pfd_conn == vfd) {
+		drop_pending();
+	}
 }
 
 static void accept_conn(void)
@@ -216,6 +258,8 @@ static void read_pending(void)
  * running throughout. */
 static void set_listening(int on)
 {
+	if (vfd >= 0)
+		return; /* a VM is saved with its port: nothing to close */
 	if (!on && lfd >= 0) {
 		drop_pending();
 		drop_host();
@@ -233,6 +277,8 @@ static void on_signal(void)
 	while (read(sfd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD) {
 			proc_reap();
+		} else if (si.ssi_signo == SIGIO) {
+			port_changed();
 		} else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
 			set_listening(si.ssi_signo == SIGUSR1);
 		} else if (!shutdown_deadline) {
@@ -265,6 +311,7 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 	lfd = listen_fd;
 	lpath = socket_path;
 	sfd = signal_fd;
+	port_changed();
 	for (;;) {
 		process_rx();
 		int congested = out_pending() > 0;

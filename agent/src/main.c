@@ -55,6 +55,8 @@ static void take_token(void)
 
 int token_ok(const uint8_t *p, size_t n)
 {
+	if (agent_port_mode())
+		return 1; /* the port's other end is the host's alone (agent.h) */
 	/* Constant time in the content; the length is not secret (it is fixed per deployment). */
 	unsigned diff = (unsigned)(n ^ token_len);
 	for (size_t i = 0; i < MAX_TOKEN; i++)
@@ -82,20 +84,41 @@ int agent_listen(const char *path)
 	return fd;
 }
 
+/* A microVM's virtio-serial port: its device node appears asynchronously after the driver
+ * loads, so wait for it; SIGIO (O_ASYNC) then tells of every change of the host end. */
+static int open_port(const char *path)
+{
+	int fd = -1;
+	for (int i = 0; i < 1000 && fd < 0; i++) {
+		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			usleep(10000);
+	}
+	if (fd < 0 || fcntl(fd, F_SETOWN, getpid()) < 0 ||
+	    fcntl(fd, F_SETFL, O_RDWR | O_NONBLOCK | O_ASYNC) < 0)
+		die(path, 1);
+	return fd;
+}
+
+#define USAGE "usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN) | --port DEVICE"
+
 int main(int argc, char **argv)
 {
-	const char *path = NULL;
+	const char *path = NULL, *port = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--socket") && i + 1 < argc)
 			path = argv[++i];
+		else if (!strcmp(argv[i], "--port") && i + 1 < argc)
+			port = argv[++i];
 		else {
-			die("usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN)", 2);
+			die(USAGE, 2);
 		}
 	}
-	if (!path) {
-		die("usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN)", 2);
+	if (!path == !port) {
+		die(USAGE, 2);
 	}
-	take_token();
+	if (!port)
+		take_token();
 	/* fds 0-2 must exist, or a pipe could land on them and be clobbered by a child's dup2. */
 	int nul;
 	while ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && nul <= 2)
@@ -115,10 +138,13 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGIO);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	int lfd = agent_listen(path);
-	if (lfd < 0)
+	int lfd = -1;
+	if (port)
+		agent_use_port(open_port(port));
+	else if ((lfd = agent_listen(path)) < 0)
 		die(path, 1);
 	if (sfd < 0)
 		die("signalfd", 1);

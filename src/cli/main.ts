@@ -33,9 +33,10 @@ program
   .addOption(
     new Option(
       '--runtime <name>',
-      'default runtime of sandboxes: crun, or runsc for gVisor (docs/runtimes.md)',
-    ).choices(['crun', 'runsc']),
+      'default runtime of sandboxes: crun, runsc for gVisor, or microvm for a QEMU VM each (docs/runtimes.md)',
+    ).choices(['crun', 'runsc', 'microvm']),
   )
+  .option('--require-kvm', 'refuse the microvm backend where the host has no usable hardware KVM')
   .action(async (opts: ServeOptions) => {
     const { startCove } = await import('../main.ts');
     const { trustHints } = await import('../gateway/tls.ts');
@@ -48,6 +49,7 @@ program
       ...(opts.tlsCert && { tlsCert: opts.tlsCert }),
       ...(opts.tlsKey && { tlsKey: opts.tlsKey }),
       ...(opts.runtime && { runtime: opts.runtime }),
+      ...(opts.requireKvm && { requireKvm: true }),
     });
     const cove = await startCove(config, { ensureTemplates: ['base'] });
     const { adopted, removed, orphans } = cove.reconciled;
@@ -87,6 +89,7 @@ interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   runtime?: string;
+  requireKvm?: boolean;
 }
 
 program

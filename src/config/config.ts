@@ -88,13 +88,15 @@ export interface Config {
   recipesDir: string;
   crunRoot: string;
   /** The default runtime backend (COVE_RUNTIME, `cove serve --runtime`): crun, or runsc for gVisor. */
-  runtime: 'crun' | 'runsc';
+  runtime: 'crun' | 'runsc' | 'microvm';
   runscRoot: string;
+  /** The microvm backend's VMs (src/runtime/microvm) and whether it refuses to run without KVM (COVE_REQUIRE_KVM, `--require-kvm`). */
+  microvm: { stateRoot: string; cacheDir: string; requireKvm: boolean };
 }
 
 export type ConfigOverrides = Partial<
   Pick<Config, 'home' | 'templatesHome' | 'host' | 'port' | 'instance' | 'subnet16' | 'logLevel' | 'domain'>
-> & { runtime?: string } & { tls?: string; tlsCert?: string; tlsKey?: string };
+> & { runtime?: string; requireKvm?: boolean } & { tls?: string; tlsCert?: string; tlsKey?: string };
 
 export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const root = resolve(import.meta.dirname, '..', '..');
@@ -189,13 +191,19 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     crunRoot: `/run/${instance}/crun`,
     runtime: runtimeName(overrides.runtime ?? env.COVE_RUNTIME),
     runscRoot: `/run/${instance}/runsc`,
+    microvm: {
+      stateRoot: `/run/${instance}/microvm`,
+      cacheDir: join(overrides.templatesHome ?? env.COVE_TEMPLATES_HOME ?? home, 'microvm'),
+      requireKvm: overrides.requireKvm ?? env.COVE_REQUIRE_KVM === '1',
+    },
   };
 }
 
 function runtimeName(value: string | undefined): Config['runtime'] {
   if (value === undefined || value === '' || value === 'crun') return 'crun';
   if (value === 'runsc') return 'runsc';
-  throw new CoveError('invalid_argument', `runtime '${value}': expected crun or runsc`);
+  if (value === 'microvm') return 'microvm';
+  throw new CoveError('invalid_argument', `runtime '${value}': expected crun, runsc or microvm`);
 }
 
 function onOff(value: string | undefined, name: string): boolean {

@@ -118,6 +118,7 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
       runtime: driver.name,
       ...(joins && { netns: join(NETNS_DIR, netSlot.netns) }),
       rootfs: join(dir, 'rootfs'),
+      templateRootfs: input.templateRootfs,
       bundleDir: dir,
       uidBase: base,
       uidCount: UID_COUNT,

@@ -133,6 +133,9 @@ export function createSnapshotOps(deps: {
     if (entry.killing) throw new CoveError('not_found', `sandbox ${id} not found`);
     if (state !== 'running' && state !== 'paused')
       throw new CoveError('conflict', `sandbox ${id} is not running yet`);
+    // A VM's files are in its disk image, not in an overlay's upper directory.
+    if (host.runtime.get(entry.record.runtime).capabilities.has('guest-kernel'))
+      throw new CoveError('conflict', `${what}: not supported yet on the ${entry.record.runtime} backend`);
     const upper = join(sandboxDir(host, id), 'upper');
     const bytes = await layerBytes(upper);
     await storage.admit(bytes, what);

@@ -15,6 +15,8 @@ export interface SandboxSpec {
   id: string;
   /** Host path of the mounted root filesystem (the caller mounted it). */
   rootfs: string;
+  /** The template's own files under that mount (capability 'guest-kernel': its disk image is made of them). */
+  templateRootfs?: string;
   /** Directory for the bundle (config.json) and the runtime's log. */
   bundleDir: string;
   /** Host uid/gid that root in the sandbox maps to, and how many ids follow it. */

@@ -1,0 +1,82 @@
+import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
+
+/**
+ * What the host offers for running VMs (DESIGN.md, MicroVMs): 'kvm' is hardware virtualisation
+ * (kvm_intel/kvm_amd loaded, or vmx/svm in cpuinfo, and /dev/kvm opens); 'pvm' is a /dev/kvm
+ * backed by PVM (software nested virtualisation, /sys/module/kvm_pvm), on which Debian's
+ * kernels abort or crawl; 'none' has no /dev/kvm. Only 'kvm' is worth a canary boot.
+ */
+export type HostVirt = 'kvm' | 'pvm' | 'none';
+
+export interface Accelerator {
+  /** What QEMU runs with: `-accel kvm`, or its software CPU (TCG). */
+  name: 'kvm' | 'tcg';
+  host: HostVirt;
+  /** One sentence for the startup log, `cove doctor` and get-info. */
+  why: string;
+}
+
+export function probeHost(root = '/'): HostVirt {
+  const at = (p: string) => `${root}${p}`;
+  if (!existsSync(at('dev/kvm'))) return 'none';
+  if (existsSync(at('sys/module/kvm_pvm'))) return 'pvm';
+  const cpuinfo = (() => {
+    try {
+      return readFileSync(at('proc/cpuinfo'), 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  const hardware =
+    existsSync(at('sys/module/kvm_intel')) ||
+    existsSync(at('sys/module/kvm_amd')) ||
+    /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);
+  if (!hardware) return 'none';
+  try {
+    closeSync(openSync(at('dev/kvm'), constants.O_RDWR));
+    return 'kvm';
+  } catch {
+    return 'none';
+  }
+}
+
+/**
+ * Chooses the accelerator: KVM when the host has hardware KVM and `canary` (a VM booted with
+ * it to a responding agent) succeeds, QEMU's software CPU otherwise. With `requireKvm` the
+ * absence of KVM is an error (the caller refuses the backend).
+ */
+export async function chooseAccelerator(host: HostVirt, canary: () => Promise<void>): Promise<Accelerator> {
+  const slower = 'correct but much slower for heavy computation';
+  if (host === 'pvm')
+    return {
+      name: 'tcg',
+      host,
+      why: `/dev/kvm is PVM (software nested virtualisation), which Debian's kernels cannot use: QEMU's software CPU (TCG), ${slower}`,
+    };
+  if (host === 'none')
+    return {
+      name: 'tcg',
+      host,
+      why: `no /dev/kvm with hardware virtualisation: QEMU's software CPU (TCG), ${slower}`,
+    };
+  try {
+    await canary();
+    return { name: 'kvm', host, why: 'hardware KVM: a canary VM booted to its agent' };
+  } catch (err) {
+    return {
+      name: 'tcg',
+      host,
+      why: `hardware KVM is present but a canary VM did not boot with it (${String(err).slice(0, 200)}): QEMU's software CPU (TCG), ${slower}`,
+    };
+  }
+}
+
+/** The host's TSC frequency in kHz (under TCG the guest reads the host's TSC). */
+export function hostTscKhz(): number | undefined {
+  try {
+    const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+    return mhz ? Math.round(Number(mhz) * 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}
