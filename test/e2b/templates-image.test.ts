@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -145,6 +146,14 @@ describe.skipIf(!canRunSandboxes)('templates from OCI images (registry, mirror, 
     const logs = await build(t, name);
     expect(logs).toMatch(/pulling sha256:[0-9a-f]{64} with skopeo/);
     expect(await check(name)).toEqual([`img-${tag}`, '/srv', 'user', tag, 'step-ran']);
+    // The build sandbox trusted this instance's egress CA; the template it made does not.
+    const ca = readFileSync(join(cove.config.home, 'egress-ca', 'ca.pem'), 'utf8').trim();
+    const builds = join(cove.config.templatesHome, 'templates', name);
+    for (const hash of readdirSync(builds).filter((h) => existsSync(join(builds, h, 'rootfs')))) {
+      const certs = join(builds, hash, 'rootfs', 'etc', 'ssl', 'certs');
+      expect(existsSync(join(certs, 'cove-egress-ca.pem'))).toBe(false);
+      expect(readFileSync(join(certs, 'ca-certificates.crt'), 'utf8')).not.toContain(ca);
+    }
     // The same digest again: unpacked once, but the registry is still asked (credentials checked).
     const again = await build(
       Template().fromImage(`127.0.0.1:${port}/team/app:v1`, creds),

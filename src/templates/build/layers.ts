@@ -1,17 +1,45 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, lchown, lstat, mkdir, readdir, rename, rm, utimes } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lchown,
+  lstat,
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 
-/**
- * Paths of a build sandbox's upper layer that belong to that sandbox, not to the template:
- * the runtime's mount points and the per-sandbox /etc/hosts (host.ts writes it), and the
- * builder's own staging folder.
- */
-const SANDBOX_OWNED = new Set(['.cove', 'dev', 'proc', 'sys', 'etc/hosts', 'tmp/.cove-build']);
-
 /** How many uids a sandbox's range spans (manager/host.ts UID_COUNT). */
 const UID_COUNT = 65_536;
+
+/**
+ * The egress proxy's CA, which every sandbox of an instance trusts (manager/trust-store.ts):
+ * its own file and its copy appended to the system bundle belong to the build sandbox's
+ * instance, never to a template that other instances share.
+ */
+const EGRESS_CA = 'etc/ssl/certs/cove-egress-ca.pem';
+const CA_BUNDLE = 'etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * Paths of a build sandbox's upper layer that belong to that sandbox, not to the template:
+ * the runtime's mount points and the per-sandbox /etc/hosts (host.ts writes it), the
+ * builder's own staging folder, and the instance's egress CA.
+ */
+const SANDBOX_OWNED = new Set(['.cove', 'dev', 'proc', 'sys', 'etc/hosts', 'tmp/.cove-build', EGRESS_CA]);
+
+/** A regular file of the upper dir (never a link), or undefined. */
+async function upperFile(upper: string, rel: string): Promise<string | undefined> {
+  const path = join(upper, rel);
+  const st = await lstat(path).catch(() => undefined);
+  return st?.isFile() && st.size <= 1 << 20 ? readFile(path, 'utf8') : undefined;
+}
+
 const NOBODY = 65_534;
 
 /**
@@ -90,5 +118,14 @@ export async function applyUpper(input: {
       }
     }
   };
+  const ca = (await upperFile(input.upper, EGRESS_CA))?.trim();
+  const bundleChanged = (await upperFile(input.upper, CA_BUNDLE)) !== undefined;
   await applyDir('');
+  // The bundle came from the upper dir (its own inode, not a parent's hard link): drop the CA.
+  if (ca && bundleChanged) {
+    const bundle = join(input.target, CA_BUNDLE);
+    const st = await lstat(bundle).catch(() => undefined);
+    const text = st?.isFile() ? await readFile(bundle, 'utf8') : '';
+    if (text.includes(ca)) await writeFile(bundle, text.replace(`${ca}\n`, '').replace(ca, ''));
+  }
 }
