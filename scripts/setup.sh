@@ -26,6 +26,8 @@ command -v npm >/dev/null || packages+=(nodejs npm)
 # The microVM backend (`--runtime microvm`, src/runtime/microvm): QEMU, qemu-img, and the
 # static busybox of its guest's initramfs (~15 MB of packages, ~10 s).
 packages+=(qemu-system-x86 qemu-utils busybox-static)
+# git clones the github/<owner>/<repo> MCP servers of E2B's `mcp` option (src/mcp/in-sandbox.ts).
+packages+=(git)
 # skopeo and umoci pull and unpack fromImage images (src/templates/build/image.ts);
 # docker-registry is the registry the tests push to, on the loopback (its own service is stopped below).
 packages+=(skopeo umoci docker-registry)
@@ -94,6 +96,7 @@ bash scripts/microvm-guest.sh
 # 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
 #    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),
 #    which its tests need, and desktop and browser (~70 and ~95 s cold, Chromium and XFCE from
-#    Debian; the browser's hook fetches playwright-core with npm). Each returns at once when its
+#    Debian; the browser's hook fetches playwright-core with npm), and mcp-gateway (base's
+#    packages plus Cove's MCP gateway and its catalog's servers, ~17 s of npm). Each returns at once when its
 #    cached build matches its recipe.
 node_modules/.bin/node src/templates/cli-build.ts base "$@"

@@ -32,6 +32,7 @@ import { traced } from './core/trace.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
 import { createMcpEndpoint } from './mcp/http.ts';
+import { createInSandboxMcp } from './mcp/in-sandbox.ts';
 import { createCgroupReader } from './metrics/cgroup.ts';
 import { createDiskMeter, diskTotal } from './metrics/disk.ts';
 import { createPrometheus } from './metrics/prometheus.ts';
@@ -373,6 +374,12 @@ async function startLocked(
       domain,
     },
     secrets,
+    inSandboxMcp: await createInSandboxMcp({
+      manager,
+      log,
+      recipesDir: config.recipesDir,
+      gitBase: config.mcpGitBase,
+    }),
   });
   const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
   // MCP's Streamable HTTP at /mcp, behind the API's key check; its tools call the manager.

@@ -26,6 +26,7 @@ import type { SecretStore } from '../secrets/store.ts';
 import { volumeContentRoutes, volumeRoutes, type VolumeDeps } from './volumes.ts';
 import { consoleRoutes } from '../console/serve.ts';
 import { poolRoutes } from './pools.ts';
+import type { InSandboxMcp } from '../mcp/in-sandbox.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
 export interface ApiDeps {
@@ -50,6 +51,8 @@ export interface ApiDeps {
   secrets?: SecretStore;
   /** The web console's built assets (src/console); default dist/console in the checkout. */
   consoleDir?: string;
+  /** E2B's `mcp` option: names checked and github/ servers copied in at create (src/mcp/in-sandbox.ts). */
+  inSandboxMcp?: InSandboxMcp;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */

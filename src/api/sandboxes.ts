@@ -34,7 +34,8 @@ const createSchema = z.looseObject({
  * something else (network settings are checked by createNetwork, volumes by volumeMounts).
  * Options whose default is what Cove does anyway are accepted, and so is `mcp`: the SDK
  * itself starts the MCP gateway inside the sandbox after the create (spec 2.17), and when the
- * template has no gateway it kills the sandbox and says so, as it does against E2B.
+ * template has no gateway it kills the sandbox and says so, as it does against E2B. Cove checks
+ * its server names first and copies github/ servers in (src/mcp/in-sandbox.ts).
  */
 function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | undefined {
   // Upstream's own checks (spec 2.3): a filesystem-only pause cannot be woken by traffic.
@@ -69,6 +70,7 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
       const req = await body(c, createSchema);
       const unsupported = unsupportedCreateOption(req);
       if (unsupported) throw new CoveError('invalid_argument', unsupported);
+      if (req.mcp) deps.inSandboxMcp?.check(req.mcp);
       const timeout = req.timeout ?? defaultTimeout;
       const secure = req.secure ?? secureByDefault;
       const network = createNetwork(req.network, req.allow_internet_access, secure, {
@@ -94,6 +96,11 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
           },
         }),
       });
+      if (req.mcp && deps.inSandboxMcp)
+        await deps.inSandboxMcp.prepare(info.id, req.mcp).catch(async (err: unknown) => {
+          await manager.kill(info.id).catch(() => undefined);
+          throw err;
+        });
       sandboxLog.append(info.id, 'info', 'sandbox created', {
         template: info.templateName,
         timeout: `${timeout}s`,

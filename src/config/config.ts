@@ -64,6 +64,9 @@ export interface Config {
   /** What ending an MCP session does to the sandboxes it created (COVE_MCP_CLEANUP): keep them
    * (the default: an agent may hand them on) or kill them. */
   mcpCleanup: 'keep' | 'kill';
+  /** Where `github/<owner>/<repo>` servers of E2B's `mcp` option are cloned from
+   * (COVE_MCP_GIT_BASE, default https://github.com): `<base>/<owner>/<repo>`. */
+  mcpGitBase: string;
   /** Runtime services (src/services): the port sandboxes reach them on, at their bridge's host
    * address (COVE_SERVICES_PORT), and the operator's file of providers and quotas
    * (COVE_SERVICES_CONFIG, default `<home>/services.json`). */
@@ -177,6 +180,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       outputBytes: count('COVE_AUDIT_OUTPUT_BYTES', 0, 1 << 20),
     },
     mcpCleanup: mcpCleanup(env.COVE_MCP_CLEANUP),
+    mcpGitBase: env.COVE_MCP_GIT_BASE || 'https://github.com',
     services: {
       port: Number(env.COVE_SERVICES_PORT ?? 49990),
       configPath: env.COVE_SERVICES_CONFIG ?? join(home, 'services.json'),
