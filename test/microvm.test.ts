@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
 import { guestDir } from '../src/runtime/microvm/guest.ts';
@@ -85,8 +85,14 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('sandboxes in QEMU microVMs'
     const dir = join(cove.config.home, 'sandboxes', sbx.sandboxId);
     expect(existsSync(join(dir, 'disk.qcow2'))).toBe(true);
     await sbx.kill();
-    expect(existsSync(dir)).toBe(false);
-    expect(hostLeftovers(cove.config.instance, cove.config.home)).toEqual([]);
-    expect(readdirSync('/run/netns').filter((n) => n.includes(sbx.sandboxId))).toEqual([]);
+    // kill answers once the sandbox is unreachable; its teardown ends just after (manager.ts)
+    await vi.waitFor(
+      () => {
+        expect(existsSync(dir)).toBe(false);
+        expect(hostLeftovers(cove.config.instance, cove.config.home)).toEqual([]);
+        expect(readdirSync('/run/netns').filter((n) => n.includes(sbx.sandboxId))).toEqual([]);
+      },
+      { timeout: 20_000, interval: 100 },
+    );
   });
 });
