@@ -225,9 +225,9 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
       await expect(Sandbox.create('base', { network: { denyOut: ['10.0.0.300/8'] } })).rejects.toThrow(
         /400: .*not a valid IPv4 address or CIDR/,
       );
-      // mcp is accepted: the SDK starts the gateway itself, finds none in base, and kills the sandbox.
+      // An MCP server Cove's gateway cannot run is refused before any sandbox is made.
       await expect(Sandbox.create('base', { mcp: { none: {} } as never })).rejects.toThrow(
-        'Failed to start MCP gateway',
+        /400: mcp: unknown MCP server "none"/,
       );
       expect(cove.manager.list()).toEqual([]); // no refused create left anything behind
     });

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
 import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
 
@@ -289,8 +289,11 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     const kept = await create({ network: { denyOut: [net.hosts.other] } });
     const gone = await create({ allowInternetAccess: false });
     const before = (chains().match(/chain egress-\d+/g) ?? []).length;
-    await gone.kill();
-    expect((chains().match(/chain egress-\d+/g) ?? []).length).toBe(before - 1);
+    await gone.kill(); // answered once it is unreachable; its rules go with the teardown after
+    await vi.waitFor(() => expect((chains().match(/chain egress-\d+/g) ?? []).length).toBe(before - 1), {
+      timeout: 20_000,
+      interval: 100,
+    });
 
     await cove.close();
     cove = await startTestCove(config);

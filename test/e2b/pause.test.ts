@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Sandbox, SandboxNotFoundError } from 'e2b';
 import { canRunSandboxes, startTestCove, stopTestCove } from '../helpers.ts';
 
@@ -137,7 +137,8 @@ describe.skipIf(!canRunSandboxes)('pause and resume through the e2b SDK', () => 
     expect(existsSync(join(dir, 'upper'))).toBe(true);
     expect(await frozen.kill()).toBe(true);
     expect(await onDisk.kill()).toBe(true);
-    expect(existsSync(dir)).toBe(false);
+    // The kill is answered once the sandbox is unreachable; its layer goes with the teardown after.
+    await vi.waitFor(() => expect(existsSync(dir)).toBe(false), { timeout: 20_000, interval: 100 });
     await expect(frozen.getInfo()).rejects.toThrow(SandboxNotFoundError);
     await expect(Sandbox.connect(onDisk.sandboxId)).rejects.toThrow(SandboxNotFoundError);
   });
