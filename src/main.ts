@@ -1,8 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createServer, type IncomingMessage, type RequestListener } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { RequestListener } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
@@ -23,25 +22,22 @@ import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
 import { envdServices } from './envd/services.ts';
 import { createGateway } from './gateway/gateway.ts';
+import { listen, serve } from './gateway/listen.ts';
 import { loadTls, SELF_SIGNED_DOMAIN, type TlsMaterial } from './gateway/tls.ts';
 import { CoveError } from './core/errors.ts';
 import { holdLock } from './core/lock.ts';
 import { createLogger, type Logger } from './core/log.ts';
-import { currentRequest, requestIdFrom, runInRequest } from './core/request-context.ts';
+import { currentRequest } from './core/request-context.ts';
 import { traced } from './core/trace.ts';
 import { createKeyring } from './keys/keys.ts';
 import { createManager, type Manager } from './manager/manager.ts';
 import { createMcpEndpoint } from './mcp/http.ts';
 import { createInSandboxMcp } from './mcp/in-sandbox.ts';
-import { createCgroupReader } from './metrics/cgroup.ts';
-import { createDiskMeter, diskTotal } from './metrics/disk.ts';
 import { createPrometheus } from './metrics/prometheus.ts';
-import { createSampler } from './metrics/sampler.ts';
+import { createSandboxSampler } from './metrics/sandboxes.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
-import { createCrunDriver } from './runtime/oci/crun.ts';
-import { createRunscDriver } from './runtime/runsc/runsc.ts';
-import { createMicrovmDriver } from './runtime/microvm/microvm.ts';
+import { createDrivers } from './runtime/drivers.ts';
 import { createRuntimeSet } from './runtime/set.ts';
 import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
@@ -188,27 +184,8 @@ async function startLocked(
   const secrets = await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile);
   // The CA the egress proxy signs intercepted HTTPS with (header rules); every sandbox trusts it.
   const egressCa = await loadEgressCa(join(config.home, 'egress-ca'), config.instance);
-  const microvm = createMicrovmDriver({ ...config.microvm, agentBinary: config.agentBinary });
-  const runtime = traced(
-    createRuntimeSet(
-      [
-        createCrunDriver({
-          stateRoot: config.crunRoot,
-          mountHelper: config.mountHelper,
-          cgroupParent: config.instance,
-        }),
-        createRunscDriver({
-          stateRoot: config.runscRoot,
-          cgroupParent: config.instance,
-          statxShim: config.statxShim,
-        }),
-        microvm,
-      ],
-      config.runtime,
-    ),
-    log,
-    'runtime',
-  );
+  const { drivers, microvm } = createDrivers(config);
+  const runtime = traced(createRuntimeSet(drivers, config.runtime), log, 'runtime');
   const manager = createManager({
     audit,
     observeAgent: (id, agent) =>
@@ -283,24 +260,14 @@ async function startLocked(
   await templateBuilder.builds.recover();
   const sandboxesDir = join(config.home, 'sandboxes');
 
-  const readCgroup = createCgroupReader(config.instance);
-  const disk = createDiskMeter(6 * config.metricsIntervalMs);
-  const upperDir = (id: string) => join(sandboxesDir, id, 'upper');
-  const metrics = createSampler({
-    sandboxes: () =>
-      manager
-        .list()
-        .filter((s) => s.state === 'running')
-        .map((s) => ({ id: s.id, cpus: s.limits.cpus, startedAt: s.startedAt })),
-    read: async (id) => {
-      const cgroup = await readCgroup(id);
-      if (!cgroup) return undefined;
-      const [used, total] = await Promise.all([disk.used(upperDir(id)), diskTotal(sandboxesDir)]);
-      return { ...cgroup, diskUsed: used, diskTotal: total };
-    },
+  const sampled = createSandboxSampler({
+    sandboxes: () => manager.list(),
+    instance: config.instance,
+    sandboxesDir,
     intervalMs: config.metricsIntervalMs,
     log,
   });
+  const metrics = sampled.sampler;
   metrics.start();
 
   // Kept in SQLite: a restart forgets no sandbox's log; those that stopped meanwhile age out.
@@ -326,26 +293,18 @@ async function startLocked(
       sandboxLog.append(id, 'warn', line, { source: 'runtime' });
     sandboxLog.stopped(id);
     services.sandboxGone(id);
-    disk.forget(upperDir(id));
+    sampled.forget(id);
   });
 
   // The server listens before the API is built: the domain that create replies name by default
   // (`localhost:<port>`, for the SDK's getHost()) needs the port, which is known only now when
   // it was 0. No request is read in between: the listeners are attached in this same turn.
-  const serverOptions = {
-    keepAliveTimeout: 65_000,
-    shouldUpgradeCallback: (req: IncomingMessage) => gateway.shouldUpgrade(req),
-  };
-  // HTTPS: the same listeners over TLS (HTTP/1.1; the SDK's undici falls back from h2 by ALPN).
-  const server = tls
-    ? createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key })
-    : createServer(serverOptions);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
+  const { server, port } = await listen({
+    host: config.host,
+    port: config.port,
+    ...(tls && { tls }),
+    shouldUpgrade: (req) => gateway.shouldUpgrade(req),
   });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
   const domain = sandboxDomain(config, port);
 
   const app = createApi({
@@ -405,26 +364,7 @@ async function startLocked(
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);
   const gateway = createGateway({ manager, envd, api, domain: config.domain });
-  // Every request runs in its own context (core/request-context.ts): its log lines and audit
-  // records name it, and the API's key check adds its key.
-  const admit = (req: IncomingMessage) => (opts.cluster ? opts.cluster.admit(req) : {});
-  server.on('request', (req, res) => {
-    const who = admit(req);
-    if (!who)
-      return void res
-        .writeHead(401, { 'content-type': 'application/json' })
-        .end('{"message":"not an API replica"}');
-    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']), ...who }, () =>
-      gateway.request(req, res),
-    );
-  });
-  server.on('upgrade', (req, socket, head) => {
-    const who = admit(req);
-    if (!who) return void socket.destroy();
-    runInRequest({ requestId: requestIdFrom(req.headers['x-request-id']), ...who }, () =>
-      gateway.upgrade(req, socket, head),
-    );
-  });
+  serve(server, gateway, (req) => (opts.cluster ? opts.cluster.admit(req) : {}));
 
   return {
     manager,
