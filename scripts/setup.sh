@@ -90,8 +90,9 @@ if [[ ${COVE_SETUP_TESTS:-} == 1 ]] && ! command -v chromium >/dev/null; then
 fi
 
 # 3d. The microVM backend's guest kernel and initramfs (~20 s the first time: a 27 MB kernel
-#     package download; cached in /var/lib/cove/microvm/guest by recipe).
-bash scripts/microvm-guest.sh
+#     package download; cached by recipe in <templates home>/microvm/guest, where the server
+#     looks: COVE_TEMPLATES_HOME, else COVE_HOME, else /var/lib/cove, as for templates).
+bash scripts/microvm-guest.sh "${COVE_TEMPLATES_HOME:-${COVE_HOME:-/var/lib/cove}}"
 
 # 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
 #    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),

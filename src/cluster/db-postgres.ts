@@ -73,6 +73,10 @@ export function openPostgresDb(url: string, opts: { log?: Logger; retryMs?: numb
     tx: (fn) =>
       retrying(async () => {
         const client = await pool.connect();
+        // The server going away mid-transaction (a restart) is an 'error' event on the checked-out
+        // client as well as a failed query: unheard, the event would end the process.
+        const lost = (err: Error) => opts.log?.warn({ err }, 'PostgreSQL connection lost in a transaction');
+        client.on('error', lost);
         let broken = false;
         try {
           await client.query('BEGIN');
@@ -88,6 +92,7 @@ export function openPostgresDb(url: string, opts: { log?: Logger; retryMs?: numb
           if (!broken) await client.query('ROLLBACK').catch(() => undefined);
           throw err;
         } finally {
+          client.removeListener('error', lost);
           client.release(broken);
         }
       }),
