@@ -6,7 +6,7 @@ import { CoveError } from '../core/errors.ts';
 import { sandboxDir, UID_COUNT, uidBase } from './host.ts';
 import { copyLayer, layerBytes } from './layers.ts';
 import type { Live } from './manager.ts';
-import { exclusive, imageDir } from './pause.ts';
+import { detachAgent, exclusive, imageDir } from './pause.ts';
 import type { ManagerCore } from './pause-wiring.ts';
 import type { ProcessRegistry } from './processes.ts';
 import { forkInput, forkResults, type ForkResult, type Seed, type Storage } from './snapshot.ts';
@@ -55,9 +55,7 @@ export async function forkWithMemory(
       await mkdir(image, { recursive: true, mode: 0o700 });
       deps.events.emit('paused', id); // edges reset its connections: gVisor cannot save them
       entry.processes.close();
-      const agent = entry.agent;
-      entry.agent = undefined; // first: its close must not look like the sandbox's death
-      agent?.close();
+      detachAgent(entry);
       try {
         await host.runtime.checkpoint(id, image);
       } catch (err) {

@@ -20,6 +20,13 @@ export type PauseDeps = ManagerCore & {
 /** Where a checkpoint image of a paused sandbox's memory lives, beside its writable layer. */
 export const imageDir = (host: HostDeps, id: string) => join(sandboxDir(host, id), 'image');
 
+/** Closes a sandbox's agent channel on purpose (a pause, checkpoint or capture), not as a death. */
+export function detachAgent(entry: Live): void {
+  const agent = entry.agent;
+  entry.agent = undefined; // first: its close must not look like the sandbox's death
+  agent?.close();
+}
+
 /**
  * Runs pauses, resumes and snapshots of one sandbox one at a time: each waits for the one
  * before it, and a failure does not block the next.
@@ -82,12 +89,6 @@ export function createPauseOps(deps: PauseDeps) {
   async function keptBytes(id: string): Promise<number> {
     const layer = await layerBytes(join(sandboxDir(host, id), 'upper'));
     return layer + (existsSync(imageDir(host, id)) ? await layerBytes(imageDir(host, id)) : 0);
-  }
-
-  function detachAgent(entry: Live): void {
-    const agent = entry.agent;
-    entry.agent = undefined; // first: its close must not look like the sandbox's death
-    agent?.close();
   }
 
   /** Stops a sandbox keeping only its directory; a memory image first where the runtime can. */

@@ -8,6 +8,7 @@ import type { Template } from '../templates/index.ts';
 import { sandboxDir, teardown, UID_COUNT, uidBase, type HostDeps } from './host.ts';
 import { copyLayer } from './layers.ts';
 import type { Live } from './manager.ts';
+import { detachAgent } from './pause.ts';
 import type { BuildInput } from './pause-wiring.ts';
 
 interface Meta {
@@ -47,9 +48,7 @@ export function createTemplateMemory(deps: {
     const { id, slot } = entry.record;
     try {
       entry.processes.close();
-      const agent = entry.agent;
-      entry.agent = undefined;
-      agent?.close();
+      detachAgent(entry);
       await mkdir(join(tmp, 'image'), { recursive: true, mode: 0o700 });
       try {
         await host.runtime.checkpoint(id, join(tmp, 'image'));

@@ -1,8 +1,9 @@
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withLock } from '../../core/lock.ts';
 import { buildWithMmdebstrap } from '../builder.ts';
 import type { Recipe } from '../recipe.ts';
+import { readLayer } from './layers.ts';
 import type { Layer } from './run-build.ts';
 import { baseKey } from './spec.ts';
 
@@ -36,13 +37,7 @@ export async function ensureDebianLayer(
   const recipe = debianRecipe(suite);
   const key = baseKey('debian', JSON.stringify(recipe));
   const dir = join(layersDir, key);
-  const read = async () => {
-    try {
-      return JSON.parse(await readFile(join(dir, 'layer.json'), 'utf8')) as Layer;
-    } catch {
-      return undefined;
-    }
-  };
+  const read = () => readLayer(layersDir, key);
   const done = await read();
   if (done) return done;
   await mkdir(layersDir, { recursive: true, mode: 0o755 });

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import { access, chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../core/exec.ts';
 import { withLock } from '../../core/lock.ts';
 import { FINALIZE_SCRIPT } from '../builder.ts';
+import { readLayer } from './layers.ts';
 import type { BuildLog, Layer } from './run-build.ts';
 import { baseKey, StepError } from './spec.ts';
 
@@ -184,7 +185,7 @@ export async function ensureImageLayer(
       throw new StepError('base', `${what}: the image has no digest`);
     const key = baseKey('image', digest);
     const dir = join(layersDir, key);
-    const done = await readLayer(dir);
+    const done = await readLayer(layersDir, key);
     if (done) {
       log('info', `FROM ${what}: ${digest}, already unpacked`, 'base');
       return done;
@@ -192,7 +193,7 @@ export async function ensureImageLayer(
     return await withLock(
       join(layersDir, `.image-${key}.lock`),
       async () => {
-        const again = await readLayer(dir);
+        const again = await readLayer(layersDir, key);
         if (again) return again;
         log('info', `FROM ${what}: pulling ${digest} with skopeo`, 'base');
         const oci = `${join(work, 'oci')}:image`;
@@ -255,14 +256,6 @@ export async function ensureImageLayer(
     );
   } finally {
     await rm(work, { recursive: true, force: true });
-  }
-}
-
-async function readLayer(dir: string): Promise<Layer | undefined> {
-  try {
-    return JSON.parse(await readFile(join(dir, 'layer.json'), 'utf8')) as Layer;
-  } catch {
-    return undefined;
   }
 }
 

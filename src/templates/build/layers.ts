@@ -14,6 +14,7 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
+import type { Layer } from './run-build.ts';
 
 /** How many uids a sandbox's range spans (manager/host.ts UID_COUNT). */
 const UID_COUNT = 65_536;
@@ -32,6 +33,15 @@ const CA_BUNDLE = 'etc/ssl/certs/ca-certificates.crt';
  * builder's own staging folder, and the instance's egress CA.
  */
 const SANDBOX_OWNED = new Set(['.cove', 'dev', 'proc', 'sys', 'etc/hosts', 'tmp/.cove-build', EGRESS_CA]);
+
+/** The layer under `key`, or undefined while there is none (layers are published by a rename). */
+export async function readLayer(layersDir: string, key: string): Promise<Layer | undefined> {
+  try {
+    return JSON.parse(await readFile(join(layersDir, key, 'layer.json'), 'utf8')) as Layer;
+  } catch {
+    return undefined;
+  }
+}
 
 /** A regular file of the upper dir (never a link), or undefined. */
 async function upperFile(upper: string, rel: string): Promise<string | undefined> {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError, isCoveError } from '../../core/errors.ts';
 import type { Template, TemplateLimits, TemplateStart, TemplateStore } from '../store.ts';
@@ -11,7 +11,7 @@ import {
   type ImageSource,
   type RegistryOptions,
 } from './image.ts';
-import { applyUpper, linkTree } from './layers.ts';
+import { applyUpper, linkTree, readLayer } from './layers.ts';
 import type { OpenBuildSandbox } from './sandbox.ts';
 import {
   ARCHIVE_PREFIX,
@@ -103,14 +103,6 @@ function templateLayer(t: Template): Layer {
     rootfs: t.rootfs,
     ctx: { env: t.env, user: t.defaultUser, ...(t.workdir !== undefined && { workdir: t.workdir }) },
   };
-}
-
-async function readLayer(layersDir: string, key: string): Promise<Layer | undefined> {
-  try {
-    return JSON.parse(await readFile(join(layersDir, key, 'layer.json'), 'utf8')) as Layer;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
