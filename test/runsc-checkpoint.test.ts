@@ -218,7 +218,7 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('gVisor checkpoint and rest
 
   it('refuses to checkpoint while a connection over eth0 is open, and the sandbox lives on', async () => {
     const held = connect(8080, a.address);
-    await new Promise((r) => held.once('connect', r));
+    await new Promise((resolve, reject) => held.once('connect', resolve).once('error', reject));
     try {
       await expect(runtime.checkpoint(a.id, join(config.home, 'images', 'refused'))).rejects.toSatisfy(
         (e) => isCoveError(e, 'conflict') && /a TCP connection .* \(state 01\)/.test((e as Error).message),

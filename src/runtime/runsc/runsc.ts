@@ -210,6 +210,9 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     },
 
     async status(id: string): Promise<SandboxStatus> {
+      // A checkpointed sandbox is stopped even while runsc, until its process is reaped, may
+      // still call it running (seen under load right after `runsc checkpoint` returned).
+      if (deletions.has(id)) return 'stopped';
       const status = (await state(id))?.status;
       if (status === 'created' || status === 'running' || status === 'paused' || status === 'stopped')
         return status;
