@@ -73,7 +73,7 @@ fi
 
 # 3b. The web console (src/console/web): Vite bundles it into dist/console, which Cove serves
 #     at /console/; rebuilt only when its sources or the lockfile change (~1 s).
-console_hash=$(find src/console/web package-lock.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+console_hash=$(find src/console/web src/gen package-lock.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [[ $(cat dist/console/.source-hash 2>/dev/null) != "$console_hash" ]]; then
   say "building the web console (dist/console)"
   node_modules/.bin/node node_modules/.bin/vite build -c src/console/web/vite.config.ts --logLevel warn

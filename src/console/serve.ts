@@ -18,11 +18,14 @@ const contentTypes: Record<string, string> = {
  * The console runs only its own bundled script and talks only to this origin. Sandboxes
  * supply much of what it shows (file names, command lines, log lines): should any of it ever
  * reach the DOM as markup, an injected script still could not run or send the key elsewhere.
+ * Inline styles are allowed because xterm.js writes its theme and cell sizes into a `<style>`
+ * element at run time (the terminal's text is invisible without it); a style cannot run code,
+ * and with images, fonts and connections held to this origin it cannot send anything away.
  */
 const CSP = [
   "default-src 'none'",
   "script-src 'self'",
-  "style-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
   "img-src 'self' data:",
   "connect-src 'self'",
   "base-uri 'none'",

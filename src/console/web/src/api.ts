@@ -50,6 +50,11 @@ async function call(key: string, path: string, init: RequestInit = {}): Promise<
   headers.set('X-API-Key', key);
   const res = await fetch(path, { ...init, headers, credentials: 'omit', cache: 'no-store' });
   if (res.ok) return res;
+  throw await errorOf(res);
+}
+
+/** A failed reply as an error: E2B's `{code, message}` body when there is one. */
+export async function errorOf(res: Response): Promise<ApiError> {
   let message = `${res.status} ${res.statusText}`;
   try {
     const body = (await res.json()) as { message?: unknown };
@@ -57,7 +62,7 @@ async function call(key: string, path: string, init: RequestInit = {}): Promise<
   } catch {
     // not JSON: the status line says enough
   }
-  throw new ApiError(res.status, message);
+  return new ApiError(res.status, message);
 }
 
 /** Checks the key with a call that needs one, and keeps it for this tab. */

@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, send } from './api.ts';
 import { Chart } from './chart.tsx';
 import { age, bytes, fieldsLine, time } from './format.ts';
@@ -137,6 +137,39 @@ function Audit({ id }: { id: string }) {
   );
 }
 
+/** xterm.js and the Connect client are most of the console's script: loaded when first opened. */
+const loadTools = () => Promise.all([import('./terminal.tsx'), import('./files.tsx')]);
+
+function Tool({ what, id }: { what: 'terminal' | 'files'; id: string }) {
+  const [mods, setMods] = useState<Awaited<ReturnType<typeof loadTools>>>();
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    loadTools()
+      .then(setMods)
+      .catch((err: unknown) => setError(String(err)));
+  }, []);
+  if (!mods) return <p class="empty">{error ?? 'Loading…'}</p>;
+  const [{ TerminalView }, { FileBrowser }] = mods;
+  return what === 'terminal' ? <TerminalView id={id} /> : <FileBrowser id={id} />;
+}
+
+/** The terminal and the file browser: opened on demand, each over the sandbox's envd. */
+function Tools({ id }: { id: string }) {
+  const [open, setOpen] = useState<'terminal' | 'files'>();
+  const toggle = (what: 'terminal' | 'files') => setOpen(open === what ? undefined : what);
+  return (
+    <>
+      <div class="actions">
+        <button onClick={() => toggle('terminal')}>
+          {open === 'terminal' ? 'Close terminal' : 'Terminal'}
+        </button>
+        <button onClick={() => toggle('files')}>{open === 'files' ? 'Close files' : 'Files'}</button>
+      </div>
+      {open && <Tool what={open} id={id} />}
+    </>
+  );
+}
+
 export function SandboxPage({ id }: { id: string }) {
   const { data: s, error, reload } = usePoll(() => api<Sandbox>(`/sandboxes/${id}`), 3000, [id]);
   if (error instanceof ApiError && error.status === 404)
@@ -176,6 +209,7 @@ export function SandboxPage({ id }: { id: string }) {
         <dd class="meta">{fieldsLine(s.metadata)}</dd>
       </dl>
       <Actions s={s} done={reload} />
+      {s.state === 'running' && <Tools id={id} />}
       <h3>Metrics</h3>
       <Metrics id={id} />
       <h3>Logs</h3>
