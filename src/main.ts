@@ -43,6 +43,7 @@ import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
 import { databaseRoutes } from './api/databases.ts';
 import { quotaRoutes } from './api/quotas.ts';
+import { keyRoutes } from './api/keys.ts';
 import { createDatabaseAccess } from './services/databases/access.ts';
 import { createDatabases } from './services/databases/databases.ts';
 import { startDatabases, wireDatabases } from './services/databases/wiring.ts';
@@ -360,6 +361,7 @@ async function startLocked(
     '/',
     quotaRoutes(services.quotas, (id) => keys.list().some((k) => k.id === id)),
   );
+  if (!opts.cluster) app.route('/', keyRoutes(keys)); // a node's keys are its replicas' (src/cluster)
   const envd = createEnvd({ manager, log }, envdServices);
   const honoListener = getRequestListener(app.fetch);
   const api: RequestListener = (req, res) => void honoListener(req, res);

@@ -26,6 +26,7 @@ import type { SecretStore } from '../secrets/store.ts';
 import { volumeContentRoutes, volumeRoutes, type VolumeDeps } from './volumes.ts';
 import { consoleRoutes } from '../console/serve.ts';
 import { poolRoutes } from './pools.ts';
+import { hostRoutes } from './host.ts';
 import type { InSandboxMcp } from '../mcp/in-sandbox.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
@@ -86,5 +87,6 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.route('/', execRoutes(deps.manager));
   app.route('/', auditRoutes(deps));
   app.route('/', poolRoutes(deps));
+  if (deps.prometheus) app.route('/', hostRoutes(deps.prometheus));
   return app;
 }

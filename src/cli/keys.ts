@@ -61,7 +61,13 @@ export function keyCommands(): Command {
     .description('revoke API keys by id: requests that present them fail from then on')
     .argument('<id...>', 'key ids (cove keys list)')
     .action((ids: string[], _o: unknown, c: Command) => {
-      withKeyring(home(c), (keys) => ids.forEach((id) => keys.revoke(id)));
+      const gone = new Set<string>();
+      withKeyring(home(c), (keys) => {
+        for (const id of ids) if (!gone.has(id)) for (const k of keys.revoke(id)) gone.add(k);
+      });
+      const more = [...gone].filter((k) => !ids.includes(k));
+      // Keys minted through the API go with the key that minted them (src/keys/keys.ts).
+      if (more.length) process.stderr.write(`also revoked, made by those keys: ${more.join(' ')}\n`);
     });
 
   return cmd;

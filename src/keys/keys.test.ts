@@ -67,4 +67,18 @@ describe('API keys', () => {
     cli.revoke(record.id);
     expect(server.verify(key)).toBeUndefined();
   });
+
+  it('revokes the keys a key made, and theirs, with it; and no others', () => {
+    const keys = createKeyring(createSqliteStore(dbPath()));
+    const root = keys.create('operator');
+    const a = keys.create('agent', root.record.id);
+    const b = keys.create('by agent', a.record.id);
+    const c = keys.create('by that one', b.record.id);
+    const other = keys.create('other', root.record.id);
+    expect(keys.list().find((k) => k.id === b.record.id)?.createdBy).toBe(a.record.id);
+    expect(keys.revoke(a.record.id)).toEqual([a.record.id, b.record.id, c.record.id]);
+    for (const k of [a, b, c]) expect(keys.verify(k.key)).toBeUndefined();
+    expect(keys.verify(root.key)?.id).toBe(root.record.id);
+    expect(keys.verify(other.key)?.id).toBe(other.record.id);
+  });
 });

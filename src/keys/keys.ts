@@ -33,13 +33,14 @@ export type Keyring = ReturnType<typeof createKeyring>;
 export function createKeyring(store: Store, now: () => number = Date.now) {
   const touched = new Map<string, number>();
 
-  function add(key: string, name: string): ApiKeyRecord {
+  function add(key: string, name: string, createdBy?: string): ApiKeyRecord {
     const record: ApiKeyRecord = {
       id: `key_${randomBytes(6).toString('hex')}`,
       name,
       hash: hashApiKey(key),
       mask: `${key.slice(0, 8)}…`,
       createdAt: now(),
+      ...(createdBy !== undefined && { createdBy }),
     };
     store.insertApiKey(record);
     return record;
@@ -51,11 +52,12 @@ export function createKeyring(store: Store, now: () => number = Date.now) {
   }
 
   return {
-    /** Mints and stores a key. The key itself is returned here once and never again. */
-    create(name = 'default'): { key: string; record: ApiKeyRecord } {
+    /** Mints and stores a key. The key itself is returned here once and never again.
+     * `createdBy`: the key that asked for it through the API (its revocation takes this one). */
+    create(name = 'default', createdBy?: string): { key: string; record: ApiKeyRecord } {
       checkName(name);
       const key = newApiKey();
-      return { key, record: add(key, name) };
+      return { key, record: add(key, name, createdBy) };
     },
 
     /** Stores a key chosen by the caller (tests, provisioning); a no-op if it is stored already. */
@@ -70,10 +72,22 @@ export function createKeyring(store: Store, now: () => number = Date.now) {
       return store.listApiKeys();
     },
 
-    /** Removes a key by its id; requests that present it fail from then on. */
-    revoke(id: string): void {
-      if (!store.deleteApiKey(id)) throw new CoveError('not_found', `API key ${id} not found`);
-      touched.delete(id);
+    /**
+     * Removes a key by its id, and every key minted through the API by it or by those, down
+     * the line; requests that present any of them fail from then on. Returns the ids removed,
+     * `id` first.
+     */
+    revoke(id: string): string[] {
+      const all = store.listApiKeys();
+      if (!all.some((k) => k.id === id)) throw new CoveError('not_found', `API key ${id} not found`);
+      const gone = [id];
+      for (let i = 0; i < gone.length; i++)
+        for (const k of all) if (k.createdBy === gone[i] && !gone.includes(k.id)) gone.push(k.id);
+      for (const k of gone) {
+        store.deleteApiKey(k);
+        touched.delete(k);
+      }
+      return gone;
     },
 
     /** The key's record when `key` is a stored key, else undefined. */

@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
-import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { cpuBusy, memAvailable, readHost } from './host.ts';
 
 /** What the gauges read at each scrape; main.ts wires them to the manager and its pool. */
 export interface PrometheusSources {
@@ -14,33 +14,6 @@ export interface PrometheusSources {
 
 /** Latency buckets, seconds: from a pool hit (~1 ms) to a cold create on a loaded host. */
 const LATENCY = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-/** MemAvailable (what can be had without swapping), else free memory. */
-function memAvailable(): number {
-  try {
-    const m = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch {
-    // not Linux: fall back below
-  }
-  return freemem();
-}
-
-/** Busy share of all CPUs since the previous scrape (since boot at the first). */
-function cpuBusy(): () => number {
-  let last = { idle: 0, total: 0 };
-  return () => {
-    let idle = 0;
-    let total = 0;
-    for (const c of cpus()) {
-      idle += c.times.idle;
-      total += c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq;
-    }
-    const d = { idle: idle - last.idle, total: total - last.total };
-    last = { idle, total };
-    return d.total > 0 ? 1 - d.idle / d.total : 0;
-  };
-}
 
 export type Prometheus = ReturnType<typeof createPrometheus>;
 
@@ -206,8 +179,14 @@ export function createPrometheus(sources: PrometheusSources) {
     },
   });
 
+  // Its own window: the console's reads must not shorten the one Prometheus scrapes over.
+  const hostBusy = cpuBusy();
+
   return {
     registry,
+
+    /** The host's headroom now, for the console's health page (`GET /cove/v1/host`). */
+    host: () => readHost(sources, hostBusy),
 
     /** The text a scrape returns, and its content type. */
     async scrape(): Promise<{ text: string; contentType: string }> {

@@ -38,6 +38,7 @@ const migrations = [
   `ALTER TABLE sandboxes ADD COLUMN paused TEXT`,
   snapshotsTable,
   `ALTER TABLE sandboxes ADD COLUMN volume_mounts TEXT`,
+  `ALTER TABLE api_keys ADD COLUMN created_by TEXT`,
 ];
 
 interface Row {
@@ -68,6 +69,7 @@ interface KeyRow {
   mask: string;
   created_at: number;
   last_used_at: number | null;
+  created_by: string | null;
 }
 
 /**
@@ -92,7 +94,7 @@ export function createSqliteStore(path: string): Store {
   const all = db.prepare('SELECT * FROM sandboxes ORDER BY started_at');
   const remove = db.prepare('DELETE FROM sandboxes WHERE id = ?');
   const insertKey = db.prepare(
-    'INSERT INTO api_keys (id, name, hash, mask, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)',
+    'INSERT INTO api_keys (id, name, hash, mask, created_at, last_used_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
   );
   const keyByHash = db.prepare('SELECT * FROM api_keys WHERE hash = ?');
   const allKeys = db.prepare('SELECT * FROM api_keys ORDER BY created_at, id');
@@ -177,7 +179,15 @@ export function createSqliteStore(path: string): Store {
 
     insertApiKey(key) {
       try {
-        insertKey.run(key.id, key.name, key.hash, key.mask, key.createdAt, key.lastUsedAt ?? null);
+        insertKey.run(
+          key.id,
+          key.name,
+          key.hash,
+          key.mask,
+          key.createdAt,
+          key.lastUsedAt ?? null,
+          key.createdBy ?? null,
+        );
       } catch (err) {
         const code = (err as { errcode?: number }).errcode;
         if (code === SQLITE_CONSTRAINT_UNIQUE || code === SQLITE_CONSTRAINT_PRIMARYKEY)
@@ -237,6 +247,7 @@ function keyFromRow(row: KeyRow): ApiKeyRecord {
     mask: row.mask,
     createdAt: row.created_at,
     ...(row.last_used_at !== null && { lastUsedAt: row.last_used_at }),
+    ...(row.created_by !== null && { createdBy: row.created_by }),
   };
 }
 

@@ -92,6 +92,9 @@ export interface ApiKeyRecord {
   /** Epoch milliseconds. */
   createdAt: number;
   lastUsedAt?: number;
+  /** The key that minted this one through the API (`POST /cove/v1/keys`); revoking that key
+   * revokes this one too, so a leaked key cannot outlive its revocation through keys it made. */
+  createdBy?: string;
 }
 
 export interface Store {

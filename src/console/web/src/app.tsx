@@ -4,6 +4,8 @@ import { useHash } from './hooks.ts';
 import { SandboxPage } from './sandbox.tsx';
 import { SandboxesPage } from './sandboxes.tsx';
 import { TemplatesPage } from './templates.tsx';
+import { KeysPage } from './keys.tsx';
+import { HostPage } from './host.tsx';
 
 function Login({ onDone }: { onDone: () => void }) {
   const [key, setKey] = useState('');
@@ -57,6 +59,8 @@ function Page({ route }: { route: string }) {
   const sandbox = /^\/sandboxes\/([a-z0-9]+)$/.exec(route)?.[1];
   if (sandbox) return <SandboxPage id={sandbox} />;
   if (route === '/templates') return <TemplatesPage />;
+  if (route === '/keys') return <KeysPage />;
+  if (route === '/host') return <HostPage />;
   return <SandboxesPage />;
 }
 
@@ -65,7 +69,7 @@ export function App() {
   const route = useHash();
   useEffect(() => onSignOut(() => setAuthed(false)), []);
   if (!authed) return <Login onDone={() => setAuthed(true)} />;
-  const tab = route.startsWith('/templates') ? 'templates' : 'sandboxes';
+  const tab = ['/templates', '/keys', '/host'].find((t) => route.startsWith(t))?.slice(1) ?? 'sandboxes';
   return (
     <>
       <header>
@@ -76,6 +80,12 @@ export function App() {
           </a>
           <a href="#/templates" class={tab === 'templates' ? 'active' : ''}>
             Templates &amp; pools
+          </a>
+          <a href="#/keys" class={tab === 'keys' ? 'active' : ''}>
+            API keys
+          </a>
+          <a href="#/host" class={tab === 'host' ? 'active' : ''}>
+            Host
           </a>
         </nav>
         <button class="link" onClick={signOut}>

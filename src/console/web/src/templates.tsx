@@ -27,21 +27,31 @@ export function TemplatesPage() {
         </tbody>
       </table>
       <h2>Warm pools</h2>
-      {pools.data && Object.keys(pools.data).length === 0 && (
-        <p class="empty">No pools (COVE_POOL_MAX is 0, or no template asked for yet).</p>
-      )}
-      <table class="pools">
-        <Head cols={['Template', 'Ready', 'Target']} />
-        <tbody>
-          {Object.entries(pools.data ?? {}).map(([name, p]) => (
-            <tr key={name}>
-              <td>{name}</td>
-              <td>{p.ready}</td>
-              <td>{p.target}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <PoolsTable pools={pools.data} />
     </section>
+  );
+}
+
+/** Warm sandboxes ready and wanted, per template (`/cove/v1/pools`, `/cove/v1/host`). */
+export function PoolsTable({
+  pools,
+}: {
+  pools: Record<string, { ready: number; target: number }> | undefined;
+}) {
+  if (pools && Object.keys(pools).length === 0)
+    return <p class="empty">No pools (COVE_POOL_MAX is 0, or no template asked for yet).</p>;
+  return (
+    <table class="pools">
+      <Head cols={['Template', 'Ready', 'Target']} />
+      <tbody>
+        {Object.entries(pools ?? {}).map(([name, p]) => (
+          <tr key={name}>
+            <td>{name}</td>
+            <td>{p.ready}</td>
+            <td>{p.target}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }

@@ -46,3 +46,17 @@ export interface Template {
   builtAt: string;
   diskBytes: number;
 }
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  mask: string;
+  createdAt: number;
+  lastUsedAt?: number;
+  createdBy?: string;
+  /** The key this console is signed in with. */
+  current: boolean;
+}
+
+/** `GET /cove/v1/host`: the server's own type (type-only, nothing of it is bundled). */
+export type { HostHealth } from '../../../metrics/host.ts';
