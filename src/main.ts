@@ -162,6 +162,9 @@ async function startLocked(
     address: `${config.subnet16}.0.1`,
     subnet: `${config.subnet16}.0.0/16`,
     port: config.databases.port,
+    ...(config.databases.externalUrl && { externalUrl: config.databases.externalUrl }),
+    maxSizeMB: config.databases.maxSizeMB,
+    checkMs: config.databases.checkMs,
     secret: loadSecret(join(config.home, 'services.secret')),
     log,
   });
@@ -248,7 +251,11 @@ async function startLocked(
   const accel = microvm.accelerator();
   if (accel) log.info({ accelerator: accel.name, host: accel.host, why: accel.why }, 'microvm backend ready');
   await services.listen(`${config.subnet16}.0.1`, config.services.port);
-  await startDatabases(manager, databases, databaseAccess);
+  const stopDatabases = await startDatabases(manager, databases, databaseAccess, {
+    address: `${config.subnet16}.0.1`,
+    port: config.databases.port,
+    log,
+  });
   const templateBuilder = createTemplateBuilder({
     home: config.home,
     templatesHome: config.templatesHome,
@@ -388,6 +395,7 @@ async function startLocked(
       await manager.close();
       await volumes.close();
       await services.close();
+      await stopDatabases();
       databases.close();
       store.close();
       audit.store?.close();

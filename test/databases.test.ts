@@ -6,15 +6,14 @@ import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
 import { createCluster } from '../src/services/databases/cluster.ts';
 import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { sandboxPsql } from './sandbox-psql.ts';
 
 const loadE2b = () => import('e2b');
 type Sandbox = Awaited<ReturnType<Awaited<ReturnType<typeof loadE2b>>['Sandbox']['create']>>;
 
 /**
  * Agents' databases (issue 14 part 3) on a real PostgreSQL (Debian's, installed by setup.sh),
- * used from inside real sandboxes with psql. The base template has no PostgreSQL client, so
- * the test copies the host's own psql and libpq in (Debian 12 both: every other library psql
- * needs is in the template).
+ * used from inside real sandboxes with psql (copied in: sandbox-psql.ts).
  */
 describe.skipIf(!canRunSandboxes)('databases', () => {
   let cove: Cove & { config: Config; apiKey: string };
@@ -28,23 +27,9 @@ describe.skipIf(!canRunSandboxes)('databases', () => {
       ...init,
       headers: { 'x-api-key': cove.apiKey, 'content-type': 'application/json', ...init.headers },
     });
-  const psqlBinary = readFileSync(
-    `${execFileSync('ls', ['-d', '/usr/lib/postgresql/15']).toString().trim()}/bin/psql`,
-  );
-  const libpq = readFileSync('/usr/lib/x86_64-linux-gnu/libpq.so.5');
-  async function withPsql(sbx: Sandbox): Promise<Sandbox> {
-    await sbx.files.write('/tmp/pg/psql', new Blob([psqlBinary]));
-    await sbx.files.write('/tmp/pg/libpq.so.5', new Blob([libpq]));
-    await sbx.commands.run('chmod +x /tmp/pg/psql');
-    return sbx;
-  }
-  /** psql in the sandbox; `url` defaults to its own DATABASE_URL. */
-  const psql = (sbx: Sandbox, sql: string, url = '$DATABASE_URL') =>
-    sh(
-      cove.manager,
-      sbx.sandboxId,
-      `PGCONNECT_TIMEOUT=5 LD_LIBRARY_PATH=/tmp/pg /tmp/pg/psql "${url}" -X -q -At -v ON_ERROR_STOP=1 -c "${sql}"`,
-    );
+  const pg = sandboxPsql(() => cove.manager);
+  const withPsql = (sbx: Sandbox) => pg.install(sbx);
+  const psql = pg.run;
   const create = async (database?: string) =>
     withPsql(
       await e2b.Sandbox.create('base', {
@@ -148,13 +133,19 @@ describe.skipIf(!canRunSandboxes)('databases', () => {
     ).toBe('f');
   });
 
-  it('backs up with pg_dump', async () => {
+  it('backs up with pg_dump and restores with pg_restore', async () => {
     const r = await api('/databases/app/backup');
     expect(r.status).toBe(200);
     const dump = await r.text();
     expect(dump).toContain('CREATE TABLE public.notes');
     expect(dump).toMatch(/COPY public\.notes \(x\) FROM stdin;\n42\n/);
     expect((await api('/databases/nope/backup')).status).toBe(404);
+    // restore: a custom-format archive, run as the database's role over the server's socket
+    const archive = Buffer.from(await (await api('/databases/app/backup?format=custom')).arrayBuffer());
+    expect((await psql(mine, 'DELETE FROM notes')).exitCode).toBe(0);
+    const restored = await api('/databases/app/restore', { method: 'POST', body: archive });
+    expect(restored.status).toBe(204);
+    expect((await psql(mine, 'SELECT x FROM notes')).stdout.trim()).toBe('42');
   });
 
   it('has a CLI: cove db create, list, backup, delete', async () => {

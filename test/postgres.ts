@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -25,7 +25,8 @@ function binDir(): string {
   return `/usr/lib/postgresql/${versions[0]}/bin`;
 }
 
-export function startTestPostgres(): TestPostgres {
+/** `password`: the superuser `cove` needs it (scram), as every role does: an operator's server. */
+export function startTestPostgres(opts: { password?: string } = {}): TestPostgres {
   const bin = binDir();
   const dir = mkdtempSync('/tmp/cove-pg-');
   const ids = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim();
@@ -34,14 +35,20 @@ export function startTestPostgres(): TestPostgres {
   const data = join(dir, 'data');
   const asPostgres = (cmd: string, args: string[]) =>
     execFileSync('runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args], { stdio: 'pipe', cwd: dir });
-  asPostgres('initdb', ['-D', data, '-U', 'cove', '-A', 'trust', '--no-sync', '-E', 'UTF8']);
+  const auth = ['-A', 'trust'];
+  if (opts.password) {
+    writeFileSync(join(dir, 'pw'), opts.password, { mode: 0o600 });
+    chownSync(join(dir, 'pw'), Number(ids), Number(gid));
+    auth.splice(0, 2, '-A', 'scram-sha-256', `--pwfile=${join(dir, 'pw')}`);
+  }
+  asPostgres('initdb', ['-D', data, '-U', 'cove', ...auth, '--no-sync', '-E', 'UTF8']);
   // No TCP at all; fsync off: a test cluster's data need not survive a power cut.
   const options = `-c listen_addresses='' -k ${dir} -c fsync=off -c synchronous_commit=off`;
   const ctl = (...args: string[]) =>
     asPostgres('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', ...args]);
   ctl('-o', options, 'start');
   return {
-    url: `postgresql://cove@localhost/postgres?host=${dir}`,
+    url: `postgresql://cove${opts.password ? `:${opts.password}` : ''}@localhost/postgres?host=${dir}`,
     dir,
     restart: () => ctl('-o', options, '-m', 'fast', 'restart'),
     stop() {

@@ -24,8 +24,12 @@ export function dbCommands(client: () => Client): Command {
   cmd
     .command('create <name>')
     .description('create a database and print the URL its sandboxes get (DATABASE_URL)')
-    .action(async (name: string) => {
-      const d = await client().json<Database>('POST', '/databases', { name });
+    .option('--max-size-mb <n>', "its size limit (default and most: the server's COVE_DATABASES_MAX_MB)")
+    .action(async (name: string, o: { maxSizeMb?: string }) => {
+      const d = await client().json<Database>('POST', '/databases', {
+        name,
+        ...(o.maxSizeMb !== undefined && { maxSizeMB: Number(o.maxSizeMb) }),
+      });
       process.stdout.write(`${d.url}\n`);
       process.stderr.write(`created ${d.name} (${d.databaseID}); cove sandbox create --database ${d.name}\n`);
     });
@@ -49,10 +53,14 @@ export function dbCommands(client: () => Client): Command {
 
   cmd
     .command('backup <name>')
-    .description('pg_dump the database as plain SQL (restore: psql "$DATABASE_URL" < file)')
+    .description('pg_dump the database: plain SQL, or --format custom for POST /databases/<name>/restore')
     .option('-o, --output <file>', 'write to this file instead of stdout')
-    .action(async (name: string, o: { output?: string }) => {
-      const res = await client().request('GET', `${path(name)}/backup`);
+    .option('--format <format>', 'plain (SQL) or custom (pg_restore archive)', 'plain')
+    .action(async (name: string, o: { output?: string; format: string }) => {
+      const res = await client().request(
+        'GET',
+        `${path(name)}/backup?format=${encodeURIComponent(o.format)}`,
+      );
       const body = Readable.fromWeb(res.body!);
       await pipeline(body, o.output ? createWriteStream(o.output, { mode: 0o600 }) : process.stdout);
     });

@@ -72,7 +72,16 @@ export interface Config {
    * (COVE_SERVICES_CONFIG, default `<home>/services.json`). */
   services: { port: number; configPath: string };
   /** Agents' PostgreSQL server (src/services/databases), on the bridge's host address at this port (COVE_DATABASES_PORT). */
-  databases: { port: number };
+  databases: {
+    port: number;
+    /** An operator's PostgreSQL to create agents' databases on, instead of Cove's own cluster
+     * (COVE_DATABASES_URL: an admin URL, a role with CREATEROLE and CREATEDB or a superuser). */
+    externalUrl?: string;
+    /** Each database's size limit in MiB, the default and the most a create may ask (COVE_DATABASES_MAX_MB, 1024). */
+    maxSizeMB: number;
+    /** How often sizes are checked against the limits (COVE_DATABASES_CHECK_MS, 10000). */
+    checkMs: number;
+  };
   /** The size limit of each volume, in MiB (COVE_VOLUME_SIZE_MB, default 1024). */
   volumeSizeMB: number;
   /** The key that encrypts secrets (COVE_SECRETS_KEY_FILE, default `<home>/secrets.key`; made at first start). */
@@ -185,7 +194,12 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       port: Number(env.COVE_SERVICES_PORT ?? 49990),
       configPath: env.COVE_SERVICES_CONFIG ?? join(home, 'services.json'),
     },
-    databases: { port: Number(env.COVE_DATABASES_PORT ?? 49991) },
+    databases: {
+      port: Number(env.COVE_DATABASES_PORT ?? 49991),
+      ...(env.COVE_DATABASES_URL && { externalUrl: env.COVE_DATABASES_URL }),
+      maxSizeMB: count('COVE_DATABASES_MAX_MB', 1024, 2 ** 24),
+      checkMs: count('COVE_DATABASES_CHECK_MS', 10_000, 3_600_000),
+    },
     storageBudgetMiB: storageBudget(env.COVE_STORAGE_BUDGET_MB),
     root,
     agentBinary: join(root, 'agent', 'build', 'cove-agent'),

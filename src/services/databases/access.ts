@@ -12,7 +12,9 @@ import { run } from '../../core/exec.ts';
  */
 export function createDatabaseAccess(db: DatabaseSync, table: string) {
   db.exec(`CREATE TABLE IF NOT EXISTS grants (
-    sandbox_id TEXT PRIMARY KEY, database_id TEXT NOT NULL, address TEXT NOT NULL)`);
+    sandbox_id TEXT PRIMARY KEY, database_id TEXT NOT NULL, address TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS snapshot_databases (
+      snapshot_id TEXT PRIMARY KEY, name TEXT, database_id TEXT NOT NULL)`);
   let queue: Promise<unknown> = Promise.resolve();
   const nft = (lines: string[]): Promise<void> => {
     const next = queue.then(() => run('nft', ['-f', '-'], { input: `${lines.join('\n')}\n` }));
@@ -27,6 +29,39 @@ export function createDatabaseAccess(db: DatabaseSync, table: string) {
   ];
 
   return {
+    /** The database a sandbox was given, if any. */
+    databaseOf(sandboxId: string): string | undefined {
+      const g = db.prepare('SELECT database_id FROM grants WHERE sandbox_id = ?').get(sandboxId);
+      return g ? String(g.database_id) : undefined;
+    },
+
+    /** The database of the sandbox at `address` (the newest grant: a slot's last sandbox). */
+    databaseAt(address: string): string | undefined {
+      const g = db
+        .prepare('SELECT database_id FROM grants WHERE address = ? ORDER BY rowid DESC')
+        .get(address);
+      return g ? String(g.database_id) : undefined;
+    },
+
+    /** A snapshot of a sandbox with a database: sandboxes created from it may get that database. */
+    rememberSnapshot(snapshotId: string, name: string | undefined, databaseId: string): void {
+      db.prepare(
+        'INSERT OR REPLACE INTO snapshot_databases (snapshot_id, name, database_id) VALUES (?, ?, ?)',
+      ).run(snapshotId, name ?? null, databaseId);
+    },
+
+    /** The database a snapshot (by id or name) remembers, if `template` names one. */
+    snapshotDatabase(template: string): string | undefined {
+      const s = db
+        .prepare('SELECT database_id FROM snapshot_databases WHERE snapshot_id = ? OR name = ?')
+        .get(template, template);
+      return s ? String(s.database_id) : undefined;
+    },
+
+    forgetSnapshot(idOrName: string): void {
+      db.prepare('DELETE FROM snapshot_databases WHERE snapshot_id = ? OR name = ?').run(idOrName, idOrName);
+    },
+
     /** Lets the sandbox at `address` reach the server; its role's password does the rest. */
     async grant(sandboxId: string, databaseId: string, address: string): Promise<void> {
       db.prepare('INSERT OR REPLACE INTO grants (sandbox_id, database_id, address) VALUES (?, ?, ?)').run(

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -6,7 +5,9 @@ import { DatabaseSync } from 'node:sqlite';
 import { CoveError } from '../../core/errors.ts';
 import { newSandboxId } from '../../core/ids.ts';
 import type { Logger } from '../../core/log.ts';
-import { createCluster, type Cluster } from './cluster.ts';
+import { createQuotas } from './limits.ts';
+import { holder } from './quota.ts';
+import { collect, externalServer, managedServer, type PgServer } from './server.ts';
 
 /** One agent's database, as `GET /databases` shows it. */
 export interface DatabaseRecord {
@@ -15,6 +16,10 @@ export interface DatabaseRecord {
   /** The API key id that created it: only that key sees, uses or deletes it. */
   owner: string;
   createdAt: string;
+  /** The size limit (bytes), past which the database is frozen (quota.ts). */
+  maxBytes: number;
+  /** Past its limit: reads, DELETE and TRUNCATE only. */
+  frozen: boolean;
 }
 
 /** A name a key gives its database; never reaches SQL (the server's objects are named by id). */
@@ -35,6 +40,12 @@ export interface DatabasesOptions {
   /** Derives each role's password (an HMAC of its id), so that no password is stored. */
   secret: Buffer;
   log: Logger;
+  /** An operator's server (admin URL) instead of Cove's own cluster. */
+  externalUrl?: string;
+  /** The default and largest size limit of a database, in MiB. */
+  maxSizeMB: number;
+  /** How often sizes are checked (ms). */
+  checkMs: number;
 }
 
 /**
@@ -52,21 +63,35 @@ export function createDatabases(opts: DatabasesOptions) {
   records.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
     CREATE TABLE IF NOT EXISTS databases (
       id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL,
-      UNIQUE (owner, name))`);
-  const cluster: Cluster = createCluster({
-    dir: join(opts.home, 'postgres'),
-    port: opts.port,
-    listen: [opts.address],
-    hba: [`host sameuser all ${opts.subnet} scram-sha-256`],
-    settings: { max_connections: 200, log_connections: 'on' },
-  });
+      UNIQUE (owner, name));
+    CREATE TABLE IF NOT EXISTS creating (id TEXT PRIMARY KEY)`);
+  const columns = records
+    .prepare('PRAGMA table_info(databases)')
+    .all()
+    .map((c) => String(c.name));
+  if (!columns.includes('max_bytes'))
+    records.exec(`ALTER TABLE databases ADD COLUMN max_bytes INTEGER;
+      ALTER TABLE databases ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0`);
+  const server: PgServer = opts.externalUrl
+    ? externalServer(opts.externalUrl)
+    : managedServer({
+        dir: join(opts.home, 'postgres'),
+        address: opts.address,
+        subnet: opts.subnet,
+        port: opts.port,
+      });
+  const defaultMax = opts.maxSizeMB * 2 ** 20;
   let prepared: Promise<void> | undefined;
+  let superuser = true;
 
-  /** The cluster running, with PUBLIC's CONNECT taken from the databases every cluster has. */
+  /** The server running; on Cove's own, PUBLIC's CONNECT taken from the databases every cluster has. */
   function ready(): Promise<void> {
-    prepared ??= cluster
-      .sql('REVOKE ALL ON DATABASE postgres, template1 FROM PUBLIC;')
-      .then(() => undefined)
+    prepared ??= server
+      .start()
+      .then(async () => {
+        superuser = (await server.sql('SELECT rolsuper FROM pg_roles WHERE rolname = current_user')) === 't';
+        if (!server.external) await server.sql('REVOKE ALL ON DATABASE postgres, template1 FROM PUBLIC;');
+      })
       .catch((err: unknown) => {
         prepared = undefined;
         throw err;
@@ -81,6 +106,8 @@ export function createDatabases(opts: DatabasesOptions) {
     name: String(r.name),
     owner: String(r.owner),
     createdAt: String(r.created_at),
+    maxBytes: r.max_bytes === null || r.max_bytes === undefined ? defaultMax : Number(r.max_bytes),
+    frozen: Number(r.frozen) === 1,
   });
 
   function list(owner: string): DatabaseRecord[] {
@@ -105,22 +132,40 @@ export function createDatabases(opts: DatabasesOptions) {
     return `postgresql://${n}:${password(db.id)}@${opts.address}:${opts.port}/${n}`;
   }
 
+  const quotas = createQuotas({
+    server,
+    records,
+    log: opts.log,
+    name: pgName,
+    ready,
+    superuser: () => superuser,
+  });
+
   return {
-    cluster,
+    server,
     /** databases.db, where access.ts keeps its grants beside the records. */
     records,
     list,
     get,
     url,
+    /** The role a sandbox of this database connects as (the forwarder lets only it through). */
+    role: (databaseId: string) => pgName(databaseId),
+    /** Size and state, asked of the server. */
+    size: async (db: DatabaseRecord) => (await quotas.sizes([db.id])).get(db.id),
 
     exists(id: string): boolean {
       return records.prepare('SELECT 1 FROM databases WHERE id = ?').get(id) !== undefined;
     },
 
-    /** Starts the cluster when databases exist and drops what a crash left on the server. */
+    /** Starts the server when databases exist, drops what a crash left on it, then checks sizes every `checkMs`. */
     async start(): Promise<void> {
+      quotas.every(opts.checkMs);
       const count = records.prepare('SELECT count(*) AS n FROM databases').get() as { n: number };
-      if (count.n === 0) return;
+      const pending = records
+        .prepare('SELECT id FROM creating')
+        .all()
+        .map((r) => String(r.id));
+      if (count.n === 0 && pending.length === 0) return;
       await ready();
       const known = new Set(
         records
@@ -128,50 +173,75 @@ export function createDatabases(opts: DatabasesOptions) {
           .all()
           .map((r) => pgName(String(r.id))),
       );
-      const onServer = await cluster.sql(
-        `SELECT datname FROM pg_database WHERE datname ~ '^db_[a-z0-9]{20}$'
-         UNION SELECT rolname FROM pg_roles WHERE rolname ~ '^db_[a-z0-9]{20}$'`,
-      );
-      for (const n of new Set(onServer.split('\n').filter(Boolean)))
+      // An operator's server may hold others' databases: only the ones Cove began are its to drop.
+      const onServer = server.external
+        ? pending.map(pgName)
+        : (
+            await server.sql(
+              `SELECT datname FROM pg_database WHERE datname ~ '^db_[a-z0-9]{20}$'
+               UNION SELECT rolname FROM pg_roles WHERE rolname ~ '^db_[a-z0-9]{20}$'`,
+            )
+          ).split('\n');
+      for (const n of new Set(onServer.filter(Boolean)))
         if (!known.has(n)) {
           opts.log.info({ database: n }, 'dropping a database that has no record (a crash)');
           await drop(n);
         }
+      records.exec('DELETE FROM creating');
     },
 
-    async create(owner: string, name: string): Promise<DatabaseRecord> {
+    async create(owner: string, name: string, maxSizeMB?: number): Promise<DatabaseRecord> {
       if (!NAME.test(name))
         throw new CoveError(
           'invalid_argument',
           'name: 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit',
         );
+      if (
+        maxSizeMB !== undefined &&
+        (!Number.isInteger(maxSizeMB) || maxSizeMB < 1 || maxSizeMB > opts.maxSizeMB)
+      )
+        throw new CoveError('invalid_argument', `maxSizeMB: a whole number from 1 to ${opts.maxSizeMB}`);
       if (list(owner).some((d) => d.name === name))
         throw new CoveError('already_exists', `a database named ${name} already exists`);
       await ready();
       const id = newSandboxId();
       const n = pgName(id);
+      records.prepare('INSERT INTO creating (id) VALUES (?)').run(id);
       // Names are [a-z0-9_] and the password hex, so they are safe in SQL as written.
       // CREATE DATABASE cannot run in a transaction: a failure half-way leaves a role or a
       // database without a record, which drop() below (or start() after a crash) removes.
+      // A non-superuser admin must be a member of the role to make it a database's owner.
       try {
-        await cluster.sql(
+        await server.sql(
           `CREATE ROLE ${n} LOGIN PASSWORD '${password(id)}' NOSUPERUSER NOCREATEDB NOCREATEROLE
              NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${CONNECTION_LIMIT};
+           ${superuser ? '' : `GRANT ${n} TO CURRENT_USER;`}
            CREATE DATABASE ${n} OWNER ${n};
            REVOKE ALL ON DATABASE ${n} FROM PUBLIC;`,
         );
       } catch (err) {
         await drop(n).catch(() => {});
+        records.prepare('DELETE FROM creating WHERE id = ?').run(id);
         throw err;
       }
-      const record: DatabaseRecord = { id, name, owner, createdAt: new Date().toISOString() };
+      const maxBytes = (maxSizeMB ?? opts.maxSizeMB) * 2 ** 20;
+      const record: DatabaseRecord = {
+        id,
+        name,
+        owner,
+        createdAt: new Date().toISOString(),
+        maxBytes,
+        frozen: false,
+      };
       try {
         records
-          .prepare('INSERT INTO databases (id, owner, name, created_at) VALUES (?, ?, ?, ?)')
-          .run(id, owner, name, record.createdAt);
+          .prepare('INSERT INTO databases (id, owner, name, created_at, max_bytes) VALUES (?, ?, ?, ?, ?)')
+          .run(id, owner, name, record.createdAt, maxBytes);
       } catch (err) {
         await drop(n).catch(() => {});
         throw new CoveError('already_exists', `a database named ${name} already exists`, { cause: err });
+      } finally {
+        records.prepare('DELETE FROM creating WHERE id = ?').run(id);
       }
       return record;
     },
@@ -180,17 +250,20 @@ export function createDatabases(opts: DatabasesOptions) {
     async delete(owner: string, ref: string): Promise<void> {
       const db = get(owner, ref);
       records.prepare('DELETE FROM databases WHERE id = ?').run(db.id);
+      await ready();
       await drop(pgName(db.id));
     },
 
-    /** `pg_dump` of the database as plain SQL (no owners or grants: restorable into any database). */
-    async backup(owner: string, ref: string): Promise<Readable> {
+    /** `pg_dump`: plain SQL, or pg_restore's custom format (what restore takes); no owners or grants. */
+    async backup(owner: string, ref: string, format: 'plain' | 'custom' = 'plain'): Promise<Readable> {
       const db = get(owner, ref);
       await ready();
-      const args = ['-h', cluster.socketDir, '-p', String(opts.port), '-U', 'postgres'];
-      const child = spawn(cluster.bin('pg_dump'), [...args, '--no-owner', '--no-privileges', pgName(db.id)], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = server.spawn(
+        'pg_dump',
+        ['--no-owner', '--no-privileges', `--format=${format}`],
+        pgName(db.id),
+      );
+      child.stdin.end();
       let err = '';
       child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d.slice(0, 4096)));
       child.on('close', (code) => {
@@ -202,15 +275,68 @@ export function createDatabases(opts: DatabasesOptions) {
       return child.stdout;
     },
 
+    /**
+     * Restores a custom-format archive (`backup(…, 'custom')`) with pg_restore, connected as the
+     * database's own role (the archive's SQL can do nothing its sandboxes could not), in one
+     * transaction: the objects the archive holds are replaced, others stay; any error leaves
+     * the database as it was. Plain SQL is refused: feeding it to psql would run its
+     * backslash commands (`\!`) on Cove's host.
+     */
+    async restore(owner: string, ref: string, archive: Readable): Promise<void> {
+      const db = get(owner, ref);
+      if (db.frozen) throw new CoveError('resource_exhausted', `database ${db.name} ${QUOTA_BLOCK}`);
+      await ready();
+      const n = pgName(db.id);
+      const child = server.spawn(
+        'pg_restore',
+        [
+          '--no-owner',
+          '--no-privileges',
+          '--clean',
+          '--if-exists',
+          '--single-transaction',
+          '--exit-on-error',
+          '-d',
+          n,
+        ],
+        n,
+        { user: n, password: password(db.id) },
+      );
+      const done = collect(child);
+      let head = true;
+      for await (const chunk of archive) {
+        const bytes = chunk as Buffer;
+        if (head && !bytes.subarray(0, 5).equals(Buffer.from('PGDMP'))) {
+          child.kill();
+          await done.catch(() => {});
+          throw new CoveError(
+            'invalid_argument',
+            'restore takes a custom-format archive (GET /databases/<name>/backup?format=custom), not plain SQL',
+          );
+        }
+        head = false;
+        if (!child.stdin.write(bytes)) await new Promise((r) => child.stdin.once('drain', r));
+      }
+      child.stdin.end();
+      await done.catch((err: unknown) => {
+        throw new CoveError('invalid_argument', `restore failed, nothing changed: ${(err as Error).message}`);
+      });
+    },
+
     close(): void {
+      quotas.stop();
       records.close();
     },
   };
 
   async function drop(n: string): Promise<void> {
-    await cluster.sql(`DROP DATABASE IF EXISTS ${n} WITH (FORCE); DROP ROLE IF EXISTS ${n};`);
+    await server.sql(
+      `DROP DATABASE IF EXISTS ${n} WITH (FORCE); DROP ROLE IF EXISTS ${n}; DROP ROLE IF EXISTS ${holder(n)};`,
+    );
   }
 }
+
+const QUOTA_BLOCK = 'is over its size limit: free space first (DELETE or TRUNCATE)';
 
 export type Databases = ReturnType<typeof createDatabases>;
 
