@@ -1,12 +1,8 @@
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from 'e2b';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from './helpers.ts';
-
-const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
-/** Set to write the screenshots docs/console.md shows. */
-const SHOTS = process.env.COVE_CONSOLE_SCREENSHOTS === '1';
+import type { Page } from 'playwright-core';
+import { canRunSandboxes } from './helpers.ts';
+import { CHROMIUM, SHOTS, startConsole, type ConsoleRig } from './console-helpers.ts';
 
 /**
  * The console's API keys and host pages (issue 15) in Debian's headless Chromium: a key made
@@ -15,33 +11,23 @@ const SHOTS = process.env.COVE_CONSOLE_SCREENSHOTS === '1';
  * and a sandbox made through the SDK under its backend.
  */
 describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console: keys and host', () => {
-  let cove: Awaited<ReturnType<typeof startTestCove>>;
-  let browser: Browser;
+  let rig: ConsoleRig;
   let page: Page;
+  let cove: ConsoleRig['cove'];
   const call = (key: string, path: string, init: RequestInit = {}) =>
     fetch(`${cove.url}${path}`, {
       ...init,
       headers: { 'x-api-key': key, 'content-type': 'application/json', ...init.headers },
     });
-
-  const signIn = async (key: string) => {
-    await page.goto(`${cove.url}/console/`);
-    await page.getByLabel('API key').fill(key);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.locator('table.sandboxes').waitFor();
-  };
+  const signIn = (key?: string) => rig.signIn(key);
 
   beforeAll(async () => {
-    cove = await startTestCove(testConfig());
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
-    browser = await chromium.launch({ executablePath: CHROMIUM!, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    rig = await startConsole();
+    ({ page, cove } = rig);
   });
 
   afterAll(async () => {
-    await browser?.close();
-    if (cove) expect(await stopTestCove(cove)).toEqual([]);
+    if (rig) expect(await rig.stop()).toEqual([]);
   });
 
   it('creates a key shown once, and revoking it refuses it and the keys it made', async () => {

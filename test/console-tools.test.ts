@@ -1,13 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from 'e2b';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from './helpers.ts';
-
-const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
-const HOSTILE = '<img src=x onerror=alert(1)>';
-/** Set to write the screenshots docs/console.md shows. */
-const SHOTS = process.env.COVE_CONSOLE_SCREENSHOTS === '1';
+import type { Page } from 'playwright-core';
+import { canRunSandboxes } from './helpers.ts';
+import { CHROMIUM, HOSTILE, SHOTS, startConsole, type ConsoleRig } from './console-helpers.ts';
 
 /**
  * The console's terminal and file browser (issue 15) in Debian's headless Chromium, against a
@@ -16,33 +12,22 @@ const SHOTS = process.env.COVE_CONSOLE_SCREENSHOTS === '1';
  * that chromium and dist/console are there in CI.)
  */
 describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console: terminal and files', () => {
-  let cove: Awaited<ReturnType<typeof startTestCove>>;
-  let browser: Browser;
+  let rig: ConsoleRig;
   let page: Page;
+  let cove: ConsoleRig['cove'];
   let sbx: Sandbox;
-  const dialogs: string[] = [];
 
   beforeAll(async () => {
-    cove = await startTestCove(testConfig());
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    rig = await startConsole();
+    ({ page, cove } = rig);
     sbx = await Sandbox.create();
-    browser = await chromium.launch({ executablePath: CHROMIUM!, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-    page.on('dialog', (d) => {
-      dialogs.push(d.message());
-      void d.dismiss();
-    });
-    await page.goto(`${cove.url}/console/`);
-    await page.getByLabel('API key').fill(cove.apiKey);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.locator('table.sandboxes').waitFor();
+    await rig.signIn();
+    await page.setViewportSize({ width: 1280, height: 900 });
     await page.goto(`${cove.url}/console/#/sandboxes/${sbx.sandboxId}`);
   });
 
   afterAll(async () => {
-    await browser?.close();
-    if (cove) expect(await stopTestCove(cove)).toEqual([]);
+    if (rig) expect(await rig.stop()).toEqual([]);
   });
 
   it('opens a terminal: keystrokes reach a PTY in the sandbox and its output shows', async () => {
@@ -108,6 +93,6 @@ describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console: terminal and files'
     await expect.poll(() => page.getByTestId('files-path').textContent()).toBe('/home');
     await page.locator('table.files').getByRole('button', { name: 'user/' }).click();
     await expect.poll(() => page.getByTestId('files-path').textContent()).toBe('/home/user');
-    expect(dialogs).toEqual([]);
+    expect(rig.dialogs).toEqual([]);
   });
 });

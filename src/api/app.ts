@@ -27,6 +27,7 @@ import { volumeContentRoutes, volumeRoutes, type VolumeDeps } from './volumes.ts
 import { consoleRoutes } from '../console/serve.ts';
 import { poolRoutes } from './pools.ts';
 import { hostRoutes } from './host.ts';
+import { buildRoutes } from './builds.ts';
 import type { InSandboxMcp } from '../mcp/in-sandbox.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
@@ -88,5 +89,6 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.route('/', auditRoutes(deps));
   app.route('/', poolRoutes(deps));
   if (deps.prometheus) app.route('/', hostRoutes(deps.prometheus));
+  if (deps.templateBuilder) app.route('/', buildRoutes(deps.templateBuilder));
   return app;
 }

@@ -297,6 +297,18 @@ export function createBuilds(opts: BuildsOptions) {
       return { record: r, entries };
     },
 
+    /** The newest `limit` builds this Cove has a record of (the console's builds list), newest first. */
+    async list(limit: number): Promise<BuildRecord[]> {
+      const ids = (await readdir(opts.dir).catch(() => [] as string[]))
+        .filter((f) => /^[0-9a-f-]{36}\.json$/.test(f))
+        .map((f) => f.slice(0, -'.json'.length));
+      const all = await Promise.all(ids.map((id) => find(id).catch(() => undefined)));
+      return all
+        .filter((r) => r !== undefined)
+        .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+        .slice(0, limit);
+    },
+
     gc,
 
     /**

@@ -1,4 +1,5 @@
 import { api } from './api.ts';
+import { Builds } from './builds.tsx';
 import { bytes, time } from './format.ts';
 import { usePoll } from './hooks.ts';
 import { Head } from './table.tsx';
@@ -26,6 +27,8 @@ export function TemplatesPage() {
           ))}
         </tbody>
       </table>
+      <h2>Builds</h2>
+      <Builds />
       <h2>Warm pools</h2>
       <PoolsTable pools={pools.data} />
     </section>

@@ -60,3 +60,22 @@ export interface ApiKey {
 
 /** `GET /cove/v1/host`: the server's own type (type-only, nothing of it is bundled). */
 export type { HostHealth } from '../../../metrics/host.ts';
+
+/** `GET /cove/v1/builds` (src/api/builds.ts). */
+export interface Build {
+  buildID: string;
+  templateID: string;
+  tags: string[];
+  status: 'waiting' | 'building' | 'ready' | 'error';
+  createdAt: string;
+  finishedAt?: string;
+  reason?: string;
+}
+
+/** A build's log line, as E2B's build status route gives it (spec 2.15). */
+export interface BuildLogEntry {
+  timestamp: string;
+  level: string;
+  message: string;
+  step?: string;
+}
