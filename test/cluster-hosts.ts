@@ -124,3 +124,12 @@ export async function spawnCove(
     },
   };
 }
+
+/** Runs `cove <args>` to the end (a client command: drain, list); its output, or throws with it. */
+export function runCli(args: string[], env: Record<string, string>): string {
+  return execFileSync(nodeBin, [cli, ...args], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    stdio: 'pipe',
+  });
+}

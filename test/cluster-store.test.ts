@@ -54,6 +54,7 @@ describe.skipIf(!canRunSandboxes).each(engines)('cluster store on %s', (engine, 
     store = await openClusterStore(open());
     // Each engine starts empty: the PostgreSQL cluster is shared by this file's cases.
     await store.db.run('DELETE FROM placements');
+    await store.db.run('DELETE FROM homes');
     await store.db.run('DELETE FROM nodes');
     await store.db.run('DELETE FROM api_keys');
   });
@@ -166,6 +167,55 @@ describe.skipIf(!canRunSandboxes).each(engines)('cluster store on %s', (engine, 
     expect((await store.getNode('e'))?.state).toBe('up');
     await store.heartbeat(beat('e'), 11_000);
     expect(await store.getPlacement('e1')).toBeUndefined();
+  });
+
+  it('keeps an operator’s drain across heartbeats until undrained; a lost node stays lost', async () => {
+    await store.heartbeat(beat('f'), 1_000);
+    expect(await store.setDrain('f', true)).toBe(true);
+    expect(await store.setDrain('nope', true)).toBe(false);
+    await store.heartbeat(beat('f'), 2_000);
+    expect((await store.getNode('f'))?.state).toBe('draining');
+    await store.markLost(3_000);
+    await store.setDrain('f', true);
+    expect((await store.getNode('f'))?.state).toBe('lost');
+    await store.heartbeat(beat('f'), 4_000); // back, and still drained
+    expect((await store.getNode('f'))?.state).toBe('draining');
+    await store.setDrain('f', false);
+    expect((await store.getNode('f'))?.state).toBe('up');
+    await store.heartbeat(beat('f'), 5_000);
+    expect((await store.getNode('f'))?.state).toBe('up');
+  });
+
+  it('records where resources live, moves and forgets them; keeps a placement’s sealed token', async () => {
+    await store.heartbeat(beat('g'), 1_000);
+    await store.setHome({ kind: 'volume', id: 'v1', node: 'g', keyId: 'k', createdAt: 1 });
+    await store.setHome({ kind: 'volume', id: 'v2', node: 'g', keyId: 'k', createdAt: 2 });
+    await store.setHome({ kind: 'snapshot', id: 'v1', node: 'h', keyId: null, createdAt: 3 });
+    await store.setHome({ kind: 'volume', id: 'v2', node: 'h', keyId: 'k', createdAt: 4 });
+    expect(await store.getHome('volume', 'v1')).toEqual({
+      kind: 'volume',
+      id: 'v1',
+      node: 'g',
+      keyId: 'k',
+      createdAt: 1,
+    });
+    expect((await store.listHomes('volume')).map((h) => [h.id, h.node])).toEqual([
+      ['v1', 'g'],
+      ['v2', 'h'],
+    ]);
+    await store.deleteHome('volume', 'v1');
+    expect(await store.getHome('volume', 'v1')).toBeUndefined();
+    expect((await store.getHome('snapshot', 'v1'))?.node).toBe('h');
+    await store.insertPlacement({
+      id: 'g1',
+      node: 'g',
+      keyId: 'k',
+      template: 'base',
+      state: 'running',
+      createdAt: 1,
+      envdToken: 'v1.sealed',
+    });
+    expect((await store.getPlacement('g1'))?.envdToken).toBe('v1.sealed');
   });
 
   it.runIf(engine === 'postgres')('survives a restart of PostgreSQL (statements retried)', async () => {

@@ -1,17 +1,19 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeSecret } from '../src/cluster/auth.ts';
+import { nodeSecret, sign, TOKEN_HEADER } from '../src/cluster/auth.ts';
 import { openPostgresDb } from '../src/cluster/db-postgres.ts';
 import { openClusterStore, type ClusterStore } from '../src/cluster/store.ts';
 import { hashApiKey } from '../src/keys/keys.ts';
 import { canRunSandboxes, hostLeftovers, templateBuilt, testApiKey } from './helpers.ts';
 import { makeHosts, spawnCove, type Hosts, type Proc } from './cluster-hosts.ts';
+import { resourceCases, until } from './cluster-resources.ts';
+import { drainCases } from './cluster-drain.ts';
 import { startTestPostgres, type TestPostgres } from './postgres.ts';
 
 // One machine as several hosts (docs/scale-out.md): a real PostgreSQL, two `cove api`
@@ -31,7 +33,10 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
   let hosts: Hosts;
   const apis: Proc[] = [];
   const nodes: Array<Proc | undefined> = [];
-  const homes = [0, 1, 2].map(() => mkdtempSync(join(tmpdir(), 'cove-node-')));
+  // Named by instance, not random: a run that died without its afterAll left sandboxes there,
+  // which the next run's nodes adopt at start (their reconcile) and the afterAll removes.
+  const homes = [0, 1, 2].map((i) => join(tmpdir(), `cove-node-${instance(i)}`));
+  for (const h of homes) mkdirSync(h, { recursive: true });
   let ready = false;
 
   const startNode = (i: number) =>
@@ -56,9 +61,31 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
     );
 
   const useApi = (i: number) => {
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = apis[i]!.url;
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = process.env.E2B_VOLUME_API_URL = apis[i]!.url;
     process.env.E2B_API_KEY = testApiKey;
+    return apis[i]!.url;
   };
+
+  /**
+   * Every sandbox a node runs, removed through that node's own API (signed as a replica), so
+   * that a case failing midway leaves nothing behind, placed or not; a node found dead is
+   * started again first (it adopts what it ran).
+   */
+  async function reclaim(i: number): Promise<void> {
+    if (nodes[i]?.child.exitCode !== null) nodes[i] = await startNode(i);
+    // The node takes the caller from the token; its key check still wants a key header.
+    const headers = () => ({
+      [TOKEN_HEADER]: sign(nodeSecret(secret, `n${i}`), 'api-to-node', { keyId: 'key_test' }),
+      'x-api-key': testApiKey,
+    });
+    const base = `http://${hosts.nodeAddress(i)}:3000`;
+    const res = await fetch(`${base}/v2/sandboxes`, { headers: headers() });
+    if (!res.ok) throw new Error(`list: ${res.status} ${await res.text()}`);
+    for (const s of (await res.json()) as Array<{ sandboxID: string }>) {
+      const del = await fetch(`${base}/sandboxes/${s.sandboxID}`, { method: 'DELETE', headers: headers() });
+      if (!del.ok && del.status !== 404) throw new Error(`kill ${s.sandboxID}: ${del.status}`);
+    }
+  }
 
   beforeAll(async () => {
     if (!(await templateBuilt('base'))) return;
@@ -91,11 +118,9 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
   afterAll(async () => {
     const leftovers: string[] = [];
     try {
-      if (ready) {
-        useApi(0);
-        const { Sandbox } = await import('e2b');
-        for (const p of await store.listPlacements()) await Sandbox.kill(p.id).catch(() => undefined);
-      }
+      if (ready)
+        for (let i = 0; i < 3; i++)
+          await reclaim(i).catch((err: unknown) => leftovers.push(`node n${i}: ${String(err)}`));
     } finally {
       // Stopped, not killed: a node's sandboxes (none by now) would keep running either way.
       await Promise.all(nodes.map((n) => n?.stop() ?? Promise.resolve()));
@@ -149,6 +174,9 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
     const listed = (await Sandbox.list().nextItems()).map((s) => s.sandboxId);
     expect(listed.sort()).toEqual(sandboxes.map((s) => s.sandboxId).sort());
   });
+
+  const context = { ready: () => ready, store: () => store, useApi };
+  resourceCases(context);
 
   it('a node killed -9: its sandboxes are marked lost, creates go on elsewhere, and its return reclaims them', async ({
     skip,
@@ -216,20 +244,10 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
       return running().every((id) => placed.has(id));
     }, 40_000);
   });
-});
 
-async function until<T>(
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  ms: number,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+  // After the replica kill above: replica 0 is the one left.
+  drainCases({ ...context, api: 0 });
+});
 
 function get(host: string, port: number, hostHeader: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

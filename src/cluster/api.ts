@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { CoveError, httpStatus } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import { signedSandbox } from '../gateway/signed.ts';
 import { requestIdFrom, runInRequest } from '../core/request-context.ts';
 import { sandboxNotFound, sendJson } from '../gateway/reply.ts';
 import { routeOf } from '../gateway/route.ts';
@@ -8,6 +10,7 @@ import { hashApiKey, newApiKey } from '../keys/keys.ts';
 import { nodeSecret, NODE_NAME, TOKEN_HEADER, verify } from './auth.ts';
 import { createForwarder, readBody } from './forward.ts';
 import { clusterRoutes } from './routes.ts';
+import { createSealer } from './seal.ts';
 import type { ClusterStore, Heartbeat } from './store.ts';
 
 export interface ApiOptions {
@@ -61,11 +64,25 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const domain = opts.domain ?? `localhost:${port}`;
-  const routes = clusterRoutes({ store, forward, domain, staleMs: opts.staleMs, log });
+  const sealer = createSealer(opts.clusterSecret);
+  const routes = clusterRoutes({ store, forward, domain, staleMs: opts.staleMs, log, sealer });
 
   function isSandbox(req: IncomingMessage): boolean {
     return routeOf(req, opts.domain).kind === 'sandbox';
   }
+
+  // Opened tokens by sandbox id: a signed URL is checked against every running sandbox's.
+  const opened = new Map<string, { sealed: string; plain: string | undefined }>();
+  const tokens = {
+    open(id: string, sealed: string): string | undefined {
+      const hit = opened.get(id);
+      if (hit?.sealed === sealed) return hit.plain;
+      if (opened.size > 100_000) opened.clear();
+      const plain = sealer.open(sealed);
+      opened.set(id, { sealed, plain });
+      return plain;
+    },
+  };
 
   /** The node that holds a running sandbox, or undefined (unknown, ended, or lost with its node). */
   async function ownerOf(id: string) {
@@ -108,8 +125,18 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
   async function request(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = routeOf(req, opts.domain);
     if (target.kind === 'invalid') return sendJson(res, 400, { message: target.message });
-    if (target.kind === 'signed-files')
-      return sendJson(res, 400, { message: 'signed file URLs are not supported behind cove api yet' });
+    if (target.kind === 'signed-files') {
+      // The URL names no sandbox: the one whose token reproduces its signature (the node checks it again).
+      const running = (await store.listPlacements()).filter((p) => p.state === 'running' && p.envdToken);
+      const id = signedSandbox(
+        req.method,
+        req.url,
+        running.map((p) => ({ id: p.id, envdAccessToken: tokens.open(p.id, p.envdToken!) })),
+      );
+      const node = id && (await ownerOf(id));
+      if (!node) return sendJson(res, 401, { code: 401, message: 'invalid or expired signature' });
+      return forward.request(req, res, node);
+    }
     if (target.kind === 'sandbox') {
       const node = await ownerOf(target.sandboxId);
       if (!node) return sendJson(res, 502, sandboxNotFound(target.sandboxId));
@@ -126,7 +153,10 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
       { requestId: requestIdFrom(req.headers['x-request-id']) },
       () =>
         void request(req, res).catch((err: unknown) => {
-          const status = (err as { status?: number }).status ?? (err instanceof SyntaxError ? 400 : 503);
+          const status =
+            err instanceof CoveError
+              ? httpStatus[err.code]
+              : ((err as { status?: number }).status ?? (err instanceof SyntaxError ? 400 : 503));
           if (status >= 500) log.warn({ err }, 'cluster API request failed');
           if (!res.headersSent) sendJson(res, status, { code: status, message: (err as Error).message });
           else res.destroy();

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { loadConfig } from '../config/config.ts';
+import { clientApiKey, loadConfig, serverUrl } from '../config/config.ts';
+import { createClient } from '../cli/client.ts';
 import { CoveError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { NODE_NAME, nodeSecret } from './auth.ts';
@@ -89,6 +90,37 @@ export function clusterCommands(env: NodeJS.ProcessEnv = process.env): Command[]
       const stop = () => void node.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+    });
+
+  // Against a replica (COVE_URL or E2B_API_URL, with an API key), as the other client commands.
+  const client = () => createClient(serverUrl(env), clientApiKey(env));
+  const drain = (on: boolean) => async (name: string) => {
+    const r = await client().json<{ node: string; sandboxes: number }>(
+      on ? 'POST' : 'DELETE',
+      `/cluster/v1/nodes/${encodeURIComponent(name)}/drain`,
+    );
+    process.stdout.write(
+      on
+        ? `node ${r.node} is draining: it takes no new sandboxes; ${r.sandboxes} still run there\n`
+        : `node ${r.node} takes sandboxes again\n`,
+    );
+  };
+  node
+    .command('drain <name>')
+    .description('stop placing sandboxes on a node; those it runs finish there (cove node list shows them)')
+    .action(drain(true));
+  node.command('undrain <name>').description('let a drained node take sandboxes again').action(drain(false));
+  node
+    .command('list')
+    .description("the cluster's nodes: state, free slots, sandboxes placed")
+    .action(async () => {
+      const nodes = await client().json<
+        Array<{ name: string; state: string; free: number; slots: number; sandboxes: number; url: string }>
+      >('GET', '/cluster/v1/nodes');
+      for (const n of nodes)
+        process.stdout.write(
+          `${n.name}\t${n.state}\t${n.free}/${n.slots} free\t${n.sandboxes} sandboxes\t${n.url}\n`,
+        );
     });
 
   const cluster = new Command('cluster').description('cluster administration');

@@ -31,6 +31,22 @@ export const migrations: readonly string[] = [
      created_at BIGINT NOT NULL
    )`,
   `CREATE INDEX placements_node ON placements (node, state)`,
+  // Where resources other than sandboxes live (volumes, snapshots, template builds and their
+  // uploads): calls about them go to that node, and creates that need them are placed there.
+  `CREATE TABLE homes (
+     kind TEXT NOT NULL,
+     id TEXT NOT NULL,
+     node TEXT NOT NULL,
+     key_id TEXT,
+     created_at BIGINT NOT NULL,
+     PRIMARY KEY (kind, id)
+   )`,
+  // The sandbox's envd access token, sealed with a key derived from the cluster secret
+  // (seal.ts): replicas route signed /files URLs by it, a copy of the database reveals none.
+  `ALTER TABLE placements ADD COLUMN envd_token TEXT`,
+  // An operator's drain (cove node drain): kept across the node's heartbeats, which say only
+  // whether the node itself is draining.
+  `ALTER TABLE nodes ADD COLUMN drain INTEGER NOT NULL DEFAULT 0`,
 ];
 
 /** Key of the advisory lock that serialises migrations between API replicas starting at once. */

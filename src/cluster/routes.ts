@@ -3,8 +3,11 @@ import type { Logger } from '../core/log.ts';
 import { currentRequest } from '../core/request-context.ts';
 import { sendJson } from '../gateway/reply.ts';
 import { hashApiKey } from '../keys/keys.ts';
+import { CoveError } from '../core/errors.ts';
 import { readBody, unreachable, type createForwarder, type NodeReply } from './forward.ts';
 import { rankNodes } from './placement.ts';
+import { resourceRoutes } from './resources.ts';
+import type { Sealer } from './seal.ts';
 import type { ClusterStore, NodeRecord } from './store.ts';
 
 interface Deps {
@@ -14,6 +17,7 @@ interface Deps {
   domain: string;
   staleMs: number;
   log: Logger;
+  sealer: Sealer;
 }
 
 /** How long a node that refused a connection is left out of placement by this replica. */
@@ -53,11 +57,13 @@ export function clusterRoutes(deps: Deps) {
   function reply(res: ServerResponse, r: NodeReply): void {
     let body = r.body;
     if (r.headers['content-type']?.includes('json') && body.includes('"domain"')) {
-      const json = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-      if (typeof json === 'object' && json && 'domain' in json) {
-        json.domain = deps.domain;
-        body = Buffer.from(JSON.stringify(json));
+      const json = JSON.parse(body.toString('utf8')) as unknown;
+      for (const item of Array.isArray(json) ? json : [json]) {
+        const o = item as Record<string, unknown> | null;
+        const target = o && typeof o.sandbox === 'object' ? (o.sandbox as Record<string, unknown>) : o;
+        if (target && typeof target === 'object' && 'domain' in target) target.domain = deps.domain;
       }
+      body = Buffer.from(JSON.stringify(json));
     }
     res.writeHead(r.status, { ...r.headers, 'content-length': body.length }).end(body);
   }
@@ -69,15 +75,28 @@ export function clusterRoutes(deps: Deps) {
     path: string,
   ): Promise<void> {
     const body = await readBody(req);
-    const asked = (JSON.parse(body.toString('utf8') || '{}') as { templateID?: unknown }).templateID;
-    const template = typeof asked === 'string' ? asked : 'base';
+    const parsed = JSON.parse(body.toString('utf8') || '{}') as {
+      templateID?: unknown;
+      volumeMounts?: unknown;
+    };
+    const template = typeof parsed.templateID === 'string' ? parsed.templateID : 'base';
     const all = await listNodes();
-    const candidates = rankNodes(all, template, {
+    let candidates = rankNodes(all, template, {
       now: Date.now(),
       staleMs: deps.staleMs,
       inflight: busy(all),
       suspect,
     });
+    // A create that mounts volumes or starts from a snapshot runs where they are.
+    const pinned = await resources.pinned(keyId, parsed);
+    if (pinned !== undefined) {
+      candidates = candidates.filter((n) => n.name === pinned);
+      if (candidates.length === 0)
+        throw new CoveError(
+          'unavailable',
+          `node ${pinned}, which holds this create's volumes or snapshot, takes no sandboxes now (full, draining, lost or unreachable)`,
+        );
+    }
     for (const n of candidates) {
       inflight.set(n.name, (inflight.get(n.name) ?? 0) + 1);
       let r: NodeReply;
@@ -95,7 +114,8 @@ export function clusterRoutes(deps: Deps) {
       if (r.status === 429 || r.status === 503) continue;
       if (r.status === 201 || r.status === 200) {
         placed.set(n.name, { lastSeen: n.lastSeen, count: pending(n) + 1 });
-        const id = (JSON.parse(r.body.toString('utf8')) as { sandboxID: string }).sandboxID;
+        const made = JSON.parse(r.body.toString('utf8')) as { sandboxID: string; envdAccessToken?: unknown };
+        const id = made.sandboxID;
         try {
           await store.insertPlacement({
             id,
@@ -104,6 +124,8 @@ export function clusterRoutes(deps: Deps) {
             template,
             state: 'running',
             createdAt: Date.now(),
+            envdToken:
+              typeof made.envdAccessToken === 'string' ? deps.sealer.seal(made.envdAccessToken) : null,
           });
         } catch (err) {
           // Not recorded, so never acknowledged: the node must not keep it.
@@ -153,18 +175,78 @@ export function clusterRoutes(deps: Deps) {
       return sendJson(res, 404, { code: 404, message: `sandbox ${id} was lost with its node ${p.node}` });
     const body = req.method === 'GET' || req.method === 'DELETE' ? undefined : await readBody(req);
     const r = await forward.call(n, req.method ?? 'GET', url, req, keyId, body);
+    const path = new URL(url, 'http://x').pathname;
+    await resources.afterSandboxCall(path, req.method ?? 'GET', r, n, keyId);
+    if (req.method === 'POST' && r.status === 201 && path.endsWith('/fork')) await placeForks(r, n, keyId);
     if (
       req.method === 'DELETE' &&
-      /^(\/v2)?\/sandboxes\/[a-z0-9]+$/.test(new URL(url, 'http://x').pathname) &&
+      /^(\/v2)?\/sandboxes\/[a-z0-9]+$/.test(path) &&
       (r.status < 300 || r.status === 404)
     )
       await store.deletePlacement(id, n.name);
     reply(res, r);
   }
 
+  /** Forks run on their source's node: placed there, or that node would remove them. */
+  async function placeForks(r: NodeReply, n: NodeRecord, keyId: string): Promise<void> {
+    const results = JSON.parse(r.body.toString('utf8')) as Array<{
+      sandbox?: { sandboxID: string; templateID?: string; envdAccessToken?: string };
+    }>;
+    for (const { sandbox } of results)
+      if (sandbox)
+        await store.insertPlacement({
+          id: sandbox.sandboxID,
+          node: n.name,
+          keyId,
+          template: sandbox.templateID ?? '',
+          state: 'running',
+          createdAt: Date.now(),
+          envdToken: sandbox.envdAccessToken ? deps.sealer.seal(sandbox.envdAccessToken) : null,
+        });
+  }
+
+  /**
+   * The cluster's own admin routes, behind the same key check: `GET /cluster/v1/nodes`, and
+   * `POST`/`DELETE /cluster/v1/nodes/<name>/drain` (cove node drain | undrain).
+   */
+  async function admin(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    if (req.method === 'GET' && path === '/cluster/v1/nodes') {
+      const counts = new Map<string, number>();
+      for (const p of await store.listPlacements()) counts.set(p.node, (counts.get(p.node) ?? 0) + 1);
+      const list = (await store.listNodes()).map((n) => ({ ...n, sandboxes: counts.get(n.name) ?? 0 }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(list));
+      return true;
+    }
+    const m = /^\/cluster\/v1\/nodes\/([a-z0-9-]{1,63})\/drain$/.exec(path);
+    if (!m || (req.method !== 'POST' && req.method !== 'DELETE')) return false;
+    if (!(await store.setDrain(m[1]!, req.method === 'POST')))
+      throw new CoveError('not_found', `node ${m[1]} is not registered`);
+    nodes = undefined; // placement sees the drain from the next create on
+    const sandboxes = (await store.listPlacements(m[1])).filter((p) => p.state === 'running').length;
+    sendJson(res, 200, { node: m[1], draining: req.method === 'POST', sandboxes });
+    return true;
+  }
+
+  const ranked = async (template: string) =>
+    rankNodes(await listNodes(), template, {
+      now: Date.now(),
+      staleMs: deps.staleMs,
+      inflight,
+      suspect: new Map(),
+    });
+  const resources = resourceRoutes({
+    store,
+    forward,
+    node,
+    rank: ranked,
+    live: async () => (await listNodes()).filter((n) => n.state !== 'lost'),
+    reply,
+  });
+
   return {
     node,
     async api(req: IncomingMessage, res: ServerResponse): Promise<void> {
+      if (await resources.withoutKey(req, res, new URL(req.url ?? '/', 'http://api').pathname)) return;
       const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
       const key = req.headers['x-api-key'] ?? bearer;
       const record = typeof key === 'string' ? await store.apiKeyByHash(hashApiKey(key)) : undefined;
@@ -183,19 +265,12 @@ export function clusterRoutes(deps: Deps) {
         return list(req, res, record.id, url);
       const m = /^(?:\/v2)?\/sandboxes\/([a-z0-9]{1,64})(\/.*)?$/.exec(path);
       if (m) return one(req, res, record.id, m[1]!, url);
-      if (req.method === 'GET' && path.startsWith('/templates')) {
-        const [first] = rankNodes(await listNodes(), '', {
-          now: Date.now(),
-          staleMs: deps.staleMs,
-          inflight,
-          suspect: new Map(),
-        });
-        if (first) return reply(res, await forward.call(first, 'GET', url, req, record.id));
-      }
-      sendJson(res, 400, {
-        code: 400,
-        message: `${req.method} ${path} is not supported behind cove api yet (docs/scale-out.md)`,
-      });
+      if (await resources.withKey(req, res, record.id, url)) return;
+      if (await admin(req, res, path)) return;
+      throw new CoveError(
+        'invalid_argument',
+        `${req.method} ${path} is not supported behind cove api yet (docs/scale-out.md)`,
+      );
     },
   };
 }

@@ -31,6 +31,19 @@ export interface Placement {
   template: string;
   state: 'running' | 'lost';
   createdAt: number;
+  /** The sandbox's envd access token, sealed (seal.ts); null when created without one. */
+  envdToken?: string | null;
+}
+
+/** Kinds of resources that live on one node (the `homes` table). */
+export type HomeKind = 'volume' | 'volume-name' | 'snapshot' | 'template' | 'build' | 'upload';
+
+export interface Home {
+  kind: HomeKind;
+  id: string;
+  node: string;
+  keyId: string | null;
+  createdAt: number;
 }
 
 export interface ClusterKey {
@@ -82,6 +95,14 @@ interface PlacementRow {
   template: string;
   state: string;
   created_at: number;
+  envd_token: string | null;
+}
+interface HomeRow {
+  kind: string;
+  id: string;
+  node: string;
+  key_id: string | null;
+  created_at: number;
 }
 
 const node = (r: NodeRow): NodeRecord => ({
@@ -100,6 +121,14 @@ const placement = (r: PlacementRow): Placement => ({
   keyId: r.key_id,
   template: r.template,
   state: r.state as Placement['state'],
+  createdAt: r.created_at,
+  envdToken: r.envd_token,
+});
+const home = (r: HomeRow): Home => ({
+  kind: r.kind as HomeKind,
+  id: r.id,
+  node: r.node,
+  keyId: r.key_id,
   createdAt: r.created_at,
 });
 
@@ -144,7 +173,8 @@ export async function openClusterStore(db: Db) {
         await tx.run(
           `INSERT INTO nodes (name, url, state, slots, free, templates, last_seen, registered_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (name) DO UPDATE SET url = excluded.url, state = excluded.state, slots = excluded.slots,
+           ON CONFLICT (name) DO UPDATE SET url = excluded.url,
+             state = CASE WHEN nodes.drain = 1 THEN 'draining' ELSE excluded.state END, slots = excluded.slots,
              free = excluded.free, templates = excluded.templates, last_seen = excluded.last_seen`,
           [
             h.name,
@@ -209,8 +239,8 @@ export async function openClusterStore(db: Db) {
 
     async insertPlacement(p: Placement): Promise<void> {
       const n = await db.run(
-        'INSERT INTO placements (id, node, key_id, template, state, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-        [p.id, p.node, p.keyId, p.template, p.state, p.createdAt],
+        'INSERT INTO placements (id, node, key_id, template, state, created_at, envd_token) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+        [p.id, p.node, p.keyId, p.template, p.state, p.createdAt, p.envdToken ?? null],
       );
       if (n === 0) throw new CoveError('already_exists', `sandbox ${p.id} is already placed`);
     },
@@ -229,6 +259,40 @@ export async function openClusterStore(db: Db) {
     /** Only the owning node's placement: a stale route never removes another node's. */
     async deletePlacement(id: string, nodeName: string): Promise<boolean> {
       return (await db.run('DELETE FROM placements WHERE id = ? AND node = ?', [id, nodeName])) > 0;
+    },
+
+    /**
+     * An operator's drain: the node takes no new sandboxes (placement skips all but `up`)
+     * until undrained, whatever its heartbeats say. A lost node stays lost until it beats.
+     * False when no such node is registered.
+     */
+    async setDrain(name: string, drain: boolean): Promise<boolean> {
+      const n = await db.run(
+        `UPDATE nodes SET drain = ?, state = CASE WHEN state = 'lost' THEN state WHEN ? = 1 THEN 'draining' ELSE 'up' END WHERE name = ?`,
+        [drain ? 1 : 0, drain ? 1 : 0, name],
+      );
+      return n > 0;
+    },
+
+    /** Records (or moves) where a resource lives. */
+    async setHome(h: Home): Promise<void> {
+      await db.run(
+        `INSERT INTO homes (kind, id, node, key_id, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (kind, id) DO UPDATE SET node = excluded.node, key_id = excluded.key_id, created_at = excluded.created_at`,
+        [h.kind, h.id, h.node, h.keyId, h.createdAt],
+      );
+    },
+    async getHome(kind: HomeKind, id: string): Promise<Home | undefined> {
+      const rows = await db.query<HomeRow>('SELECT * FROM homes WHERE kind = ? AND id = ?', [kind, id]);
+      return rows[0] && home(rows[0]);
+    },
+    async listHomes(kind: HomeKind): Promise<Home[]> {
+      return (
+        await db.query<HomeRow>('SELECT * FROM homes WHERE kind = ? ORDER BY created_at, id', [kind])
+      ).map(home);
+    },
+    async deleteHome(kind: HomeKind, id: string): Promise<void> {
+      await db.run('DELETE FROM homes WHERE kind = ? AND id = ?', [kind, id]);
     },
 
     close: () => db.close(),
