@@ -6,9 +6,8 @@ import { getRequestListener } from '@hono/node-server';
 import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
 import { VolumeStore } from './volumes/store.ts';
-import { SecretStore } from './secrets/store.ts';
+import { openCredentials } from './secrets/open.ts';
 import { secretInjection } from './secrets/injection.ts';
-import { loadEgressCa } from './network/egress-ca.ts';
 import { EGRESS_CA_ENV } from './manager/trust-store.ts';
 import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
@@ -184,10 +183,7 @@ async function startLocked(
         .listSandboxes()
         .find((r) => r.state !== 'killing' && r.volumeMounts?.some((m) => m.volumeId === id))?.id,
   });
-  // The key lives beside the secrets, not in them: a copy of secrets/ alone reveals nothing.
-  const secrets = await SecretStore.open(join(config.home, 'secrets'), config.secretsKeyFile);
-  // The CA the egress proxy signs intercepted HTTPS with (header rules); every sandbox trusts it.
-  const egressCa = await loadEgressCa(join(config.home, 'egress-ca'), config.instance);
+  const { secrets, egressCa, identity } = await openCredentials(config); // secrets/open.ts
   const { drivers, microvm } = createDrivers(config);
   const runtime = traced(createRuntimeSet(drivers, config.runtime), log, 'runtime');
   const manager = createManager({
@@ -229,6 +225,7 @@ async function startLocked(
             audit,
             sandboxAt: (address) => manager.list().find((s) => s.address === address),
             trustFile: config.egressTrustCa,
+            identity,
           }),
         }),
         log,
@@ -341,6 +338,7 @@ async function startLocked(
       domain,
     },
     secrets,
+    identity: identity.servedAt(tls ? `https://api.${domain}` : `http://${config.host}:${port}`),
     inSandboxMcp: await createInSandboxMcp({
       manager,
       log,

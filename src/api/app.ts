@@ -29,6 +29,8 @@ import { poolRoutes } from './pools.ts';
 import { hostRoutes } from './host.ts';
 import { buildRoutes } from './builds.ts';
 import type { InSandboxMcp } from '../mcp/in-sandbox.ts';
+import { identityRoutes } from './identity.ts';
+import type { IdentityIssuer } from '../identity/issuer.ts';
 
 /** What the routes use; built and wired in src/main.ts. */
 export interface ApiDeps {
@@ -55,6 +57,8 @@ export interface ApiDeps {
   consoleDir?: string;
   /** E2B's `mcp` option: names checked and github/ servers copied in at create (src/mcp/in-sandbox.ts). */
   inSandboxMcp?: InSandboxMcp;
+  /** Workload identity (`iam`): its JWKS and discovery document are served without a key. */
+  identity?: IdentityIssuer;
 }
 
 /** The control API: E2B's REST resources plus Cove's own routes under /cove/v1. */
@@ -71,6 +75,7 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   if (deps.volumes) app.route('/', volumeContentRoutes(deps.volumes));
   // The console's page and scripts: the page asks for a key and sends it with each API call.
   app.route('/', consoleRoutes(deps.consoleDir));
+  if (deps.identity) app.route('/', identityRoutes(deps.identity));
   app.use('*', requireApiKey(deps.verifyKey));
   if (deps.volumes) app.route('/', volumeRoutes(deps.volumes));
   if (deps.secrets) app.route('/', secretRoutes(deps.secrets));

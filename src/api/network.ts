@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { CoveError } from '../core/errors.ts';
 import { parseNetwork, type NetworkInput, type SandboxNetwork } from '../network/egress-policy.ts';
 import { secretNames } from '../network/transform-rules.ts';
+import type { IamTokens } from '../identity/iam.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
@@ -21,10 +22,22 @@ function unsupportedNetwork(network: Record<string, unknown>): string | undefine
 
 /**
  * Header rules' secrets belong to the key that sets them: each `${e2b.secrets.<name>}` must
- * name one of its secrets now (a later deletion fails the request in the proxy instead).
+ * name one of its secrets now (a later deletion fails the request in the proxy instead), and
+ * each `${e2b.identity.tokens.<name>}` a token the sandbox registered (`iam`, at create).
  */
-function withSecretsOwner(network: SandboxNetwork, owner: string, secrets?: SecretStore): SandboxNetwork {
+function withSecretsOwner(
+  network: SandboxNetwork,
+  owner: string,
+  secrets: SecretStore | undefined,
+  tokens: IamTokens | undefined,
+): SandboxNetwork {
   if (!network.rules) return network;
+  for (const name of secretNames(network.rules, 'identity'))
+    if (!tokens || !Object.hasOwn(tokens, name))
+      throw new CoveError(
+        'invalid_argument',
+        `network.rules: no identity token named "${name}" (register it at create: iam.tokens.${name})`,
+      );
   for (const name of secretNames(network.rules)) {
     if (!secrets) throw new CoveError('invalid_argument', 'network.rules: this server keeps no secrets');
     try {
@@ -48,15 +61,18 @@ export function createNetwork(
   allowInternetAccess: boolean | undefined,
   secure: boolean,
   owner: { keyId: string; secrets?: SecretStore | undefined },
+  iam?: IamTokens,
 ): SandboxNetwork | undefined {
-  if (!network && allowInternetAccess !== false) return undefined;
+  if (!network && allowInternetAccess !== false && !iam) return undefined;
   const unsupported = network && unsupportedNetwork(network);
   if (unsupported) throw new CoveError('invalid_argument', unsupported);
   const parsed = withSecretsOwner(
     parseNetwork({ ...(network as NetworkInput | null), allowInternetAccess }),
     owner.keyId,
     owner.secrets,
+    iam,
   );
+  if (iam) parsed.identity = { tokens: iam, keyId: owner.keyId };
   // Upstream's rule: the traffic token is handed out beside envd's, to secure sandboxes only.
   if (!parsed.allowPublicTraffic && !secure)
     throw new CoveError(
@@ -77,7 +93,7 @@ export function networkRoutes(deps: ApiDeps): Hono<ApiEnv> {
   app.put('/sandboxes/:id/network', async (c) => {
     const id = sandboxId(c);
     const req = await body(c, updateSchema);
-    deps.manager.get(id);
+    const current = deps.manager.get(id);
     const unsupported = unsupportedNetwork(req);
     if (unsupported) throw new CoveError('invalid_argument', unsupported);
     const { allowOut, denyOut, allowInternetAccess, rules, secretsOwner } = withSecretsOwner(
@@ -89,6 +105,7 @@ export function networkRoutes(deps: ApiDeps): Hono<ApiEnv> {
       }),
       c.get('keyId'),
       deps.secrets,
+      current.network.identity?.tokens,
     );
     await deps.manager.updateNetwork(id, { allowOut, denyOut, allowInternetAccess, rules, secretsOwner });
     deps.sandboxLog.append(id, 'info', 'network updated', {

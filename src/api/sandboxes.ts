@@ -4,6 +4,7 @@ import { CoveError } from '../core/errors.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
 import { createNetwork } from './network.ts';
+import { parseIam } from '../identity/iam.ts';
 import { createVolumeMounts } from './volume-mounts.ts';
 import { body, envMap, sandboxId, stringMap } from './validate.ts';
 import { sandboxDetail, sandboxReply } from './wire.ts';
@@ -25,12 +26,12 @@ const createSchema = z.looseObject({
     .array(z.looseObject({ name: z.string().max(256), path: z.string().max(4096) }))
     .max(64)
     .nullish(),
-  iam: z.looseObject({ tokens: z.record(z.string(), z.unknown()).optional() }).nullish(),
+  iam: z.unknown().optional(), // parseIam (src/identity/iam.ts)
 });
 
 /**
  * Options Cove cannot honour yet are refused, never dropped: a caller who asks for no
- * internet or for workload identity would otherwise get a sandbox that silently does
+ * internet would otherwise get a sandbox that silently does
  * something else (network settings are checked by createNetwork, volumes by volumeMounts).
  * Options whose default is what Cove does anyway are accepted, and so is `mcp`: the SDK
  * itself starts the MCP gateway inside the sandbox after the create (spec 2.17), and when the
@@ -42,8 +43,6 @@ function unsupportedCreateOption(req: z.infer<typeof createSchema>): string | un
   if (req.autoPauseMemory === false && !req.autoPause) return 'autoPauseMemory=false needs autoPause';
   if (req.autoPauseMemory === false && req.autoResume?.enabled)
     return 'autoPauseMemory=false cannot be combined with autoResume';
-  if (Object.keys(req.iam?.tokens ?? {}).length)
-    return 'iam: workload identity tokens are not served by Cove';
   return undefined;
 }
 
@@ -71,12 +70,21 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
       const unsupported = unsupportedCreateOption(req);
       if (unsupported) throw new CoveError('invalid_argument', unsupported);
       if (req.mcp) deps.inSandboxMcp?.check(req.mcp);
+      const iam = parseIam(req.iam);
+      if (iam && !deps.identity)
+        throw new CoveError('invalid_argument', 'iam: this server has no workload identity issuer');
       const timeout = req.timeout ?? defaultTimeout;
       const secure = req.secure ?? secureByDefault;
-      const network = createNetwork(req.network, req.allow_internet_access, secure, {
-        keyId: c.get('keyId'),
-        secrets: deps.secrets,
-      });
+      const network = createNetwork(
+        req.network,
+        req.allow_internet_access,
+        secure,
+        {
+          keyId: c.get('keyId'),
+          secrets: deps.secrets,
+        },
+        iam,
+      );
       const volumeMounts = createVolumeMounts(deps.volumes?.store, c.get('keyId'), req.volumeMounts);
       const info = await manager.create({
         template: req.templateID,

@@ -89,6 +89,8 @@ export interface Config {
   /** A PEM file of CA certificates the egress proxy trusts, beside Node's roots, when it re-encrypts a
    * sandbox's intercepted HTTPS (COVE_EGRESS_TRUST_CA; for servers behind a private CA). */
   egressTrustCa?: string;
+  /** COVE_IDENTITY_ISSUER: the URL relying parties reach Cove at (workload identity `iss`); default its own URL. */
+  identityIssuer?: string;
   /** Disk that snapshots and sandboxes paused to disk may take in all (COVE_STORAGE_BUDGET_MB, default 10 GiB). */
   storageBudgetMiB: number;
   /** The checkout: the agent binaries and template recipes live in it. */
@@ -156,6 +158,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
     maxTimeoutMs: 24 * 3600_000,
     secretsKeyFile: env.COVE_SECRETS_KEY_FILE ?? join(home, 'secrets.key'),
     ...(env.COVE_EGRESS_TRUST_CA && { egressTrustCa: env.COVE_EGRESS_TRUST_CA }),
+    ...(env.COVE_IDENTITY_ISSUER && { identityIssuer: issuerUrl(env.COVE_IDENTITY_ISSUER) }),
     volumeSizeMB: count('COVE_VOLUME_SIZE_MB', 1024, 1 << 20),
     agentTimeoutMs: 5_000,
     pool: {
@@ -281,4 +284,20 @@ function storageBudget(value: string | undefined): number {
   if (!Number.isSafeInteger(mib) || mib < 0)
     throw new CoveError('invalid_argument', 'COVE_STORAGE_BUDGET_MB: a number of MiB from 0');
   return mib;
+}
+
+/** An http(s) URL without a trailing slash, query or fragment (it prefixes /.well-known/...). */
+function issuerUrl(value: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash)
+    throw new CoveError(
+      'invalid_argument',
+      `COVE_IDENTITY_ISSUER ${value}: an http(s) URL such as https://cove.example.com`,
+    );
+  return url.href.replace(/\/+$/, '');
 }

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { createSecureContext, rootCertificates, TLSSocket } from 'node:tls';
 import { CoveError } from '../core/errors.ts';
 import type { EgressCa } from './egress-ca.ts';
-import { placeholders, type TransformRule } from './transform-rules.ts';
+import { placeholders, type Placeholder, type TransformRule } from './transform-rules.ts';
 
 /**
  * The egress proxy's HTTP side, for connections to a domain that has header rules
@@ -27,8 +27,11 @@ export interface InterceptOptions {
   ca: EgressCa;
   /** More CA certificates (PEM) trusted for upstream servers, beside Node's roots. */
   trust?: string[];
-  /** The value of secret `name` for the sandbox at this address; throws CoveError when there is none. */
-  secret(sandboxAddress: string, name: string): string;
+  /**
+   * What a placeholder stands for, for the sandbox at this address: a secret's value or a
+   * freshly minted identity token; throws (rejects) CoveError when there is none.
+   */
+  resolve(sandboxAddress: string, placeholder: Placeholder): Promise<string> | string;
   /** One record per request whose headers were set: names only, never a value. */
   record(sandboxAddress: string, event: InterceptEvent): void;
 }
@@ -40,6 +43,8 @@ export interface InterceptEvent {
   method: string;
   headers: string[];
   secrets: string[];
+  /** Identity tokens minted into it (names). */
+  tokens: string[];
   /** 'ok' or the CoveError code that kept the request from being sent. */
   outcome: string;
 }
@@ -85,7 +90,7 @@ export function createInterception(opts: InterceptOptions): Interception {
   const server = createServer({ requestTimeout: 300_000 }, (req, res) => {
     const target = targets.get(req.socket);
     if (!target) return void res.destroy();
-    forward(req, res, target);
+    void forward(req, res, target);
   });
   // WebSockets and other upgrades are not rewritten: refused rather than passed unmodified.
   server.on('upgrade', (_req, socket: Socket) => {
@@ -93,7 +98,7 @@ export function createInterception(opts: InterceptOptions): Interception {
   });
   server.on('clientError', (_err, socket: Socket) => socket.destroy());
 
-  function forward(req: IncomingMessage, res: ServerResponse, target: Target): void {
+  async function forward(req: IncomingMessage, res: ServerResponse, target: Target): Promise<void> {
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase().replace(/\.$/, '');
     if (host !== target.name)
       return fail(res, 421, `this connection is for ${target.name}, not ${host || 'no host'}`);
@@ -101,23 +106,26 @@ export function createInterception(opts: InterceptOptions): Interception {
     for (const [k, v] of Object.entries(req.headers))
       if (v !== undefined && !HOP.has(k) && !k.startsWith('proxy-')) headers[k] = v;
     const set: string[] = [];
-    const secrets = new Set<string>();
+    const used = { secret: new Set<string>(), identity: new Set<string>() };
     const event = (outcome: string): InterceptEvent => ({
       domain: target.domain,
       host,
       method: req.method ?? '',
       headers: set,
-      secrets: [...secrets],
+      secrets: [...used.secret],
+      tokens: [...used.identity],
       outcome,
     });
+    // The body waits, unread, while placeholders resolve (minting a token is asynchronous).
+    req.pause();
     try {
       for (const rule of target.rules)
         for (const [name, template] of Object.entries(rule.transform?.headers ?? {})) {
           let value = '';
           let at = 0;
           for (const p of placeholders(template)) {
-            secrets.add(p.name);
-            value += template.slice(at, p.start) + opts.secret(target.source, p.name);
+            used[p.kind].add(p.name);
+            value += template.slice(at, p.start) + (await opts.resolve(target.source, p));
             at = p.end;
           }
           headers[name.toLowerCase()] = value + template.slice(at);
@@ -130,6 +138,7 @@ export function createInterception(opts: InterceptOptions): Interception {
       return fail(res, 502, `the request was not sent: ${why}`);
     }
     opts.record(target.source, event('ok'));
+    if (res.destroyed) return; // the sandbox gave up meanwhile
     const tls = target.port === 443;
     const upstream = (tls ? httpsRequest : httpRequest)({
       host: target.address,

@@ -1,4 +1,5 @@
 import { CoveError } from '../core/errors.ts';
+import type { SandboxIdentity } from '../identity/iam.ts';
 import { parseRules, type TransformRules } from './transform-rules.ts';
 
 /**
@@ -20,6 +21,8 @@ export interface SandboxNetwork {
   rules?: TransformRules;
   /** The API key id that set `rules`: their `${e2b.secrets.<name>}` are that key's secrets. */
   secretsOwner?: string;
+  /** Workload identity tokens (E2B `iam`, set at create only): `${e2b.identity.tokens.<name>}`. */
+  identity?: SandboxIdentity;
 }
 
 /** What the kernel and the egress proxy enforce, derived from a SandboxNetwork. */

@@ -25,6 +25,7 @@ describe('transform rules', () => {
         b: rule({ Z: '${e2b.secrets.a}' }),
       }),
     ).toEqual(['a', 'b']);
+    expect(secretNames({ a: rule({ X: 'Bearer ${e2b.identity.tokens.AWS}' }) }, 'identity')).toEqual(['AWS']);
   });
 
   it('refuses what would break the request or cannot be served', () => {
@@ -34,7 +35,7 @@ describe('transform rules', () => {
       [{ 'a.test': rule({ 'Bad Name': 'b' }) }, /not an HTTP token/],
       [{ 'a.test': rule({ 'Content-Length': '1' }) }, /frames the request/],
       [{ 'a.test': rule({ A: 'line\r\nInjected: 1' }) }, /printable characters/],
-      [{ 'a.test': rule({ A: '${e2b.identity.tokens.aws}' }) }, /no workload identity/],
+      [{ 'a.test': rule({ A: '${e2b.identity.tokens.}' }) }, /malformed placeholder/],
       [{ 'a.test': 'not a list' }, /a list of rules/],
       [Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`d${i}.test`, []])), /at most 10 domains/],
     ] as const)

@@ -6,7 +6,8 @@ import { CoveError } from '../core/errors.ts';
  * domain (egress-intercept.ts). Header values may carry placeholders the proxy resolves per
  * request, so that the sandbox only ever sees the placeholder:
  * `${e2b.secrets.<name>}` (a secret of the key that set the rules, src/secrets) and
- * `${e2b.identity.tokens.<name>}` (workload identity: not served by Cove, so refused here).
+ * `${e2b.identity.tokens.<name>}` (a workload identity token the sandbox registered with `iam`,
+ * minted per request by src/identity; the API checks the name against the sandbox's tokens).
  */
 export interface TransformRule {
   transform?: { headers?: Record<string, string> };
@@ -85,13 +86,7 @@ export function parseRules(input: unknown): TransformRules {
           throw bad(
             `"${domain}": the value of ${name} must be a string of at most ${MAX_VALUE_LEN} printable characters`,
           );
-        for (const p of placeholders(value)) {
-          if (p.kind === 'identity')
-            throw bad(
-              `"${domain}": ${name} names identity token "${p.name}", but Cove serves no workload identity (iam)`,
-            );
-          secrets.add(p.name);
-        }
+        for (const p of placeholders(value)) if (p.kind === 'secret') secrets.add(p.name);
       }
       if (secrets.size > MAX_SECRETS_PER_DOMAIN)
         throw bad(`"${domain}" references more than ${MAX_SECRETS_PER_DOMAIN} secrets`);
@@ -130,13 +125,13 @@ export function placeholders(value: string): Placeholder[] {
   }
 }
 
-/** Every secret name the rules reference. */
-export function secretNames(rules: TransformRules): string[] {
+/** Every secret (or identity token) name the rules reference. */
+export function secretNames(rules: TransformRules, kind: Placeholder['kind'] = 'secret'): string[] {
   const names = new Set<string>();
   for (const list of Object.values(rules))
     for (const rule of list)
       for (const value of Object.values(rule.transform?.headers ?? {}))
-        for (const p of placeholders(value)) if (p.kind === 'secret') names.add(p.name);
+        for (const p of placeholders(value)) if (p.kind === kind) names.add(p.name);
   return [...names];
 }
 

@@ -1,24 +1,28 @@
 import { readFileSync } from 'node:fs';
 import type { Audit } from '../audit/index.ts';
 import { CoveError } from '../core/errors.ts';
+import type { IdentityIssuer } from '../identity/issuer.ts';
 import type { EgressCa } from '../network/egress-ca.ts';
 import type { InterceptOptions } from '../network/egress-intercept.ts';
 import type { SandboxNetwork } from '../network/egress-policy.ts';
 import type { SecretStore } from './store.ts';
 
 /**
- * How the egress proxy resolves `${e2b.secrets.<name>}` and whom it tells: a placeholder of a
- * sandbox's rules names a secret of the key that set the rules (`network.secretsOwner`),
- * read at each request (an update or a deletion counts at once); every request whose headers
- * were set leaves a `network.inject` audit record with the domain, the header and secret
- * names and the outcome, never a value.
+ * How the egress proxy resolves placeholders and whom it tells: `${e2b.secrets.<name>}` names
+ * a secret of the key that set the rules (`network.secretsOwner`), read at each request (an
+ * update or a deletion counts at once); `${e2b.identity.tokens.<name>}` a token the sandbox
+ * registered at create (`network.identity`), minted for this request by src/identity. Every
+ * request whose headers were set leaves a `network.inject` audit record with the domain, the
+ * header, secret and token names and the outcome, never a value.
  */
 export function secretInjection(deps: {
   ca: EgressCa;
   secrets: SecretStore;
   audit: Audit;
   /** The sandbox at a bridge address, if one lives there. */
-  sandboxAt: (address: string) => { id: string; network: SandboxNetwork } | undefined;
+  sandboxAt: (address: string) => { id: string; templateName: string; network: SandboxNetwork } | undefined;
+  /** Mints `${e2b.identity.tokens.<name>}`; none: such placeholders fail the request. */
+  identity?: IdentityIssuer | undefined;
   /** COVE_EGRESS_TRUST_CA: a PEM file of more CAs to trust upstream. */
   trustFile?: string | undefined;
 }): InterceptOptions {
@@ -26,8 +30,22 @@ export function secretInjection(deps: {
   return {
     ca: deps.ca,
     trust,
-    secret(address, name) {
-      const owner = deps.sandboxAt(address)?.network.secretsOwner;
+    resolve(address, { kind, name }) {
+      const sandbox = deps.sandboxAt(address);
+      if (kind === 'identity') {
+        const id = sandbox?.network.identity;
+        const token = id && Object.hasOwn(id.tokens, name) ? id.tokens[name] : undefined;
+        if (!sandbox || !id || !token || !deps.identity)
+          throw new CoveError('not_found', `identity token ${name} not found`);
+        const subject = {
+          sandboxId: sandbox.id,
+          templateId: sandbox.templateName,
+          keyId: id.keyId,
+          tokenName: name,
+        };
+        return deps.identity.mint(subject, token);
+      }
+      const owner = sandbox?.network.secretsOwner;
       if (!owner) throw new CoveError('not_found', `secret ${name} not found`);
       return deps.secrets.value(owner, name);
     },
@@ -45,6 +63,7 @@ export function secretInjection(deps: {
           method: event.method,
           headers: event.headers,
           secrets: event.secrets,
+          tokens: event.tokens,
         },
       });
     },
