@@ -17,7 +17,7 @@ import { createTemplateStore } from '../src/templates/index.ts';
 import { mountsUnder, sh } from './sh.ts';
 import { since, summarize } from './stats.ts';
 
-const INSTANCE = 'covebp';
+const INSTANCE = process.env.BENCH_INSTANCE ?? 'covebp';
 const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 30);
 
 /** Durations of the current create, by step. */
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     home,
     templatesHome: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
     instance: INSTANCE,
-    subnet16: '10.14',
+    subnet16: process.env.BENCH_SUBNET ?? '10.14',
     port: 0,
     logLevel: 'warn',
   });

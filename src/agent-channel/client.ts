@@ -155,8 +155,10 @@ export async function connectAgent(
   opts?: { timeoutMs?: number },
 ): Promise<AgentClient> {
   const deadline = Date.now() + (opts?.timeoutMs ?? 5000);
-  // The agent is usually listening 1-3 ms after `crun start`: poll fast first, then back off.
+  // The agent is usually listening 1-3 ms after `crun start`: poll every millisecond for the
+  // first ~30 ms (doubling from the start overshot a 3 ms start by up to 4 ms: 1+2+4), then back off.
   let delay = 1;
+  let attempts = 0;
   for (;;) {
     let s: Socket;
     try {
@@ -165,7 +167,7 @@ export async function connectAgent(
       const code = (err as NodeJS.ErrnoException).code;
       if ((code === 'ENOENT' || code === 'ECONNREFUSED') && Date.now() + delay < deadline) {
         await sleep(delay);
-        delay = Math.min(delay * 2, 100);
+        if (++attempts >= 30) delay = Math.min(delay * 2, 100);
         continue;
       }
       throw new CoveError('unavailable', `cannot connect to agent at ${socketPath}: ${code ?? String(err)}`, {

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { CoveError } from '../core/errors.ts';
@@ -11,6 +12,10 @@ async function readText(c: Context): Promise<string> {
   const tooLarge = () =>
     new CoveError('invalid_argument', `request body is larger than ${MAX_BODY_BYTES >> 20} MiB`);
   if (Number(c.req.header('content-length') ?? 0) > MAX_BODY_BYTES) throw tooLarge();
+  // Under Node's server (@hono/node-server puts the IncomingMessage in the env), straight from
+  // it: building the web Request and its body stream cost ~0.4 ms of a create's ~3 ms.
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && !incoming.readableDidRead && !c.req.raw.bodyUsed) return readIncoming(incoming, tooLarge);
   const stream = c.req.raw.body;
   if (!stream) return '';
   const chunks: Uint8Array[] = [];
@@ -21,6 +26,27 @@ async function readText(c: Context): Promise<string> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+function readIncoming(incoming: IncomingMessage, tooLarge: () => Error): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      incoming.off('data', onData).off('end', onEnd).off('error', done).off('close', onClose);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks, size).toString('utf8'));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      // What is left of it is drained by the server's own cleanup after the reply.
+      if (size > MAX_BODY_BYTES) return done(tooLarge());
+      chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onClose = () => done(new CoveError('invalid_argument', 'the request ended before its body'));
+    incoming.on('data', onData).on('end', onEnd).on('error', done).on('close', onClose);
+  });
 }
 
 /** Parses a JSON body with a schema; any failure is a 400 that names the field. */

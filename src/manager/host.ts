@@ -98,7 +98,10 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
     await run(deps.mountHelper, ['up', input.templateRootfs, dir, String(base), String(UID_COUNT)]);
 
     await writeHosts(join(dir, 'rootfs'), id, deps.network.slot(slot, id).address, base);
-    if (deps.egressCa) await installEgressCa(join(dir, 'rootfs'), deps.egressCa, base);
+    if (deps.egressCa) {
+      const fresh = !input.existing && !input.seed ? input.templateRootfs : undefined;
+      await installEgressCa(join(dir, 'rootfs'), deps.egressCa, base, fresh);
+    }
 
     undo.push('volumes', () => unmountVolumes(deps.mountHelper, dir));
     const volumes = await mountVolumes(deps.mountHelper, dir, volumeSources(deps, input), base, UID_COUNT);
@@ -134,12 +137,11 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
       ? await deps.runtime.restore(spec, input.restoreFrom!)
       : await deps.runtime.create(spec);
 
+    const startIt = restoring ? undefined : () => deps.runtime.start(id);
     if (!joins) {
       undo.push('network', () => deps.network.detach(netSlot));
-      await deps.network.attach(netSlot, id, pid);
-    }
-
-    if (!restoring) await deps.runtime.start(id);
+      await deps.network.attach(netSlot, id, pid, startIt);
+    } else await startIt?.();
   } catch (err) {
     await undo.run().catch((cleanupErr: unknown) => {
       throw new AggregateError(

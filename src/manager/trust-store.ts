@@ -23,7 +23,13 @@ export const EGRESS_CA_ENV: Record<string, string> = {
  * directory is resolved first and must stay inside the rootfs (a template's symlink must not
  * lead the host's write elsewhere); the files are opened without following links.
  */
-export async function installEgressCa(rootfs: string, pem: string, owner: number): Promise<void> {
+export async function installEgressCa(
+  rootfs: string,
+  pem: string,
+  owner: number,
+  /** The template's rootfs when this layer is fresh over it (no resume, no snapshot seed). */
+  freshOver?: string,
+): Promise<void> {
   const root = await realpath(rootfs);
   const wanted = join(root, 'etc', 'ssl', 'certs');
   await mkdir(wanted, { recursive: true, mode: 0o755 }).catch(() => {});
@@ -31,18 +37,49 @@ export async function installEgressCa(rootfs: string, pem: string, owner: number
   if (!dir?.startsWith(`${root}/`)) return;
   const text = `${pem.trim()}\n`;
   await writeOwned(join(dir, 'cove-egress-ca.pem'), text, owner);
+  const key = freshOver === undefined ? undefined : `${freshOver}\0${text}`;
+  const known = key === undefined ? undefined : bundles.get(key);
+  if (known === null) return; // this template has no bundle, or has the CA already
+  if (known !== undefined) {
+    // The fresh layer's bundle is the template's: write the known result over it, unread. An
+    // O_TRUNC open copies it up without its data (overlayfs), keeping the template's owner.
+    const bundle = await open(
+      join(dir, BUNDLE),
+      constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW,
+    );
+    try {
+      await bundle.writeFile(known);
+    } finally {
+      await bundle.close();
+    }
+    return;
+  }
   const bundle = await open(join(dir, BUNDLE), constants.O_RDWR | constants.O_NOFOLLOW).catch(
     () => undefined,
   );
-  if (!bundle) return; // a template without ca-certificates: tools that name the file above still work
+  if (!bundle) return remember(key, null); // a template without ca-certificates: tools that name the file above still work
   try {
     const current = await bundle.readFile('utf8');
-    if (current.includes(text.trim())) return;
+    if (current.includes(text.trim())) return remember(key, null);
     const separator = current === '' || current.endsWith('\n') ? '' : '\n';
     await bundle.write(separator + text, Buffer.byteLength(current));
+    remember(key, current + separator + text);
   } finally {
     await bundle.close();
   }
+}
+
+/**
+ * The bundle each template's fresh layers get (null: leave it as it is), by template rootfs
+ * and CA: a template's rootfs never changes once published (templates/store.ts), so reading
+ * its 200 KB bundle through the overlay at every create (~3 ms) once per template suffices.
+ */
+const bundles = new Map<string, string | null>();
+const MAX_BUNDLES = 64;
+function remember(key: string | undefined, value: string | null): void {
+  if (key === undefined) return;
+  if (bundles.size >= MAX_BUNDLES) bundles.delete(bundles.keys().next().value!);
+  bundles.set(key, value);
 }
 
 async function writeOwned(path: string, text: string, owner: number): Promise<void> {
