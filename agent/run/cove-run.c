@@ -17,6 +17,11 @@
  * With a log file, the command's stdout and stderr are that file (appended), so that a daemon
  * it leaves behind (crun's container) holds no pipe of ours. A command's stdin is `input`
  * (from a memfd), else /dev/null. At end of stdin the runner exits; its commands keep running.
+ *
+ * It is a child subreaper: what a command leaves running (runsc's sandbox and gofer, crun's
+ * container) is reparented to it, not to the host's PID 1, and reaped the moment it exits.
+ * `runsc delete` and `runsc kill` wait until the sandbox process is reaped, and a PID 1 that
+ * reaps late (this host's, ~1.2 s) made every runsc kill and pause wait that long.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -230,6 +236,7 @@ int main(void) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
   signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) return 1;
 

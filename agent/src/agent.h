@@ -184,4 +184,7 @@ void agent_use_port(int fd);
 int agent_port_mode(void);
 /* Marks the host connection as broken; it is dropped after the current frame. */
 void protocol_violation(const char *why);
+/* probe.c: what the host checks before a gVisor checkpoint, written beside the socket. */
+void checkpoint_probe(const char *socket_path);
+
 #endif

@@ -263,6 +263,7 @@ static void set_listening(int on)
 	if (!on && lfd >= 0) {
 		drop_pending();
 		drop_host();
+		checkpoint_probe(lpath); /* before the unlink the host waits for */
 		close(lfd);
 		lfd = -1;
 		unlink(lpath);

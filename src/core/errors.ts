@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'permission_denied'
   | 'resource_exhausted'
+  | 'insufficient_storage'
   | 'unavailable'
   | 'deadline_exceeded'
   | 'internal';
@@ -35,6 +36,8 @@ export const httpStatus = {
   unauthenticated: 401,
   permission_denied: 403,
   resource_exhausted: 429,
+  // Not 429: the SDK retries a 429, and a disk budget does not free itself in seconds.
+  insufficient_storage: 507,
   unavailable: 503,
   deadline_exceeded: 504,
   internal: 500,
@@ -49,6 +52,7 @@ export const connectCode = {
   unauthenticated: 'unauthenticated',
   permission_denied: 'permission_denied',
   resource_exhausted: 'resource_exhausted',
+  insufficient_storage: 'resource_exhausted',
   unavailable: 'unavailable',
   deadline_exceeded: 'deadline_exceeded',
   internal: 'internal',
@@ -63,6 +67,7 @@ export const exitStatus = {
   unauthenticated: 5,
   permission_denied: 5,
   resource_exhausted: 6,
+  insufficient_storage: 6,
   unavailable: 7,
   deadline_exceeded: 8,
   internal: 1,

@@ -29,14 +29,20 @@ export function detachAgent(entry: Live): void {
 
 /**
  * Runs pauses, resumes and snapshots of one sandbox one at a time: each waits for the one
- * before it, and a failure does not block the next.
+ * before it, and for the work it handed to `later` (which its caller does not wait for), and
+ * a failure does not block the next. A kill waits for them all (manager.ts).
  */
-export function exclusive<T>(entry: Live, work: () => Promise<T>): Promise<T> {
-  const next = (entry.busy ?? Promise.resolve()).catch(() => {}).then(work);
-  entry.busy = next;
-  void next
+export function exclusive<T>(
+  entry: Live,
+  work: (later: (tail: Promise<unknown>) => void) => Promise<T>,
+): Promise<T> {
+  const tails: Array<Promise<unknown>> = [];
+  const next = (entry.busy ?? Promise.resolve()).catch(() => {}).then(() => work((tail) => tails.push(tail)));
+  const all = next.finally(() => Promise.allSettled(tails));
+  entry.busy = all;
+  void all
     .finally(() => {
-      if (entry.busy === next) entry.busy = undefined;
+      if (entry.busy === all) entry.busy = undefined;
     })
     .catch(() => {});
   return next;
@@ -56,6 +62,8 @@ export function exclusive<T>(entry: Live, work: () => Promise<T>): Promise<T> {
  */
 export function createPauseOps(deps: PauseDeps) {
   const { store, host, log } = deps;
+  /** Sandboxes paused to disk whose host objects are known released (boot need not repeat it). */
+  const released = new WeakSet<Live>();
 
   function setState(
     entry: Live,
@@ -91,9 +99,17 @@ export function createPauseOps(deps: PauseDeps) {
     return layer + (existsSync(imageDir(host, id)) ? await layerBytes(imageDir(host, id)) : 0);
   }
 
-  /** Stops a sandbox keeping only its directory; a memory image first where the runtime can. */
-  async function stopToDisk(entry: Live, as: 'filesystem' | 'memory'): Promise<PausedAs> {
-    const { id, slot } = entry.record;
+  /**
+   * Stops a sandbox keeping only its directory; a memory image first where the runtime can.
+   * Once the image is saved the sandbox is paused: the release of its mounts, network and
+   * runtime state is handed to `later` (resume and kill wait for it).
+   */
+  async function stopToDisk(
+    entry: Live,
+    as: 'filesystem' | 'memory',
+    later: (tail: Promise<unknown>) => void,
+  ): Promise<PausedAs> {
+    const { id } = entry.record;
     entry.processes.close();
     let kept: PausedAs = as;
     if (as === 'memory') {
@@ -101,20 +117,33 @@ export function createPauseOps(deps: PauseDeps) {
       try {
         await mkdir(image, { recursive: true, mode: 0o700 });
         await host.runtime.checkpoint(id, image);
+        const tail = release(entry).catch((err: unknown) =>
+          log.warn({ err, sandbox: id }, 'releasing a paused sandbox failed: its resume retries'),
+        );
+        later(tail);
+        return kept;
       } catch (err) {
         log.warn({ err, sandbox: id }, 'checkpoint failed: keeping the filesystem only');
         await rm(image, { recursive: true, force: true });
         kept = 'filesystem';
       }
     }
-    await stopKeepingDisk(host, id, slot);
-    await holdTemplate(entry.record);
+    await release(entry);
     return kept;
+  }
+
+  /** A paused sandbox's host objects released but its directory; its share of the disk budget. */
+  async function release(entry: Live): Promise<void> {
+    const { id, slot } = entry.record;
+    await stopKeepingDisk(host, id, slot);
+    released.add(entry);
+    await holdTemplate(entry.record);
+    deps.storage.track(id, await keptBytes(id));
   }
 
   async function pause(id: string, opts: { memory?: boolean } = {}): Promise<SandboxInfo> {
     const entry = deps.find(id);
-    return exclusive(entry, async () => {
+    return exclusive(entry, async (later) => {
       const { record } = entry;
       if (entry.killing) throw new CoveError('not_found', `sandbox ${id} not found`);
       if (record.state === 'paused') throw new CoveError('conflict', `sandbox ${id} is already paused`);
@@ -139,9 +168,8 @@ export function createPauseOps(deps: PauseDeps) {
       try {
         if (as === 'frozen') await host.runtime.freeze(id);
         else {
-          const kept = await stopToDisk(entry, as);
+          const kept = await stopToDisk(entry, as, later);
           if (kept !== as) setState(entry, { state: 'paused', paused: kept });
-          deps.storage.track(id, await keptBytes(id));
         }
       } catch (err) {
         if (as === 'frozen') {
@@ -184,7 +212,10 @@ export function createPauseOps(deps: PauseDeps) {
       const started = Date.now();
       let as = record.paused ?? 'filesystem';
       if (opts.memory === false && as !== 'filesystem') {
-        if (as === 'frozen') await stopKeepingDisk(host, id, record.slot);
+        if (as === 'frozen') {
+          await stopKeepingDisk(host, id, record.slot);
+          released.add(entry);
+        }
         await rm(imageDir(host, id), { recursive: true, force: true });
         setState(entry, { state: 'paused', paused: 'filesystem' });
         as = 'filesystem';
@@ -220,7 +251,8 @@ export function createPauseOps(deps: PauseDeps) {
           { cause: err },
         );
       });
-    await stopKeepingDisk(host, id, slot); // whatever a pause cut short left mounted or attached
+    // Whatever a pause cut short left mounted or attached.
+    if (!released.delete(entry)) await stopKeepingDisk(host, id, slot);
     const { runtime } = record;
     const volumes = record.volumeMounts ?? [];
     const base = {
@@ -304,6 +336,7 @@ export function createPauseOps(deps: PauseDeps) {
       if (!existsSync(join(sandboxDir(host, id), 'upper')))
         throw new CoveError('not_found', `the writable layer of paused sandbox ${id} is gone`);
       await stopKeepingDisk(host, id, record.slot);
+      released.add(entry);
       if (record.paused === 'memory' && !existsSync(imageDir(host, id)))
         setState(entry, { state: 'paused', paused: 'filesystem' });
       await holdTemplate(record);

@@ -102,7 +102,7 @@ export function createSnapshotOps(deps: {
       for (const b of pausedBytes.values()) used += b;
       if (used + bytes > options.budgetBytes) {
         throw new CoveError(
-          'resource_exhausted',
+          'insufficient_storage',
           `${what} needs ${mib(bytes)} MiB of disk, but snapshots and paused sandboxes already use ` +
             `${mib(used)} of the ${mib(options.budgetBytes)} MiB budget (COVE_STORAGE_BUDGET_MB): ` +
             'delete snapshots or kill paused sandboxes',
@@ -113,7 +113,7 @@ export function createSnapshotOps(deps: {
       const free = st.bavail * st.bsize;
       if (free < bytes + STORAGE_RESERVE) {
         throw new CoveError(
-          'resource_exhausted',
+          'insufficient_storage',
           `${what} needs ${mib(bytes)} MiB of disk, but only ${mib(free)} MiB are free where ${options.dir} is`,
         );
       }

@@ -12,6 +12,7 @@ const errorType = {
   unauthenticated: 'authentication_error',
   permission_denied: 'permission_error',
   resource_exhausted: 'rate_limit_error',
+  insufficient_storage: 'api_error',
   unavailable: 'api_error',
   deadline_exceeded: 'timeout_error',
   internal: 'api_error',

@@ -1,9 +1,10 @@
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
+import { runnerAvailable, runThroughHelper } from '../../core/runner.ts';
 import {
   agentPaths,
   type Capability,
@@ -25,6 +26,8 @@ export interface RunscOptions {
   /** agent/build/cove-statx.so (agent/shim/statx.c). */
   statxShim: string;
   binary?: string;
+  /** Told how long each step of a checkpoint and a restore took (bench/runsc.ts prints them). */
+  onStep?: (step: string, ms: number) => void;
 }
 
 /**
@@ -38,6 +41,20 @@ const FLAGS = ['--host-uds=all', '--overlay2=none'];
 
 /** How long the agent may take to close its socket when asked to before a checkpoint. */
 const QUIESCE_TIMEOUT_MS = 5_000;
+/** How long a checkpointed sandbox's process may take to exit before `runsc delete` waits for it. */
+const EXIT_TIMEOUT_MS = 2_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether a host process exists (a zombie does too, until reaped). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /**
  * The gVisor driver: the sandbox's system calls go to gVisor's user-space kernel (the Sentry),
@@ -69,20 +86,36 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
   // Runs runsc with its stdio on `<bundle>/runtime.log`: for create and restore that file is
   // the container's stdio too (the agent's stderr), which PID 1 must hold instead of a pipe
   // of ours, and which gVisor writes at its own offset (so nothing else writes it later).
-  function runLogged(what: string, file: string, argv: string[], bundleDir: string): Promise<void> {
+  // Through cove-run when built: the sandbox and gofer processes runsc leaves behind are then
+  // its children, reaped the moment they exit (agent/run/cove-run.c); `runsc delete` and
+  // `kill` wait for that, ~1.2 s when the host's PID 1 is the reaper.
+  async function runLogged(what: string, file: string, argv: string[], bundleDir: string): Promise<void> {
     const log = join(bundleDir, 'runtime.log');
-    const fd = openSync(log, 'a', 0o600);
-    return new Promise<void>((resolve, reject) => {
-      const child = spawn(file, argv, { stdio: ['ignore', fd, fd] });
-      closeSync(fd);
-      child.on('error', reject);
-      child.on('exit', (code) => {
-        if (code === 0) return resolve();
-        const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
-        reject(new CoveError('internal', `runsc ${what} failed (${code}): ${tail}`));
-      });
-    });
+    const code = runnerAvailable()
+      ? (await runThroughHelper(file, argv, { log })).code
+      : await new Promise<number | null>((resolve, reject) => {
+          const fd = openSync(log, 'a', 0o600);
+          const child = spawn(file, argv, { stdio: ['ignore', fd, fd] });
+          closeSync(fd);
+          child.on('error', reject);
+          child.on('exit', resolve);
+        });
+    if (code === 0) return;
+    const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
+    throw new CoveError('internal', `runsc ${what} failed (${code}): ${tail}`);
   }
+
+  /** Times one step for `onStep`. */
+  async function step<T>(name: string, work: Promise<T>): Promise<T> {
+    if (!opts.onStep) return work;
+    const started = performance.now();
+    const result = await work;
+    opts.onStep(name, performance.now() - started);
+    return result;
+  }
+
+  /** Each running sandbox's process and agent directory, as create and restore left them. */
+  const known = new Map<string, { pid: number; runDir: string }>();
 
   async function writeBundle(spec: SandboxSpec): Promise<void> {
     const preloadFile = join(spec.bundleDir, 'ld.so.preload');
@@ -109,6 +142,8 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
 
   /** The host directory bind-mounted at /.cove/run, read back from the sandbox's bundle. */
   async function agentRunDir(id: string): Promise<string> {
+    const runDir = known.get(id)?.runDir;
+    if (runDir) return runDir;
     const bundle = (await state(id))?.bundle;
     if (!bundle) throw new CoveError('not_found', `runsc knows no sandbox ${id}`);
     const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpec;
@@ -122,8 +157,16 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     await run(runsc, ['--root', opts.stateRoot, 'kill', id, listen ? 'USR1' : 'USR2']);
   }
 
-  async function quiesce(id: string): Promise<void> {
-    const socket = join(await agentRunDir(id), basename(agentPaths.socket));
+  /**
+   * Asks the agent to close its socket and waits until it has. Resolves with what the agent
+   * wrote beside it about the sandbox's sockets as it did (agent/src/probe.c); an agent older
+   * than that (one restored from an older image) writes nothing.
+   */
+  async function quiesce(id: string): Promise<string | undefined> {
+    const dir = await agentRunDir(id);
+    const socket = join(dir, basename(agentPaths.socket));
+    const probe = join(dir, 'probe');
+    await rm(probe, { force: true });
     await signalAgent(id, false);
     const deadline = Date.now() + QUIESCE_TIMEOUT_MS;
     while (existsSync(socket)) {
@@ -134,23 +177,22 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
           `sandbox ${id}: the agent did not close its socket for the checkpoint`,
         );
       }
-      await new Promise((r) => setTimeout(r, 2));
+      await sleep(2);
     }
+    const written = await readFile(probe, 'utf8').catch(() => undefined);
+    await rm(probe, { force: true });
+    return written;
   }
 
-  // A checkpoint that meets a TCP endpoint gVisor cannot save kills the sandbox (tcp.ts): look
-  // first (~50 ms: one `runsc exec` of a shell, whose pipes are gone before the checkpoint).
-  async function refuseUnsavable(id: string): Promise<void> {
-    const { stdout } = await run(runsc, [
-      '--root',
-      opts.stateRoot,
-      'exec',
-      id,
-      '/bin/sh',
-      '-c',
-      PROBE_SCRIPT,
-    ]);
-    const blockers = checkpointBlockers(stdout);
+  /** PROBE_SCRIPT's output from a shell in the sandbox (~70 ms: four programs under ptrace). */
+  async function execProbe(id: string): Promise<string> {
+    const argv = ['--root', opts.stateRoot, 'exec', id, '/bin/sh', '-c', PROBE_SCRIPT];
+    return (await run(runsc, argv)).stdout;
+  }
+
+  // A checkpoint that meets a TCP endpoint gVisor cannot save kills the sandbox (tcp.ts).
+  function refuseUnsavable(id: string, probe: string): void {
+    const blockers = checkpointBlockers(probe);
     if (blockers.length > 0)
       throw new CoveError(
         'conflict',
@@ -163,7 +205,19 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
 
   async function removeState(id: string): Promise<void> {
     await run(runsc, ['--root', opts.stateRoot, 'delete', '--force', id]);
+    known.delete(id);
     await removeCgroups(id);
+  }
+
+  /**
+   * After a checkpoint: the sandbox process exits by itself; `runsc delete` polls every 100 ms
+   * until it is gone, so it is called once the process has been reaped (by cove-run).
+   */
+  async function removeCheckpointed(id: string): Promise<void> {
+    const pid = known.get(id)?.pid;
+    const deadline = Date.now() + EXIT_TIMEOUT_MS;
+    while (pid !== undefined && alive(pid) && Date.now() < deadline) await sleep(3);
+    await removeState(id);
   }
 
   async function removeCgroups(id: string): Promise<void> {
@@ -201,7 +255,9 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         [...global, 'create', '--bundle', spec.bundleDir, '--pid-file', join(spec.bundleDir, 'pid'), spec.id],
         spec.bundleDir,
       );
-      return { pid: readPid(spec.bundleDir, spec.id) };
+      const pid = readPid(spec.bundleDir, spec.id);
+      known.set(spec.id, { pid, runDir: spec.agentRunDir });
+      return { pid };
     },
 
     async start(id: string) {
@@ -223,11 +279,14 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
 
     async destroy(id: string) {
       await deletions.get(id)?.catch(() => undefined);
+      // Nothing to delete (a checkpoint's deletion finished, a pause's or kill's repeat): no runsc.
+      if (!(await list()).includes(id)) return removeCgroups(id);
       // delete --force stops the Sentry and the gofer: every process of the sandbox goes with them.
       await run(runsc, ['--root', opts.stateRoot, 'delete', '--force', id]).catch(async (err: unknown) => {
         if (!(await list()).includes(id)) return; // already gone
         throw err;
       });
+      known.delete(id);
       await removeCgroups(id);
     },
 
@@ -236,18 +295,24 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
      * that restore() may reuse the id. gVisor cannot save a socket bound on the host, nor (on
      * this version) an open TCP connection over eth0 or a TCP socket watched by epoll (tcp.ts):
      * it then fails and the sandbox dies. So those are refused first (conflict: the sandbox
-     * keeps running), the agent
-     * is asked to close its socket, and the caller must have reset its own connections to the
-     * sandbox's servers (a reset leaves no TIME_WAIT, which gVisor does not list).
+     * keeps running), the agent is asked to close its socket, and the caller must have reset
+     * its own connections to the sandbox's servers (a reset leaves no TIME_WAIT, which gVisor
+     * does not list).
      */
     async checkpoint(id: string, imageDir: string) {
-      await refuseUnsavable(id);
       await mkdir(imageDir, { recursive: true, mode: 0o700 });
-      await quiesce(id);
+      // What could stop the checkpoint is looked at as the agent quiesces (it writes it); when
+      // something would, the agent is told to listen again and the sandbox runs on.
+      const written = await step('quiesce', quiesce(id));
       try {
-        await run(runsc, ['--root', opts.stateRoot, 'checkpoint', '--image-path', imageDir, id], {
-          timeoutMs: 120_000,
-        });
+        refuseUnsavable(id, written ?? (await step('probe (runsc exec)', execProbe(id))));
+      } catch (err) {
+        await signalAgent(id, true).catch(() => undefined);
+        throw err;
+      }
+      try {
+        const argv = ['--root', opts.stateRoot, 'checkpoint', '--image-path', imageDir, id];
+        await step('runsc checkpoint', run(runsc, argv, { timeoutMs: 120_000 }));
       } catch (err) {
         const alive = (await state(id))?.status === 'running';
         if (alive) await signalAgent(id, true).catch(() => undefined);
@@ -257,10 +322,11 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
           { cause: err },
         );
       }
-      // The checkpointed sandbox process exits at once, but `runsc delete` waits until it is
-      // reaped by whoever inherited it (~1.5 s on this host): done in the background, and
+      // The checkpointed sandbox process exits at once; its state is removed in the background,
       // awaited by whatever needs the id next (restore, destroy).
-      const deleting = removeState(id).finally(() => deletions.delete(id));
+      const deleting = step('delete (background)', removeCheckpointed(id)).finally(() =>
+        deletions.delete(id),
+      );
       deletions.set(id, deleting);
       deleting.catch(() => undefined); // awaited (and its error seen) by the next user of the id
     },
@@ -293,9 +359,11 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         join(spec.bundleDir, 'pid'),
         spec.id,
       ]);
-      await runLogged('restore', file, argv, spec.bundleDir);
+      await step('runsc restore', runLogged('restore', file, argv, spec.bundleDir));
       const pid = readPid(spec.bundleDir, spec.id);
-      await signalAgent(spec.id, true); // the agent was saved with its socket closed: open it again
+      known.set(spec.id, { pid, runDir: spec.agentRunDir });
+      // The agent was saved with its socket closed: open it again.
+      await step('agent listens (runsc kill)', signalAgent(spec.id, true));
       return { pid };
     },
   };

@@ -55,4 +55,20 @@ describe('what stops a gVisor checkpoint', () => {
     );
     expect(checkpointBlockers(text)).toEqual(['epoll on a TCP socket in pid 16 (node)']);
   });
+  it("reads the agent's own probe (agent/src/probe.c) as the shell's", () => {
+    const text = [
+      '/proc/16/fd/:',
+      'fd 0 -> pipe:[11]',
+      'fd 3 -> anon_inode:[eventpoll]',
+      'fd 4 -> socket:[10]',
+      '---',
+      header,
+      row('00000000:1F90', '00000000:0000', '0A', 10),
+      '---',
+      '==> /proc/16/comm <==',
+      'node',
+      '',
+    ].join('\n');
+    expect(checkpointBlockers(text)).toEqual(['epoll on a TCP socket in pid 16 (node)']);
+  });
 });

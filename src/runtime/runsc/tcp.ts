@@ -12,7 +12,8 @@
 
 /**
  * Run in the sandbox: every process's fds, the TCP tables, every process's name. Three
- * programs in all: each fork and exec costs ~10-20 ms under gVisor's ptrace platform.
+ * programs in all: each fork and exec costs ~10-20 ms under gVisor's ptrace platform. The
+ * agent writes the same as it quiesces (agent/src/probe.c); this is for agents that do not.
  */
 export const PROBE_SCRIPT = [
   'ls -l /proc/[0-9]*/fd/ 2>/dev/null',
