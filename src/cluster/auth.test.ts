@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeSecret, sign, verify } from './auth.ts';
+import { NODE_NAME, nodeSecret, sign, verify } from './auth.ts';
 
 describe('cluster tokens', () => {
   const a = nodeSecret('cluster-secret', 'a');
@@ -20,5 +20,11 @@ describe('cluster tokens', () => {
     expect(verify(a, 'node-to-api', `${v}.${body}`)).toBeUndefined();
     expect(verify(a, 'node-to-api', undefined)).toBeUndefined();
     expect(verify(a, 'node-to-api', 'v1.%%%.x')).toBeUndefined();
+  });
+
+  it('take node names as Kubernetes spells them (DNS subdomains), nothing else', () => {
+    for (const ok of ['n0', 'host-a', 'ip-10-0-0-5.ec2.internal']) expect(NODE_NAME.test(ok), ok).toBe(true);
+    for (const bad of ['', 'A', '-x', 'x.', 'a/b', 'a_b', 'a'.repeat(254)])
+      expect(NODE_NAME.test(bad), bad).toBe(false);
   });
 });

@@ -18,8 +18,8 @@ export function nodeSecret(clusterSecret: string, name: string): string {
   return hmac(clusterSecret, `node:${name}`);
 }
 
-/** Node names are also host-object prefixes and URL parts: plain and short. */
-export const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Node names are URL path parts: plain; dots allowed, as in Kubernetes node names (DNS subdomains). */
+export const NODE_NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 
 type Purpose = 'api-to-node' | 'node-to-api';
 

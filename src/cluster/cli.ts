@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -10,7 +11,7 @@ import { NODE_NAME, nodeSecret } from './auth.ts';
 /**
  * `cove api`, `cove node` and `cove cluster node-secret` (docs/scale-out.md). Settings come
  * from the environment, as a container sets them: COVE_CLUSTER_SECRET (replicas),
- * COVE_DATABASE_URL (postgresql://… or a SQLite file), COVE_NODE_NAME, COVE_NODE_SECRET,
+ * COVE_DATABASE_URL (postgresql://… or a SQLite file), COVE_NODE_NAME, COVE_NODE_SECRET (or _FILE),
  * COVE_API_URLS, COVE_NODE_URL, COVE_NODE_SLOTS, COVE_HEARTBEAT_MS, COVE_NODE_STALE_MS, COVE_PLACEMENT_GRACE_MS.
  */
 export function clusterCommands(env: NodeJS.ProcessEnv = process.env): Command[] {
@@ -73,10 +74,13 @@ export function clusterCommands(env: NodeJS.ProcessEnv = process.env): Command[]
       const log = createLogger(config.logLevel);
       const name = env.COVE_NODE_NAME ?? hostname().toLowerCase();
       if (!NODE_NAME.test(name))
-        throw new CoveError('invalid_argument', `node name ${name}: [a-z0-9-], 63 at most`);
+        throw new CoveError('invalid_argument', `node name ${name}: [a-z0-9.-], 253 at most`);
       const node = await startNode(config, {
         name,
-        secret: need('COVE_NODE_SECRET'),
+        // A file (COVE_NODE_SECRET_FILE): a secret each machine keeps, as a DaemonSet needs (deploy/kubernetes).
+        secret: env.COVE_NODE_SECRET_FILE
+          ? readFileSync(env.COVE_NODE_SECRET_FILE, 'utf8').trim()
+          : need('COVE_NODE_SECRET'),
         apiUrls: need('COVE_API_URLS')
           .split(',')
           .map((u) => u.trim())
@@ -129,7 +133,7 @@ export function clusterCommands(env: NodeJS.ProcessEnv = process.env): Command[]
     .description("print a node's secret (COVE_NODE_SECRET), derived from COVE_CLUSTER_SECRET")
     .action((name: string) => {
       if (!NODE_NAME.test(name))
-        throw new CoveError('invalid_argument', `node name ${name}: [a-z0-9-], 63 at most`);
+        throw new CoveError('invalid_argument', `node name ${name}: [a-z0-9.-], 253 at most`);
       process.stdout.write(`${nodeSecret(need('COVE_CLUSTER_SECRET'), name)}\n`);
     });
   return [api, node, cluster];

@@ -217,7 +217,7 @@ export function clusterRoutes(deps: Deps) {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(list));
       return true;
     }
-    const m = /^\/cluster\/v1\/nodes\/([a-z0-9-]{1,63})\/drain$/.exec(path);
+    const m = /^\/cluster\/v1\/nodes\/([a-z0-9][a-z0-9.-]{0,252})\/drain$/.exec(path);
     if (!m || (req.method !== 'POST' && req.method !== 'DELETE')) return false;
     if (!(await store.setDrain(m[1]!, req.method === 'POST')))
       throw new CoveError('not_found', `node ${m[1]} is not registered`);
