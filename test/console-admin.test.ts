@@ -10,7 +10,7 @@ import { CHROMIUM, SHOTS, startConsole, type ConsoleRig } from './console-helper
  * them at once, a tab whose own key is revoked is signed out; the host page shows headroom
  * and a sandbox made through the SDK under its backend.
  */
-describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console: keys and host', () => {
+describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console: keys, host and pushed changes', () => {
   let rig: ConsoleRig;
   let page: Page;
   let cove: ConsoleRig['cove'];
@@ -111,5 +111,34 @@ describe.skipIf(!canRunSandboxes || !CHROMIUM)('web console: keys and host', () 
       .toEqual(['crun', '1']);
     if (SHOTS) await page.screenshot({ path: 'docs/console-host.png' });
     await sbx.kill();
+  });
+
+  it('pushes creates and kills to the sandboxes list (Server-Sent Events)', async () => {
+    expect((await fetch(`${cove.url}/cove/v1/sandbox-events`)).status).toBe(401);
+    const abort = new AbortController();
+    const res = await call(cove.apiKey, '/cove/v1/sandbox-events', { signal: abort.signal });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    const until = async (re: RegExp) => {
+      while (!re.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended; it said: ${text}`);
+        text += value;
+      }
+    };
+    await until(/event: ready/);
+    await page.getByRole('link', { name: 'Sandboxes' }).click(); // signed in by the test above
+    await page.locator('[data-live="true"]').waitFor();
+
+    const sbx = await Sandbox.create();
+    await until(new RegExp(`event: created\ndata: \\{"sandboxID":"${sbx.sandboxId}"\\}`));
+    await page.locator(`table.sandboxes tr[data-id="${sbx.sandboxId}"]`).waitFor();
+    await sbx.kill();
+    await until(new RegExp(`event: killed\ndata: \\{"sandboxID":"${sbx.sandboxId}"\\}`));
+    await expect
+      .poll(() => page.locator(`table.sandboxes tr[data-id="${sbx.sandboxId}"]`).count(), { timeout: 10_000 })
+      .toBe(0);
+    abort.abort();
   });
 });

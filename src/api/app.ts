@@ -28,6 +28,7 @@ import { consoleRoutes } from '../console/serve.ts';
 import { poolRoutes } from './pools.ts';
 import { hostRoutes } from './host.ts';
 import { buildRoutes } from './builds.ts';
+import { eventRoutes } from './events.ts';
 import type { InSandboxMcp } from '../mcp/in-sandbox.ts';
 import { identityRoutes } from './identity.ts';
 import type { IdentityIssuer } from '../identity/issuer.ts';
@@ -95,5 +96,6 @@ export function createApi(deps: ApiDeps): Hono<ApiEnv> {
   app.route('/', poolRoutes(deps));
   if (deps.prometheus) app.route('/', hostRoutes(deps.prometheus));
   if (deps.templateBuilder) app.route('/', buildRoutes(deps.templateBuilder));
+  app.route('/', eventRoutes(deps.manager));
   return app;
 }

@@ -98,3 +98,18 @@ export function send<T>(method: 'POST' | 'DELETE', path: string, body?: unknown)
     }),
   });
 }
+
+/** A streaming GET with the session's key (Server-Sent Events): the open response. */
+export async function openStream(path: string, signal: AbortSignal): Promise<Response> {
+  const session = read();
+  if (!session) {
+    signOut();
+    throw new ApiError(401, 'signed out');
+  }
+  try {
+    return await call(session.key, path, { signal, headers: { accept: 'text/event-stream' } });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) signOut();
+    throw err;
+  }
+}

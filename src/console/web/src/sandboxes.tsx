@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api } from './api.ts';
 import { age, bytes } from './format.ts';
-import { usePoll } from './hooks.ts';
+import { usePoll, useSandboxEvents } from './hooks.ts';
 import { Head } from './table.tsx';
 import type { Metric, Sandbox } from './types.ts';
 
@@ -39,12 +39,19 @@ export function SandboxesPage() {
   const [state, setState] = useState('running,paused');
   const [template, setTemplate] = useState('');
   const [metadata, setMetadata] = useState('');
-  const { data, error } = usePoll(() => load(state, metadata), 2000, [state, metadata]);
+  // Creates, pauses and kills are pushed; the poll refreshes CPU and memory (sampled every 5 s).
+  const { data, error, reload } = usePoll(() => load(state, metadata), 5000, [state, metadata]);
+  const live = useSandboxEvents(reload);
   const templates = [...new Set(data?.sandboxes.map((s) => s.templateID))].sort();
   const shown = (data?.sandboxes ?? []).filter((s) => template === '' || s.templateID === template);
   return (
     <section>
-      <h2>Sandboxes</h2>
+      <h2>
+        Sandboxes{' '}
+        <span class="hint" data-live={String(live)}>
+          {live ? '● live' : '○ polling'}
+        </span>
+      </h2>
       <div class="filters">
         <label>
           State{' '}
