@@ -6,6 +6,7 @@ import { egressPolicy, restricts, type EgressPolicy, type SandboxNetwork } from 
 import type { InterceptOptions } from './egress-intercept.ts';
 import { startEgressProxy, type EgressProxy } from './egress-proxy.ts';
 import { applyRules, clearRules, policySlots } from './egress-rules.ts';
+import { plumb } from './plumb.ts';
 import { firewallRules } from './policy.ts';
 import { interfaceAddresses, subnetClash } from './subnet.ts';
 
@@ -32,9 +33,9 @@ export interface Network {
   /**
    * Names the network namespace of process `pid` and plumbs it: veth, address, route. Without
    * `pid`, makes a new namespace of that name instead (for runtimes that join one at create).
-   * `alongside` runs once the veth is in the namespace, while its inside (address, route) is
-   * set: the runtime's start, since nothing in a new sandbox uses its network before create
-   * returns. Both are awaited; the first failure is thrown.
+   * `alongside` runs while it is plumbed (plumb.ts): the runtime's start, since nothing in a
+   * new sandbox uses its network before create returns. Both are awaited; the first failure
+   * is thrown.
    */
   attach(slot: Slot, id: string, pid?: number, alongside?: () => Promise<void>): Promise<void>;
   /** Removes the veth and the namespace name; succeeds when they are already gone. Takes a
@@ -152,37 +153,7 @@ export function createNetwork(opts: NetworkOptions): Network {
     },
 
     async attach(slot: Slot, id: string, pid?: number, alongside?: () => Promise<void>) {
-      // Two `ip -batch` calls (host side, then inside the namespace): ~4 ms against ~10 ms
-      // for one `ip` per step. The namespace name comes first so a failure after it is
-      // found again by reclaim.
-      await run('ip', ['-batch', '-'], {
-        input: [
-          pid === undefined ? `netns add ${slot.netns}` : `netns attach ${slot.netns} ${pid}`,
-          `link add ${slot.hostVeth} type veth peer name eth0 netns ${slot.netns}`,
-          `link set ${slot.hostVeth} alias ${name}-${id}`,
-          `link set ${slot.hostVeth} master ${bridge}`,
-          // isolated ports forward only to non-isolated ones (the bridge itself): no
-          // sandbox-to-sandbox frames at layer 2
-          `link set ${slot.hostVeth} type bridge_slave isolated on`,
-          `link set ${slot.hostVeth} up`,
-          // The slot's address may have served a sandbox killed seconds ago: the bridge's
-          // neighbour entry would still name that one's MAC, and the host's connections (port
-          // proxy, readiness probe) would go nowhere until it expired (~10 s).
-          `neigh flush to ${slot.address} dev ${bridge}`,
-        ].join('\n'),
-      });
-      const inside = run('ip', ['-n', slot.netns, '-batch', '-'], {
-        input: [
-          'link set lo up',
-          `addr add ${slot.address}/${slot.prefix} dev eth0`,
-          'link set eth0 up',
-          `route add default via ${slot.gateway}`,
-        ].join('\n'),
-      });
-      // Side by side: two processes that each wait mostly on exec and the kernel (~2-4 ms each).
-      const [a, b] = await Promise.allSettled([inside, alongside?.()]);
-      if (a.status === 'rejected') throw a.reason;
-      if (b.status === 'rejected') throw b.reason;
+      await plumb(slot, id, { instance: name, bridge }, pid, alongside);
     },
 
     async detach(target) {
