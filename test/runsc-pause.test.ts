@@ -75,6 +75,10 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('pause and resume with memo
     await sbx.files.write('/home/user/server.py', SERVER);
     const server = await sbx.commands.run('python3 /home/user/server.py', { background: true });
     await until(async () => (await port(sbx, 8000)).status === 200);
+    const bootId = async (s: InstanceType<E2b['Sandbox']>) =>
+      (await s.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout.trim();
+    const boot = await bootId(sbx); // Cove's file: gVisor has none of its own
+    expect(boot).toMatch(/^[0-9a-f-]{36}$/);
 
     expect(await sbx.pause()).toBe(true);
     expect((await sbx.getInfo()).state).toBe('paused');
@@ -88,11 +92,16 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('pause and resume with memo
     expect(pids).toContain(sleeper.pid); // the same processes: restored, not restarted
     expect(pids).toContain(server.pid);
     expect((await port(resumed, 8000)).status).toBe(200);
+    expect(await bootId(resumed)).toBe(boot); // restored, not booted
     // and it pauses again, after the gateway's connections to the server were used
     expect(await resumed.pause()).toBe(true);
     const again = await e2b.Sandbox.connect(sbx.sandboxId);
     expect((await again.commands.list()).map((p) => p.pid)).toContain(sleeper.pid);
-    await again.kill();
+    // a filesystem-only pause boots it again: a new boot id
+    expect(await again.pause({ keepMemory: false })).toBe(true);
+    const booted = await e2b.Sandbox.connect(sbx.sandboxId);
+    expect(await bootId(booted)).not.toBe(boot);
+    await booted.kill();
   });
 
   it('pauses a sandbox gVisor cannot save (a Node server) with its files, and it lives on after resume', async () => {

@@ -1,6 +1,7 @@
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
@@ -117,10 +118,16 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
   /** Each running sandbox's process and agent directory, as create and restore left them. */
   const known = new Map<string, { pid: number; runDir: string }>();
 
-  async function writeBundle(spec: SandboxSpec): Promise<void> {
+  // gVisor has no /proc/sys/kernel/random/boot_id: the sandbox gets a file of Cove's there, new
+  // at each boot (`fresh`) and kept by a restore, so a filesystem-only resume is told from a
+  // memory one as on crun (oci/spec.ts withBootId) and in E2B's VMs.
+  async function writeBundle(spec: SandboxSpec, fresh: boolean): Promise<void> {
     const preloadFile = join(spec.bundleDir, 'ld.so.preload');
     await writeFile(preloadFile, `${statxShimPath}\n`, { mode: 0o644 });
-    const config = runscOciSpec(spec, opts.cgroupParent, { binary: opts.statxShim, preloadFile });
+    const bootId = join(spec.bundleDir, 'boot_id');
+    if (fresh || !existsSync(bootId)) await writeFile(bootId, `${randomUUID()}\n`, { mode: 0o444 });
+    const shim = { binary: opts.statxShim, preloadFile };
+    const config = runscOciSpec(spec, opts.cgroupParent, shim, bootId);
     await writeFile(join(spec.bundleDir, 'config.json'), JSON.stringify(config));
   }
 
@@ -246,7 +253,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     },
 
     async create(spec: SandboxSpec) {
-      await writeBundle(spec);
+      await writeBundle(spec, true);
       // What restore() needs to give back: runsc moves eth0's addresses into its own stack.
       await writeFile(join(spec.bundleDir, 'netns.json'), JSON.stringify(await readAddresses(spec.netns!)));
       await runLogged(
@@ -341,7 +348,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
       await deletions.get(spec.id);
       // A stopped state left by a checkpoint whose deletion a restart of Cove cut short.
       if ((await list()).includes(spec.id)) await removeState(spec.id);
-      await writeBundle(spec);
+      await writeBundle(spec, false);
       const saved = join(spec.bundleDir, 'netns.json');
       const addresses = existsSync(saved)
         ? (JSON.parse(await readFile(saved, 'utf8')) as Awaited<ReturnType<typeof readAddresses>>)

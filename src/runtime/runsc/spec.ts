@@ -51,10 +51,11 @@ export function runscOciSpec(
   s: SandboxSpec,
   cgroupParent: string,
   shim: { binary: string; preloadFile: string },
+  bootIdFile?: string,
 ): OciSpec {
   if (s.netns === undefined) throw new Error(`runsc sandbox ${s.id}: no network namespace given`);
   return buildSpec(
-    sandboxOciSpec(s, cgroupParent),
+    sandboxOciSpec(s, cgroupParent, bootIdFile),
     withNetnsPath(s.netns),
     withoutSeccomp,
     withStatxShim(shim.binary, shim.preloadFile),
