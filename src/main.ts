@@ -184,7 +184,7 @@ async function startLocked(
         .find((r) => r.state !== 'killing' && r.volumeMounts?.some((m) => m.volumeId === id))?.id,
   });
   const { secrets, egressCa, identity } = await openCredentials(config); // secrets/open.ts
-  const { drivers, microvm } = createDrivers(config);
+  const { drivers, microvm } = createDrivers(config, log);
   const runtime = traced(createRuntimeSet(drivers, config.runtime), log, 'runtime');
   const manager = createManager({
     audit,

@@ -81,6 +81,30 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('sandboxes in QEMU microVMs'
     expect(await res.text()).toBe('from the host');
   });
 
+  it('clones the template saved VM: its own name, address, clock and randomness', async () => {
+    const other = await e2b.Sandbox.create('base', { timeoutMs: 600_000 });
+    try {
+      const probe =
+        'cat /proc/cmdline; hostname; ip -4 -o addr show eth0; date +%s; head -c 16 /dev/urandom | od -An -tx1';
+      const [a, b] = await Promise.all([sbx.commands.run(probe), other.commands.run(probe)]);
+      const lines = (r: { stdout: string }) => r.stdout.trim().split('\n');
+      for (const [r, s] of [
+        [a, sbx],
+        [b, other],
+      ] as const) {
+        const [cmdline, hostname, addr, date] = lines(r);
+        expect(cmdline).toContain('cove.host=cove'); // the saved VM's boot, not a boot of its own
+        expect(hostname).toBe(s.sandboxId);
+        expect(addr).toContain(` ${cove.manager.get(s.sandboxId).address}/`);
+        expect(Math.abs(Number(date) - Date.now() / 1000)).toBeLessThan(30);
+      }
+      expect(lines(a).at(-1)).not.toBe(lines(b).at(-1));
+      expect(lines(a)[2]).not.toBe(lines(b)[2]);
+    } finally {
+      await other.kill();
+    }
+  });
+
   it('kill leaves no QEMU process, tap or disk', async () => {
     const dir = join(cove.config.home, 'sandboxes', sbx.sandboxId);
     expect(existsSync(join(dir, 'disk.qcow2'))).toBe(true);

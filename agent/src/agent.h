@@ -182,6 +182,11 @@ int agent_listen(const char *path);
  * never closes it; any token is accepted, since only the host holds the port's other end. */
 void agent_use_port(int fd);
 int agent_port_mode(void);
+/* dispatch.c: one request frame to its handler; whether a request type takes these flags. */
+void agent_dispatch(uint8_t type, uint32_t id, struct rd *r);
+int agent_flags_ok(uint8_t type, uint8_t flags);
+/* --restored NS SEEDHEX (restored.c): a restored microVM's clock and randomness; exit status. */
+int agent_restored(const char *ns_text, const char *hex);
 /* Marks the host connection as broken; it is dropped after the current frame. */
 void protocol_violation(const char *why);
 /* probe.c: what the host checks before a gVisor checkpoint, written beside the socket. */

@@ -88,49 +88,26 @@ static void drop_host(void)
 	watch_close_all();
 }
 
-/* F_ELEVATED is the only flag, and only requests that open a file operation take it. */
-static int flags_ok(uint8_t type, uint8_t flags)
-{
-	int fs = (type >= T_STAT && type <= T_REMOVE) || type == T_READ || type == T_WRITE ||
-		 type == T_WATCH || type == T_SETMETA;
-	return !flags || (flags == F_ELEVATED && fs);
-}
+static void drop_pending(void);
+static void finish_auth(void);
 
-static void dispatch(uint8_t type, uint32_t id, struct rd *r)
+/* --port: an AUTH on the port while a host is authenticated comes from a new host whose
+ * connection opened before the agent saw the old one close (both in one SIGIO: a port closed
+ * and opened again polls open, as after a VM is restored). It is taken as a new connection:
+ * the old host's streams end and what was queued for it is dropped. */
+static void port_reauth(const uint8_t *frame, uint32_t len)
 {
-	switch (type) {
-	case T_PING:
-		if (!rd_done(r))
-			return protocol_violation("ping");
-		send_ok(id);
-		return;
-	case T_CANCEL:
-		if (!rd_done(r))
-			return protocol_violation("cancel");
-		if (!fs_cancel(id))
-			watch_cancel(id);
-		return;
-	case T_SPAWN: return proc_spawn(id, r);
-	case T_STDIN: return proc_stdin(id, r);
-	case T_CLOSE_STDIN: return proc_close_stdin(id, r);
-	case T_SIGNAL: return proc_signal(id, r);
-	case T_RESIZE: return proc_resize(id, r);
-	case T_LIST_PROCS: return proc_list(id, r);
-	case T_ATTACH: return proc_attach(id, r);
-	case T_STAT: return fs_stat(id, r);
-	case T_LISTDIR: return fs_listdir(id, r);
-	case T_MKDIR: return fs_mkdir(id, r);
-	case T_RENAME: return fs_rename(id, r);
-	case T_REMOVE: return fs_remove(id, r);
-	case T_READ: return fs_read(id, r);
-	case T_CREDIT: return fs_credit(id, r);
-	case T_WRITE: return fs_write(id, r);
-	case T_WDATA: return fs_wdata(id, r);
-	case T_WEND: return fs_wend(id, r);
-	case T_WATCH: return watch_start(id, r);
-	case T_SETMETA: return fs_setmeta(id, r);
-	default: return protocol_violation("unknown type");
-	}
+	out_attach(-1);
+	proc_detach_all();
+	fs_close_all();
+	watch_close_all();
+	hfd = -1;
+	rxlen = 0; /* a new host sends nothing before the answer to its AUTH */
+	drop_pending();
+	memcpy(pend_buf, frame, len);
+	pfd_conn = vfd;
+	pend_len = len;
+	finish_auth();
 }
 
 /* Handles the complete frames buffered from the host, while replies can still be queued. */
@@ -140,7 +117,13 @@ static void process_rx(void)
 	while (hfd >= 0 && !violated && out_pending() <= OUT_STOP_READING && rxlen - off >= HDR_LEN) {
 		const uint8_t *h = rxbuf + off;
 		uint32_t len = le32(h);
-		if (len < HDR_LEN || len > MAX_FRAME || !flags_ok(h[4], h[5]) || h[6] || h[7] ||
+		if (h[4] == T_AUTH && hfd == vfd && !h[5] && !h[6] && !h[7] && le32(h + 8) == 0 &&
+		    len > HDR_LEN && len <= sizeof pend_buf) {
+			if (rxlen - off < len)
+				break;
+			return port_reauth(h, len);
+		}
+		if (len < HDR_LEN || len > MAX_FRAME || !agent_flags_ok(h[4], h[5]) || h[6] || h[7] ||
 		    (h[4] == T_AUTH)) {
 			violated = 1;
 			break;
@@ -153,7 +136,7 @@ static void process_rx(void)
 		if (id == 0)
 			violated = 1;
 		else
-			dispatch(h[4], id, &r);
+			agent_dispatch(h[4], id, &r);
 		off += len;
 	}
 	if (violated || out_broken()) {
@@ -237,6 +220,12 @@ static void read_pending(void)
 	}
 	if (pend_len < HDR_LEN || pend_len < le32(pend_buf))
 		return;
+	finish_auth();
+}
+
+/* The pending connection sent a whole AUTH frame (pend_buf): it becomes the host. */
+static void finish_auth(void)
+{
 	if (!token_ok(pend_buf + HDR_LEN, pend_len - HDR_LEN))
 		return drop_pending();
 	drop_host(); /* a restarted host re-adopts the sandbox */

@@ -100,11 +100,14 @@ static int open_port(const char *path)
 	return fd;
 }
 
-#define USAGE "usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN) | --port DEVICE"
+#define USAGE \
+	"usage: cove-agent --socket PATH (token in COVE_AGENT_TOKEN) | --port DEVICE | --restored NS SEEDHEX"
 
 int main(int argc, char **argv)
 {
 	const char *path = NULL, *port = NULL;
+	if (argc == 4 && !strcmp(argv[1], "--restored"))
+		return agent_restored(argv[2], argv[3]);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--socket") && i + 1 < argc)
 			path = argv[++i];

@@ -1,4 +1,5 @@
 import type { Config } from '../config/config.ts';
+import type { Logger } from '../core/log.ts';
 import { createMicrovmDriver } from './microvm/microvm.ts';
 import { createCrunDriver } from './oci/crun.ts';
 import { createRunscDriver } from './runsc/runsc.ts';
@@ -13,8 +14,13 @@ export function createDrivers(
     Config,
     'crunRoot' | 'runscRoot' | 'mountHelper' | 'instance' | 'statxShim' | 'microvm' | 'agentBinary'
   >,
+  log?: Logger,
 ) {
-  const microvm = createMicrovmDriver({ ...config.microvm, agentBinary: config.agentBinary });
+  const microvm = createMicrovmDriver({
+    ...config.microvm,
+    agentBinary: config.agentBinary,
+    ...(log && { log: (msg: string, fields: Record<string, unknown>) => log.info(fields, msg) }),
+  });
   const crun = createCrunDriver({
     stateRoot: config.crunRoot,
     mountHelper: config.mountHelper,

@@ -24,7 +24,7 @@ describe('microvm command line', () => {
       ...vm,
       accel: 'tcg',
       tscKhz: 2_600_000,
-      tap: { ifname: 'tap0', mac: '52:54:0a:00:00:02' },
+      nic: { tap: 'tap0', mac: '52:54:0a:00:00:02' },
     });
     expect(tcg.join(' ')).toContain('tsc_early_khz=2600000 tsc=reliable cove.host=abc');
     expect(tcg[tcg.indexOf('-cpu') + 1]).toBe('max');
@@ -36,6 +36,26 @@ describe('microvm command line', () => {
     expect(kvm[kvm.indexOf('-cpu') + 1]).toBe('host');
     expect(kvm).toContain('-S');
     expect(kvm).not.toContain('-netdev');
+    expect(kvm).toContain('memory-backend-ram,id=mem,size=512M');
+  });
+
+  it('puts a template VM on a shared RAM file and a dead-end NIC, its clones on private maps of it', () => {
+    const template = qemuArgv({
+      ...vm,
+      accel: 'tcg',
+      nic: { mac: '52:54:00:00:00:01' },
+      memoryFile: { path: '/dev/shm/t.mem', share: true },
+    });
+    expect(template).toContain('memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/t.mem,share=on');
+    expect(template).toContain('hubport,id=net,hubid=0');
+    const clone = qemuArgv({
+      ...vm,
+      accel: 'tcg',
+      memoryFile: { path: '/dev/shm/t.mem', share: false },
+      incoming: true,
+    });
+    expect(clone).toContain('memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/t.mem,share=off');
+    expect(clone.slice(-2)).toEqual(['-incoming', 'defer']);
   });
 
   it('makes a MAC from the sandbox address', () => {

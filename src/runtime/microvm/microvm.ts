@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
@@ -8,21 +8,30 @@ import type { Capability, RuntimeDriver, SandboxSpec, SandboxStatus } from '../d
 import { readAddresses } from '../runsc/netns.ts';
 import { chooseAccelerator, hostTscKhz, probeHost, type Accelerator } from './accel.ts';
 import { guestDir, initrdWithAgent, templateImage } from './guest.ts';
-import { macFor, Qmp, qemuArgv, type VmArgs } from './qemu.ts';
+import { setIdentity } from './identity.ts';
+import { loadState } from './migrate.ts';
+import { macFor, type VmArgs } from './qemu.ts';
+import { createTemplateVms, type BaseArgs } from './template-vm.ts';
+import { createVms, type VmState } from './vm.ts';
 
 export interface MicrovmOptions {
   /** Cove's own state of its VMs (one directory per sandbox: QMP socket, pid). */
   stateRoot: string;
-  /** Shared cache: guest kernels (scripts/microvm-guest.sh) and template images. */
+  /** Shared cache: guest kernels (scripts/microvm-guest.sh), template images and saved VMs. */
   cacheDir: string;
   agentBinary: string;
   /** Refuse to start without hardware KVM (`cove serve --require-kvm`). */
   requireKvm?: boolean;
   binary?: string;
+  /** Boot every VM instead of cloning its template's saved VM (the benchmark's cold boot). */
+  noClones?: boolean;
+  log?: (msg: string, fields: Record<string, unknown>) => void;
 }
 
 /** How long a cold boot may take to the agent opening its port (software emulation on 2 busy cores). */
 const BOOT_TIMEOUT_MS = { kvm: 20_000, tcg: 120_000 };
+/** Loading a saved state and giving the VM its identity (the first exec in a clone translates busybox). */
+const RESTORE_TIMEOUT_MS = 60_000;
 const TAP = 'tap0';
 const BRIDGE = 'br0';
 
@@ -34,47 +43,18 @@ export interface MicrovmDriver extends RuntimeDriver {
 /**
  * The QEMU `microvm` backend (README.md): every sandbox is a VM with its own kernel, the same
  * agent as PID 1 over a virtio-serial port, its disk a qcow2 layer over the template's image,
- * its NIC a tap bridged to the namespace's eth0 (so the host sees it as any sandbox).
+ * its NIC a tap bridged to the namespace's eth0 (so the host sees it as any sandbox). A VM is
+ * a clone of its template's saved VM (template-vm.ts) where there is one, booted otherwise.
  */
 export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
   const qemu = opts.binary ?? 'qemu-system-x86_64';
   const guest = guestDir(opts.cacheDir);
   const initrd = join(opts.stateRoot, 'initrd.img');
+  const vms = createVms(opts.stateRoot, qemu);
   let accel: Accelerator | undefined;
-
-  const stateDir = (id: string) => join(opts.stateRoot, id);
-  const qmpPath = (id: string) => join(stateDir(id), 'qmp.sock');
-
-  /** QEMU's pid when it still runs this sandbox's VM (its command line names the QMP socket). */
-  function livePid(id: string): number | undefined {
-    let pid: number;
-    try {
-      pid = Number(readFileSync(join(stateDir(id), 'pid'), 'utf8'));
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (!cmdline.includes(qmpPath(id)) || / Z /.test(stat.slice(stat.lastIndexOf(')')))) return undefined;
-    } catch {
-      return undefined;
-    }
-    return pid;
-  }
-
-  async function withQmp<T>(id: string, fn: (q: Qmp) => Promise<T>): Promise<T> {
-    const q = await Qmp.open(qmpPath(id));
-    try {
-      return await fn(q);
-    } finally {
-      q.close();
-    }
-  }
-
-  function logTail(file: string): string {
-    try {
-      return readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
-    } catch {
-      return '';
-    }
-  }
+  let templates: ReturnType<typeof createTemplateVms> | undefined;
+  /** Saved VMs that could not be made: their templates boot, until Cove restarts. */
+  const unsaved = new Map<string, string>();
 
   /**
    * The guest takes eth0's address: inside the namespace eth0 (the veth to Cove's bridge)
@@ -99,31 +79,73 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
     return { address, ...(eth0.gateway && { gateway: eth0.gateway }) };
   }
 
-  async function launch(spec: SandboxSpec, args: VmArgs, extra: string[] = []): Promise<number> {
-    const dir = stateDir(spec.id);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(join(dir, 'vm.json'), JSON.stringify({ bundleDir: spec.bundleDir, netns: spec.netns }));
-    const argv = [...qemuArgv(args), ...extra];
-    const [file, full] = spec.netns
-      ? ['nsenter', [`--net=${spec.netns}`, '--', qemu, ...argv]]
-      : [qemu, argv];
-    const log = join(spec.bundleDir, 'runtime.log');
-    const fd = openSync(log, 'a', 0o600);
-    // Its own session, stdio on a file: the VM outlives Cove and is adopted again at start.
-    const child = spawn(file, full, { stdio: ['ignore', fd, fd], detached: true });
-    closeSync(fd);
-    child.unref();
-    const pid = child.pid;
-    if (!pid) throw new CoveError('internal', `QEMU did not start: ${logTail(log)}`);
-    await writeFile(join(dir, 'pid'), String(pid));
-    // nsenter execs QEMU in place: the same pid. The QMP socket proves QEMU took its arguments.
-    await Qmp.open(qmpPath(spec.id), 10_000).then(
-      (q) => q.close(),
-      (err: unknown) => {
-        throw new CoveError('internal', `QEMU failed for ${spec.id}: ${logTail(log) || String(err)}`);
-      },
-    );
+  function baseArgs(spec: Pick<SandboxSpec, 'limits'>): BaseArgs {
+    if (!accel) throw new CoveError('internal', 'microvm driver used before init');
+    return {
+      accel: accel.name,
+      cpus: Math.max(1, Math.round(spec.limits.cpus)),
+      memoryMiB: Math.max(256, spec.limits.memoryMiB),
+      kernel: join(guest, 'vmlinuz'),
+      initrd,
+      ...(accel.name === 'tcg' && { tscKhz: hostTscKhz() }),
+    };
+  }
+
+  /** A sandbox's own part of the command line: its sockets, console, disk and NIC. */
+  function ownArgs(spec: SandboxSpec, net: { address: string } | undefined) {
+    return {
+      agentSocket: join(spec.agentRunDir, 'agent.sock'),
+      qmpSocket: vms.qmpPath(spec.id),
+      consoleLog: join(spec.bundleDir, 'console.log'),
+      disk: join(spec.bundleDir, 'disk.qcow2'),
+      ...(net && { nic: { tap: TAP, mac: macFor(net.address.split('/')[0]!) } }),
+    };
+  }
+
+  /** Who the guest becomes after a restore: the sandbox's name and network (identity.ts). */
+  function identityOf(spec: SandboxSpec, net: { address: string; gateway?: string } | undefined) {
+    return {
+      hostname: spec.id,
+      ...(net && {
+        address: net.address,
+        mac: macFor(net.address.split('/')[0]!),
+        ...(net.gateway && { gateway: net.gateway }),
+      }),
+    };
+  }
+
+  /**
+   * Starts QEMU waiting for a saved state and loads it; the VM stays stopped, its NIC's
+   * backend down (set_link survives the load, the NIC's own state does not), so that no
+   * frame of the saved VM's address or MAC leaves before start() has given it its own.
+   */
+  async function launchRestored(
+    spec: SandboxSpec,
+    args: VmArgs,
+    state: VmState,
+    from: { file: string; ignoreShared: boolean },
+  ): Promise<number> {
+    const pid = await vms.launch(spec.id, state, { ...args, incoming: true, paused: true });
+    await vms.withQmp(spec.id, async (q) => {
+      if (args.nic) await q.execute('set_link', { name: 'net', up: false });
+      await loadState(q, from.file, { ignoreShared: from.ignoreShared, timeoutMs: RESTORE_TIMEOUT_MS });
+    });
     return pid;
+  }
+
+  /** A template's saved VM, or why its VMs boot instead (logged once). */
+  async function savedVmFor(spec: SandboxSpec, image: string) {
+    if (opts.noClones || !templates) return undefined;
+    const base = baseArgs(spec);
+    if (unsaved.has(image)) return undefined;
+    return templates.get(base, image).catch((err: unknown) => {
+      unsaved.set(image, String(err));
+      opts.log?.('microvm: the template VM could not be saved; its sandboxes boot', {
+        image,
+        err: String(err),
+      });
+      return undefined;
+    });
   }
 
   return {
@@ -132,7 +154,7 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
     accelerator: () => accel,
 
     async init() {
-      await run(qemu, ['--version']).catch((err: unknown) => {
+      const version = await run(qemu, ['--version']).catch((err: unknown) => {
         throw new CoveError(
           'unavailable',
           `QEMU is not installed (apt-get install qemu-system-x86 qemu-utils): ${String(err)}`,
@@ -140,82 +162,108 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
       });
       await mkdir(opts.stateRoot, { recursive: true, mode: 0o700 });
       await initrdWithAgent(guest, opts.agentBinary, initrd);
+      // Template VMs a crash left half-made (their saved VMs are published only when complete).
+      for (const name of await readdir(opts.stateRoot).catch(() => [] as string[])) {
+        if (!name.startsWith('.template-')) continue;
+        await vms.destroy(name).catch(() => undefined);
+        await rm(`/dev/shm/cove-vm-${name.slice('.template-'.length)}.mem`, { force: true });
+      }
       if (!accel) {
         const host = probeHost();
         accel = await chooseAccelerator(host, () => canary());
       }
       if (opts.requireKvm && accel.name !== 'kvm')
         throw new CoveError('unavailable', `--require-kvm: no usable KVM on this host (${accel.why})`);
+      const salt = createHash('sha256')
+        .update(version.stdout)
+        .update(await readFile(initrd))
+        .update(await readFile(join(guest, 'vmlinuz')))
+        .digest('hex');
+      templates = createTemplateVms({
+        vms,
+        cacheDir: opts.cacheDir,
+        salt,
+        bootTimeoutMs: BOOT_TIMEOUT_MS[accel.name],
+        onBuilt: (info) => opts.log?.('microvm: template VM saved', info),
+      });
+      const removed = await templates.collect();
+      if (removed.length > 0) opts.log?.('microvm: removed unused saved VMs', { removed });
     },
 
     async create(spec: SandboxSpec) {
-      if (!accel) throw new CoveError('internal', 'microvm driver used before init');
       if (!spec.templateRootfs)
         throw new CoveError('internal', `sandbox ${spec.id}: the microvm driver needs the template's rootfs`);
       const image = await templateImage(opts.cacheDir, spec.templateRootfs);
+      const saved = await savedVmFor(spec, image);
       // The sandbox's writable layer: kept across a pause (its directory stays), removed with it.
       const disk = join(spec.bundleDir, 'disk.qcow2');
-      if (!existsSync(disk))
-        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image, disk]);
+      if (!existsSync(disk)) {
+        const [format, backing] = saved ? ['qcow2', saved.disk] : ['raw', image];
+        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', format, '-b', backing, disk]);
+      }
       const net = spec.netns ? await plumbTap(spec.netns) : undefined;
+      const state: VmState = { bundleDir: spec.bundleDir, ...(spec.netns && { netns: spec.netns }) };
+      const args: VmArgs = { ...baseArgs(spec), append: [], ...ownArgs(spec, net) };
+      if (saved) {
+        await templates?.refer(saved, spec.id, disk);
+        const restored = { ...state, restored: identityOf(spec, net) };
+        const pid = await launchRestored(
+          spec,
+          { ...args, memoryFile: { path: saved.memory, share: false } },
+          restored,
+          {
+            file: saved.state,
+            ignoreShared: true,
+          },
+        );
+        return { pid };
+      }
       const append = [`cove.host=${spec.id}`];
       if (net) append.push(`cove.ip=${net.address}`, ...(net.gateway ? [`cove.gw=${net.gateway}`] : []));
-      const pid = await launch(spec, {
-        accel: accel.name,
-        cpus: Math.max(1, Math.round(spec.limits.cpus)),
-        memoryMiB: Math.max(256, spec.limits.memoryMiB),
-        kernel: join(guest, 'vmlinuz'),
-        initrd,
-        append,
-        ...(accel.name === 'tcg' && { tscKhz: hostTscKhz() }),
-        agentSocket: join(spec.agentRunDir, 'agent.sock'),
-        qmpSocket: qmpPath(spec.id),
-        consoleLog: join(spec.bundleDir, 'console.log'),
-        disk,
-        ...(net && { tap: { ifname: TAP, mac: macFor(net.address.split('/')[0]!) } }),
-        paused: true,
-      });
+      const pid = await vms.launch(spec.id, state, { ...args, append, paused: true });
       return { pid };
     },
 
-    /** Starts the vCPUs and waits until the agent has opened its port (QMP event VSERPORT_CHANGE). */
+    /**
+     * A booted VM: starts the vCPUs and waits until the agent has opened its port. A restored
+     * one: runs it, gives it its identity through its agent, then lets its NIC carry frames.
+     */
     async start(id: string) {
-      await bootToAgent(id, BOOT_TIMEOUT_MS[accel?.name ?? 'tcg']);
+      const state = await vms.readState(id);
+      if (!state.restored) return vms.bootToAgent(id, BOOT_TIMEOUT_MS[accel?.name ?? 'tcg']);
+      await vms.withQmp(id, (q) => q.execute('cont'));
+      await setIdentity(join(state.bundleDir, 'run', 'agent.sock'), state.restored, RESTORE_TIMEOUT_MS);
+      if (state.restored.address)
+        await vms.withQmp(id, (q) => q.execute('set_link', { name: 'net', up: true }));
+      delete state.restored;
+      await vms.writeState(id, state);
     },
 
     async status(id: string): Promise<SandboxStatus> {
-      if (!existsSync(stateDir(id))) return 'missing';
-      if (livePid(id) === undefined) return 'stopped';
-      const st = (await withQmp(id, (q) => q.execute('query-status')).catch(() => undefined)) as
+      if (!existsSync(vms.stateDir(id))) return 'missing';
+      if (vms.livePid(id) === undefined) return 'stopped';
+      const st = (await vms.withQmp(id, (q) => q.execute('query-status')).catch(() => undefined)) as
         { status?: string } | undefined;
-      if (st?.status === 'prelaunch') return 'created';
+      if (st?.status === 'prelaunch' || st?.status === 'inmigrate') return 'created';
+      if ((await vms.readState(id).catch(() => undefined))?.restored) return 'created';
       return st?.status === 'paused' ? 'paused' : 'running';
     },
 
     async list() {
       const entries = await readdir(opts.stateRoot, { withFileTypes: true }).catch(() => []);
-      return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+      return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
     },
 
     // In place: QEMU stops the vCPUs, memory stays where it is (as crun's cgroup freezer).
     async freeze(id: string) {
-      await withQmp(id, (q) => q.execute('stop'));
+      await vms.withQmp(id, (q) => q.execute('stop'));
     },
 
     async thaw(id: string) {
-      await withQmp(id, (q) => q.execute('cont'));
+      await vms.withQmp(id, (q) => q.execute('cont'));
     },
 
-    async destroy(id: string) {
-      const pid = livePid(id);
-      if (pid !== undefined) {
-        process.kill(pid, 'SIGKILL');
-        for (let i = 0; i < 500 && livePid(id) !== undefined; i++)
-          await new Promise((r) => setTimeout(r, 10));
-        if (livePid(id) !== undefined) throw new CoveError('internal', `QEMU ${pid} of ${id} did not exit`);
-      }
-      await rm(stateDir(id), { recursive: true, force: true });
-    },
+    destroy: (id: string) => vms.destroy(id),
   };
 
   /** Boots a VM with -accel kvm to its agent: a vCPU that runs proves nothing (DESIGN.md). */
@@ -223,43 +271,27 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
     const id = `canary-${process.pid}`;
     const dir = join(opts.stateRoot, id);
     await mkdir(join(dir, 'run'), { recursive: true });
-    const spec = { id, bundleDir: dir, agentRunDir: join(dir, 'run') } as SandboxSpec;
     try {
-      await launch(spec, {
-        accel: 'kvm',
-        cpus: 1,
-        memoryMiB: 256,
-        kernel: join(guest, 'vmlinuz'),
-        initrd,
-        append: ['cove.canary=1'],
-        agentSocket: join(dir, 'run', 'agent.sock'),
-        qmpSocket: qmpPath(id),
-        consoleLog: join(dir, 'console.log'),
-        paused: true,
-      });
-      await bootToAgent(id, BOOT_TIMEOUT_MS.kvm);
+      await vms.launch(
+        id,
+        { bundleDir: dir },
+        {
+          accel: 'kvm',
+          cpus: 1,
+          memoryMiB: 256,
+          kernel: join(guest, 'vmlinuz'),
+          initrd,
+          append: ['cove.canary=1'],
+          agentSocket: join(dir, 'run', 'agent.sock'),
+          qmpSocket: vms.qmpPath(id),
+          consoleLog: join(dir, 'console.log'),
+          paused: true,
+        },
+      );
+      await vms.bootToAgent(id, BOOT_TIMEOUT_MS.kvm);
     } finally {
-      const pid = livePid(id);
-      if (pid !== undefined) process.kill(pid, 'SIGKILL');
+      await vms.destroy(id).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     }
-  }
-
-  async function bootToAgent(id: string, timeoutMs: number): Promise<void> {
-    await withQmp(id, async (q) => {
-      const open = q.event(
-        (m) => m.event === 'VSERPORT_CHANGE' && m.data?.open === true,
-        timeoutMs,
-        'agent port',
-      );
-      await q.execute('cont');
-      await open.catch(async (err: unknown) => {
-        const vm = JSON.parse(await readFile(join(stateDir(id), 'vm.json'), 'utf8')) as { bundleDir: string };
-        throw new CoveError(
-          'unavailable',
-          `VM ${id} did not boot: ${String(err)}; console: ${logTail(join(vm.bundleDir, 'console.log'))}`,
-        );
-      });
-    });
   }
 }

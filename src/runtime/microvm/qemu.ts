@@ -17,8 +17,20 @@ export interface VmArgs {
   qmpSocket: string;
   consoleLog: string;
   disk?: string;
-  /** A tap device (in the network namespace QEMU runs in) and the guest's MAC. */
-  tap?: { ifname: string; mac: string };
+  /**
+   * The guest's NIC: its MAC and the tap device (in the network namespace QEMU runs in) it
+   * sits on; without a tap, a dead-end hub port (a template VM: the device must exist, as
+   * its clones have it, but nothing is reachable through it).
+   */
+  nic?: { mac: string; tap?: string };
+  /**
+   * Guest RAM in a file (a template VM: shared, so that a saved VM's memory is that file;
+   * its clones: private copy-on-write mappings of it); anonymous memory otherwise. Always
+   * the backend `mem`, so that any saved VM restores into any other VM of the same size.
+   */
+  memoryFile?: { path: string; share: boolean };
+  /** Wait for the VM's state over QMP (`migrate-incoming`) instead of booting. */
+  incoming?: boolean;
   /** Start with the vCPUs stopped (`cont` over QMP starts them). */
   paused?: boolean;
 }
@@ -29,7 +41,11 @@ export function qemuArgv(a: VmArgs): string[] {
   const argv = [
     // ACPI stays on: Debian's cloud kernel finds the virtio-mmio devices through it only.
     '-M',
-    'microvm,x-option-roms=off,rtc=on,acpi=on',
+    'microvm,x-option-roms=off,rtc=on,acpi=on,memory-backend=mem',
+    '-object',
+    a.memoryFile
+      ? `memory-backend-file,id=mem,size=${a.memoryMiB}M,mem-path=${a.memoryFile.path},share=${a.memoryFile.share ? 'on' : 'off'}`
+      : `memory-backend-ram,id=mem,size=${a.memoryMiB}M`,
     '-accel',
     a.accel,
     '-cpu',
@@ -73,14 +89,17 @@ export function qemuArgv(a: VmArgs): string[] {
       'virtio-blk-device,drive=root',
     );
   // vhost=on aborts QEMU 7.2 where /dev/vhost-net is missing (DESIGN.md).
-  if (a.tap)
+  if (a.nic)
     argv.push(
       '-netdev',
-      `tap,id=net,ifname=${a.tap.ifname},script=no,downscript=no,vhost=off`,
+      a.nic.tap
+        ? `tap,id=net,ifname=${a.nic.tap},script=no,downscript=no,vhost=off`
+        : 'hubport,id=net,hubid=0',
       '-device',
-      `virtio-net-device,netdev=net,mac=${a.tap.mac}`,
+      `virtio-net-device,netdev=net,mac=${a.nic.mac},id=nic`,
     );
   if (a.paused) argv.push('-S');
+  if (a.incoming) argv.push('-incoming', 'defer');
   return argv;
 }
 

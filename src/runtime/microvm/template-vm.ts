@@ -1,0 +1,191 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../core/exec.ts';
+import { saveState } from './migrate.ts';
+import { qemuArgv, type VmArgs } from './qemu.ts';
+import type { Vms } from './vm.ts';
+
+/** A template's VM saved once booted: its state, its disk (the clones' backing file) and its RAM. */
+export interface SavedVm {
+  state: string;
+  disk: string;
+  /** Guest RAM (on /dev/shm): clones map it privately, copy-on-write. */
+  memory: string;
+}
+
+/** What a VM of a template is booted with, less what is each VM's own (sockets, disk, NIC). */
+export type BaseArgs = Pick<VmArgs, 'accel' | 'cpus' | 'memoryMiB' | 'kernel' | 'initrd' | 'tscKhz'>;
+
+const TEMPLATE_MAC = '52:54:00:00:00:01';
+const SETTLE_MS = 300;
+/** A saved VM no disk refers to and unused this long is removed (its RAM file holds host memory). */
+const UNUSED_MS = 3_600_000;
+
+/**
+ * Templates' saved VMs (README.md, Starting fast): the first VM of a template (image, size,
+ * kernel, initramfs with its agent, QEMU) is booted once with its RAM in a shared file on
+ * /dev/shm, without an address (eth0 down), and saved with `x-ignore-shared` (a few KB: its
+ * RAM is that file). Every VM of the template is then a clone: QEMU maps the file privately,
+ * loads the state and goes on from there, on a qcow2 layer over the saved VM's disk. Cached
+ * in `<cacheDir>/vm-snapshots/<key>` (published by a rename; shared by the Coves of a host),
+ * where the key hashes everything the saved state depends on. /dev/shm is lost with the host:
+ * a snapshot whose RAM file is gone is built again. Each clone's disk is named in `refs/`
+ * (its qcow2 layer needs the saved disk as long as it exists, a paused sandbox's included);
+ * a saved VM no existing disk names and unused for an hour is removed (`collect`).
+ */
+export function createTemplateVms(deps: {
+  vms: Vms;
+  cacheDir: string;
+  /** QEMU's version and the initramfs's hash: a state loads only into the same machine. */
+  salt: string;
+  bootTimeoutMs: number;
+  onBuilt?: (info: { key: string; ms: number }) => void;
+}) {
+  const { vms } = deps;
+  const building = new Map<string, Promise<SavedVm>>();
+
+  function keyOf(base: BaseArgs, image: string): string {
+    const shape = qemuArgv({
+      ...base,
+      append: [],
+      agentSocket: 'A',
+      qmpSocket: 'Q',
+      consoleLog: 'C',
+      disk: 'D',
+      nic: { mac: TEMPLATE_MAC },
+      memoryFile: { path: 'M', share: true },
+    });
+    return createHash('sha256')
+      .update(JSON.stringify([deps.salt, image, shape]))
+      .digest('hex')
+      .slice(0, 16);
+  }
+
+  function saved(dir: string): SavedVm | undefined {
+    try {
+      const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as { memory: string };
+      const vm = { state: join(dir, 'state'), disk: join(dir, 'disk.qcow2'), memory: meta.memory };
+      return existsSync(vm.memory) && existsSync(vm.state) && existsSync(vm.disk) ? vm : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function build(key: string, base: BaseArgs, image: string): Promise<SavedVm> {
+    const dir = join(root, key);
+    const found = saved(dir);
+    if (found) return found;
+    await rm(dir, { recursive: true, force: true }); // a RAM file lost with a reboot
+    const started = Date.now();
+    const nonce = randomBytes(6).toString('hex');
+    const tmp = `${dir}.tmp-${nonce}`;
+    const memory = `/dev/shm/cove-vm-${key}-${nonce}.mem`;
+    const id = `.template-${key}-${nonce}`; // a dot: never listed as a sandbox (microvm.ts)
+    let published = false;
+    try {
+      await mkdir(tmp, { recursive: true, mode: 0o700 });
+      await run('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-F',
+        'raw',
+        '-b',
+        image,
+        join(tmp, 'disk.qcow2'),
+      ]);
+      await vms.launch(
+        id,
+        { bundleDir: tmp },
+        {
+          ...base,
+          append: ['cove.host=cove'],
+          agentSocket: join(vms.stateDir(id), 'agent.sock'),
+          qmpSocket: vms.qmpPath(id),
+          consoleLog: join(tmp, 'console.log'),
+          disk: join(tmp, 'disk.qcow2'),
+          nic: { mac: TEMPLATE_MAC },
+          memoryFile: { path: memory, share: true },
+          paused: true,
+        },
+      );
+      await vms.bootToAgent(id, deps.bootTimeoutMs);
+      await new Promise((r) => setTimeout(r, SETTLE_MS)); // the agent past its start
+      await vms.withQmp(id, (q) =>
+        saveState(q, join(tmp, 'state'), { ignoreShared: true, timeoutMs: 60_000 }),
+      );
+      await vms.destroy(id);
+      await writeFile(join(tmp, 'meta.json'), JSON.stringify({ memory, key, createdAt: Date.now() }));
+      await rename(tmp, dir).then(
+        () => (published = true),
+        () => undefined, // another Cove of this host published it first: use theirs
+      );
+      deps.onBuilt?.({ key, ms: Date.now() - started });
+      const vm = saved(dir);
+      if (!vm) throw new Error(`the saved VM ${dir} is incomplete`);
+      return vm;
+    } finally {
+      await vms.destroy(id).catch(() => undefined);
+      await rm(tmp, { recursive: true, force: true });
+      if (!published) await rm(memory, { force: true });
+    }
+  }
+
+  const root = join(deps.cacheDir, 'vm-snapshots');
+
+  /** Removes saved VMs no existing disk refers to and unused for UNUSED_MS, with their RAM files. */
+  async function collect(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await readdir(root).catch(() => [] as string[])) {
+      const dir = join(root, name);
+      if (building.has(name)) continue;
+      if (name.includes('.tmp-')) {
+        // A build a crash cut short (a live one is younger than its boot timeout).
+        const { mtimeMs } = await stat(dir).catch(() => ({ mtimeMs: Date.now() }));
+        if (Date.now() - mtimeMs > UNUSED_MS) await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      let used = false;
+      for (const ref of await readdir(join(dir, 'refs')).catch(() => [] as string[])) {
+        const disk = await readFile(join(dir, 'refs', ref), 'utf8').catch(() => '');
+        if (disk && existsSync(disk)) used = true;
+        else await rm(join(dir, 'refs', ref), { force: true });
+      }
+      const age = Date.now() - (await stat(join(dir, 'meta.json')).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
+      if (used || age < UNUSED_MS) continue;
+      const memory = saved(dir)?.memory;
+      await rm(dir, { recursive: true, force: true });
+      if (memory) await rm(memory, { force: true });
+      removed.push(name);
+    }
+    return removed;
+  }
+
+  return {
+    collect,
+
+    /** Records that `disk` (a clone's qcow2 layer) is backed by the saved VM, and marks it used. */
+    async refer(vm: SavedVm, owner: string, disk: string): Promise<void> {
+      const dir = join(vm.disk, '..');
+      await mkdir(join(dir, 'refs'), { recursive: true });
+      await writeFile(join(dir, 'refs', owner), disk);
+      const now = new Date();
+      await utimes(join(dir, 'meta.json'), now, now).catch(() => undefined);
+    },
+
+    /** The template's saved VM, booted and saved first when there is none (one build per key at a time). */
+    get(base: BaseArgs, image: string): Promise<SavedVm> {
+      const key = keyOf(base, image);
+      const pending = building.get(key);
+      if (pending) return pending;
+      const found = saved(join(root, key));
+      if (found) return Promise.resolve(found);
+      const p = build(key, base, image).finally(() => building.delete(key));
+      building.set(key, p);
+      return p;
+    },
+  };
+}
