@@ -52,6 +52,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     or pause alone: bench/pause.ts (pause, resume, snapshot, fork; BENCH_PAUSE_RUNS)
                     or volumes alone: bench/volumes.ts (create with 0/1/4 volumes; BENCH_VOL_RUNS)
                     or hot-path alone: the SDK's create/command/files path, server CPU per op (BENCH_HOT_RUNS)
+                    or scale-out alone: bench/scale-out.ts (cove api + nodes vs serve; BENCH_SCALE_*)
 Cold creates, round trips, files and density run on a Cove with pools off; pool-hit creates
 and the burst on a second start of it with its pools on (COVE_POOL_*, defaults min 2, max 8).
 Environment: COVE_TEMPLATES_HOME (/var/lib/cove), BENCH_INSTANCE (coveb: the prefix of everything the
@@ -81,6 +82,8 @@ const SOLO: Record<string, () => Promise<number | void>> = {
   volumes: async () => (await import('./volumes.ts')).volumesMain(),
   // The SDK's request path by the server's CPU per operation (issues 3, 5), BENCH_HOT_RUNS.
   'hot-path': async () => (await import('./hot-path.ts')).hotPathMain([]),
+  // The distributed create path against cove serve, and node death to lost (issue 16), BENCH_SCALE_*.
+  'scale-out': async () => (await import('./scale-out.ts')).scaleOutMain(),
 };
 
 const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;

@@ -76,7 +76,7 @@ export interface Proc {
 }
 
 export async function spawnCove(
-  role: 'api' | 'node',
+  role: 'api' | 'node' | 'serve',
   env: Record<string, string>,
   netns?: string,
 ): Promise<Proc> {
