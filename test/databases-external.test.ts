@@ -152,6 +152,10 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
   });
 
   it('freezes a database past its size limit with a clear error, and thaws it once space is freed', async () => {
+    // a SECURITY DEFINER routine would run as the holder that owns everything while frozen
+    const definer =
+      "CREATE FUNCTION esc(q text) RETURNS void SECURITY DEFINER LANGUAGE plpgsql AS 'BEGIN EXECUTE q; END'";
+    expect((await psql(mine, definer)).stderr).toBe('');
     const fill = await psql(
       mine,
       'CREATE TABLE big AS SELECT g, md5(g::text || random()::text) || md5(random()::text) AS pad FROM generate_series(1, 150000) g',
@@ -174,6 +178,8 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
       'ALTER TABLE notes DISABLE TRIGGER ALL',
       'ALTER TABLE big OWNER TO CURRENT_USER',
       'CREATE TEMP TABLE t (y int)',
+      "SELECT esc('DROP TRIGGER cove_quota ON notes')",
+      "SELECT esc('ALTER TABLE notes DISABLE TRIGGER ALL')",
     ])
       expect((await psql(mine, sql)).exitCode, sql).not.toBe(0);
     expect((await psql(mine, 'SELECT count(*) FROM big')).stdout.trim()).toBe('150000'); // reads go on
@@ -185,6 +191,42 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
     const again = await psql(mine, 'INSERT INTO notes VALUES (2); DROP TABLE big; CREATE TABLE more (y int)');
     expect(again.stderr).toBe('');
     expect(admin(`SELECT count(*) FROM pg_roles WHERE rolname = 'dbq_${appId}'`)).toBe('0');
+    expect((await psql(mine, "SELECT prosecdef FROM pg_proc WHERE proname = 'esc'")).stdout.trim()).toBe('t');
+  });
+
+  it('locks a frozen database that still grows (large objects), until its limit is raised', async () => {
+    const state = async () =>
+      (await (await api('/databases/app')).json()) as { frozen: boolean; locked: boolean };
+    const blob = (n: number) =>
+      `SELECT lo_from_bytea(0, decode(string_agg(md5(random()::text), ''), 'hex')) FROM generate_series(1, ${n})`;
+    const fill =
+      'CREATE TABLE big AS SELECT g, md5(random()::text) || md5(random()::text) AS pad FROM generate_series(1, 150000) g';
+    expect((await psql(mine, fill)).exitCode).toBe(0);
+    await vi.waitFor(async () => expect((await state()).frozen).toBe(true), {
+      timeout: 60_000,
+      interval: 500,
+    });
+    // 8 MB more of random bytes in a large object: no privilege stops making one (its session
+    // may be ended by the lock before it returns)
+    await psql(mine, blob(500_000));
+    await vi.waitFor(async () => expect((await state()).locked).toBe(true), {
+      timeout: 60_000,
+      interval: 500,
+    });
+    expect((await psql(mine, 'SELECT 1')).stderr).toMatch(/not permitted to log in/);
+    const raise = (maxSizeMB: number) =>
+      api('/databases/app', { method: 'PATCH', body: JSON.stringify({ maxSizeMB }) });
+    expect((await raise(65)).status).toBe(400);
+    expect((await raise(64)).status).toBe(200);
+    await vi.waitFor(async () => expect(await state()).toMatchObject({ frozen: false, locked: false }), {
+      timeout: 60_000,
+      interval: 500,
+    });
+    const cleared = await psql(
+      mine,
+      'SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata; DROP TABLE big',
+    );
+    expect(cleared.stderr).toBe('');
   });
 
   it("forks and a snapshot's sandboxes reach their source's database; a restart keeps access", async () => {

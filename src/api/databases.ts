@@ -15,13 +15,14 @@ const reply = (dbs: Databases, d: DatabaseRecord, withUrl: boolean) => ({
   createdAt: d.createdAt,
   maxSizeMB: d.maxBytes / 2 ** 20,
   frozen: d.frozen,
+  locked: d.locked,
   ...(withUrl && { url: dbs.url(d) }),
 });
 
 /**
  * Agents' PostgreSQL databases of the calling key (docs/runtime-services.md, Databases):
  * `POST /databases {name}`, `GET /databases`, `GET /databases/{id or name}` (with its URL),
- * `DELETE /databases/{id or name}`, `GET /databases/{id or name}/backup[?format=custom]` (pg_dump),
+ * `PATCH /databases/{id or name} {maxSizeMB}`, `DELETE /databases/{id or name}`, `GET /databases/{id or name}/backup[?format=custom]` (pg_dump),
  * `POST /databases/{id or name}/restore` (a custom-format archive, pg_restore as the database's role).
  * Another key's database is not found.
  */
@@ -35,6 +36,10 @@ export function databaseRoutes(dbs: Databases): Hono<ApiEnv> {
   app.get('/databases/:ref', async (c) => {
     const d = dbs.get(c.get('keyId'), c.req.param('ref'));
     return c.json({ ...reply(dbs, d, true), sizeBytes: (await dbs.size(d)) ?? null });
+  });
+  app.patch('/databases/:ref', async (c) => {
+    const { maxSizeMB } = await body(c, z.looseObject({ maxSizeMB: z.number() }));
+    return c.json(reply(dbs, await dbs.setLimit(c.get('keyId'), c.req.param('ref'), maxSizeMB), true));
   });
   app.delete('/databases/:ref', async (c) => {
     await dbs.delete(c.get('keyId'), c.req.param('ref'));

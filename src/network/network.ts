@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { readFile, writeFile } from 'node:fs/promises';
 import { CoveError } from '../core/errors.ts';
@@ -115,6 +116,10 @@ export function createNetwork(opts: NetworkOptions): Network {
         () => false,
       );
       if (!exists) await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
+      // A bridge without an address of its own takes its lowest port's, so a killed sandbox
+      // could change the gateway's MAC under the others (their ARP caches then point nowhere
+      // for ~30 s): a fixed one, per instance.
+      await run('ip', ['link', 'set', bridge, 'address', bridgeMac(name)]);
       const { stdout } = await run('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge]);
       if (!stdout.includes(`${gateway}/16`)) await run('ip', ['addr', 'add', `${gateway}/16`, 'dev', bridge]);
       await run('ip', ['link', 'set', bridge, 'up']);
@@ -217,4 +222,10 @@ function ignoreMissing(err: unknown): void {
   const text = String((err as Error).message);
   if (/Cannot find device|No such file|does not exist|Cannot remove namespace file/.test(text)) return;
   throw err;
+}
+
+/** A locally administered unicast MAC, the same for an instance at every start. */
+export function bridgeMac(name: string): string {
+  const h = createHash('sha256').update(`cove-bridge\0${name}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }

@@ -20,6 +20,8 @@ export interface DatabaseRecord {
   maxBytes: number;
   /** Past its limit: reads, DELETE and TRUNCATE only. */
   frozen: boolean;
+  /** Frozen and still growing: its role cannot log in until the limit is raised. */
+  locked: boolean;
 }
 
 /** A name a key gives its database; never reaches SQL (the server's objects are named by id). */
@@ -72,6 +74,8 @@ export function createDatabases(opts: DatabasesOptions) {
   if (!columns.includes('max_bytes'))
     records.exec(`ALTER TABLE databases ADD COLUMN max_bytes INTEGER;
       ALTER TABLE databases ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0`);
+  if (!columns.includes('frozen_bytes'))
+    records.exec('ALTER TABLE databases ADD COLUMN frozen_bytes INTEGER');
   const server: PgServer = opts.externalUrl
     ? externalServer(opts.externalUrl)
     : managedServer({
@@ -107,7 +111,8 @@ export function createDatabases(opts: DatabasesOptions) {
     owner: String(r.owner),
     createdAt: String(r.created_at),
     maxBytes: r.max_bytes === null || r.max_bytes === undefined ? defaultMax : Number(r.max_bytes),
-    frozen: Number(r.frozen) === 1,
+    frozen: Number(r.frozen) >= 1,
+    locked: Number(r.frozen) === 2,
   });
 
   function list(owner: string): DatabaseRecord[] {
@@ -232,6 +237,7 @@ export function createDatabases(opts: DatabasesOptions) {
         createdAt: new Date().toISOString(),
         maxBytes,
         frozen: false,
+        locked: false,
       };
       try {
         records
@@ -244,6 +250,15 @@ export function createDatabases(opts: DatabasesOptions) {
         records.prepare('DELETE FROM creating WHERE id = ?').run(id);
       }
       return record;
+    },
+
+    /** A new size limit: checked at once (a database under it again is thawed). */
+    async setLimit(owner: string, ref: string, maxSizeMB: number): Promise<DatabaseRecord> {
+      const db = get(owner, ref);
+      checkLimit(maxSizeMB);
+      records.prepare('UPDATE databases SET max_bytes = ? WHERE id = ?').run(maxSizeMB * 2 ** 20, db.id);
+      await quotas.checkNow();
+      return get(owner, db.id);
     },
 
     /** Removes the record, then the database (its connections ended) and its role. */
@@ -328,6 +343,11 @@ export function createDatabases(opts: DatabasesOptions) {
       records.close();
     },
   };
+
+  function checkLimit(maxSizeMB: number): void {
+    if (!Number.isInteger(maxSizeMB) || maxSizeMB < 1 || maxSizeMB > opts.maxSizeMB)
+      throw new CoveError('invalid_argument', `maxSizeMB: a whole number from 1 to ${opts.maxSizeMB}`);
+  }
 
   async function drop(n: string): Promise<void> {
     await server.sql(

@@ -147,7 +147,9 @@ export function collect(child: ChildProcessWithoutNullStreams, input?: string): 
     child.on('close', (code) => {
       if (code === 0) resolve(out.trim());
       else {
-        const detail = err.trim().split('\n').slice(-2).join(' ') || `exit ${code}`;
+        const lines = err.trim().split('\n');
+        const detail =
+          (lines.find((l) => /ERROR|FATAL/.test(l)) ?? lines.slice(-2).join(' ')) || `exit ${code}`;
         reject(new CoveError('internal', `${child.spawnfile.split('/').pop()}: ${detail}`));
       }
     });
