@@ -25,7 +25,8 @@ export interface InSandboxMcp {
 /**
  * E2B's `mcp` option, Cove's half (docs/mcp.md): the SDK itself starts the gateway in the
  * sandbox after the create (spec 2.17); Cove checks the names at create, so that an unknown
- * one fails the create with its name rather than after a sandbox was made, and clones each
+ * one fails the create with its name rather than after a sandbox was made (with the SDK's own
+ * "Failed to start MCP gateway" wording, which E2B's tests and users match), and clones each
  * `github/<owner>/<repo>` from the operator's git base (COVE_MCP_GIT_BASE) on the host, where
  * that server is reachable (a private mirror; sandboxes do not reach the host's network, and a
  * sandbox without internet still gets its servers), then copies it in as a git bundle.
@@ -49,7 +50,10 @@ export async function createInSandboxMcp(opts: {
       .map((k) => {
         const m = GITHUB.exec(k);
         if (!m || m[2] === '.' || m[2] === '..')
-          throw new CoveError('invalid_argument', `mcp: "${k}" is not github/<owner>/<repo>`);
+          throw new CoveError(
+            'invalid_argument',
+            `Failed to start MCP gateway: "${k}" is not github/<owner>/<repo>`,
+          );
         return [m[1]!, m[2]!];
       });
   }
@@ -60,7 +64,7 @@ export async function createInSandboxMcp(opts: {
       if (unknown.length)
         throw new CoveError(
           'invalid_argument',
-          `mcp: unknown MCP server ${unknown.map((k) => `"${k}"`).join(', ')}: Cove's mcp-gateway runs ` +
+          `Failed to start MCP gateway: unknown MCP server ${unknown.map((k) => `"${k}"`).join(', ')}: Cove's mcp-gateway runs ` +
             `${catalog.join(', ')} and github/<owner>/<repo> (docs/mcp.md)`,
         );
       repos(mcp);
@@ -83,7 +87,7 @@ export async function createInSandboxMcp(opts: {
           }).catch((err: unknown) => {
             throw new CoveError(
               'invalid_argument',
-              `mcp: github/${owner}/${repo}: cloning ${url} failed: ${String((err as Error).message)}`,
+              `Failed to start MCP gateway: github/${owner}/${repo}: cloning ${url} failed: ${String((err as Error).message)}`,
             );
           });
           // A bundle: one file, the history git clones back with its own checks (no hooks travel).
@@ -94,7 +98,7 @@ export async function createInSandboxMcp(opts: {
           if (bundle.length > MAX_REPO_BYTES)
             throw new CoveError(
               'invalid_argument',
-              `mcp: github/${owner}/${repo} is larger than ${MAX_REPO_BYTES >> 20} MiB`,
+              `Failed to start MCP gateway: github/${owner}/${repo} is larger than ${MAX_REPO_BYTES >> 20} MiB`,
             );
           const target = `${REPOS}/${owner}/${repo}`;
           const tmp = `/tmp/.cove-mcp-${owner}-${repo}.bundle`;
@@ -108,7 +112,7 @@ export async function createInSandboxMcp(opts: {
           if (r.exitCode !== 0)
             throw new CoveError(
               'invalid_argument',
-              `mcp: github/${owner}/${repo}: copying it into the sandbox failed: ${r.stderr.trim()}`,
+              `Failed to start MCP gateway: github/${owner}/${repo}: copying it into the sandbox failed: ${r.stderr.trim()}`,
             );
           opts.log.info(
             { sandbox: id, repo: `${owner}/${repo}`, bytes: bundle.length },

@@ -227,7 +227,7 @@ describe.skipIf(!canRunSandboxes)('the E2B control plane', () => {
       );
       // An MCP server Cove's gateway cannot run is refused before any sandbox is made.
       await expect(Sandbox.create('base', { mcp: { none: {} } as never })).rejects.toThrow(
-        /400: mcp: unknown MCP server "none"/,
+        /400: Failed to start MCP gateway: unknown MCP server "none"/,
       );
       expect(cove.manager.list()).toEqual([]); // no refused create left anything behind
     });

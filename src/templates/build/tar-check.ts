@@ -12,9 +12,11 @@ function inside(path: string): boolean {
 
 /**
  * Refuses an uploaded COPY archive (the SDK's tar, gzipped or not) unless every entry stays in
- * the folder it is extracted to: no absolute paths, no `..`, no symbolic or hard link pointing
- * out, no devices or fifos. The archive is extracted inside the build sandbox anyway; this
- * makes a hostile or broken upload a clear error before any step runs.
+ * the folder it is extracted to: no absolute paths, no `..`, no hard link pointing out, no
+ * devices or fifos. The archive is extracted inside the build sandbox anyway; this makes a
+ * hostile or broken upload a clear error before any step runs. A symbolic link may point
+ * anywhere, as in E2B's and Docker's COPY (the SDK uploads a context's absolute links as they
+ * are): it is only a name, resolved inside the sandbox, and a RUN step can make the same link.
  */
 export async function checkUploadTar(file: string): Promise<void> {
   const bad: string[] = [];
@@ -29,11 +31,7 @@ export async function checkUploadTar(file: string): Promise<void> {
         const path = entry.path;
         if (!ALLOWED.has(entry.type)) note(`${path}: a ${entry.type} entry`);
         else if (!inside(path)) note(`${path}: the path leaves the destination`);
-        else if (entry.type === 'SymbolicLink') {
-          const target = entry.linkpath ?? '';
-          if (!inside(posix.join(posix.dirname(path), target)) || posix.isAbsolute(target))
-            note(`${path}: a symbolic link to ${target}, outside the destination`);
-        } else if (entry.type === 'Link' && !inside(entry.linkpath ?? '')) {
+        else if (entry.type === 'Link' && !inside(entry.linkpath ?? '')) {
           note(`${path}: a hard link to ${entry.linkpath ?? ''}, outside the destination`);
         }
       },
