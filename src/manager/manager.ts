@@ -20,7 +20,7 @@ import { reconcile, type ReconcileReport } from './reconcile.ts';
 import { shareSandboxEnv, startTemplateServer } from './startup.ts';
 import { timeoutMethods, validateTimeout } from './timeout.ts';
 import { toInfo, type CreateSandboxInput, type SandboxInfo } from './types.ts';
-import { cachedUser, prefetchUser, type SandboxUser } from './users.ts';
+import { cachedUser, prefetchForClaim, prefetchUser, type SandboxUser } from './users.ts';
 
 export type { CreateSandboxInput, ExecInput, Live, ManagerEvents, SandboxInfo };
 
@@ -189,7 +189,7 @@ export function createManager(opts: ManagerOptions) {
     fill: async (name) => {
       const template = await templates.get(name);
       const entry = await build(template, 'pooled');
-      await prefetchUser(entry.users, template.defaultUser.name, () => channel(entry));
+      await prefetchForClaim(entry.users, template, () => channel(entry));
       return { value: entry, template: name, hash: template.hash };
     },
     discard: async ({ value: entry }) => {

@@ -1,5 +1,7 @@
 import type { AgentClient } from '../agent-channel/client.ts';
 import { CoveError } from '../core/errors.ts';
+import type { Template } from '../templates/index.ts';
+import { spawnOptions } from './exec.ts';
 
 export interface SandboxUser {
   name: string;
@@ -84,4 +86,32 @@ export function cachedUser(
  * reply instead of by that command (two agent round trips); nothing ran in the sandbox yet. */
 export function prefetchUser(...args: Parameters<typeof cachedUser>): Promise<unknown> {
   return cachedUser(...args).catch(() => undefined);
+}
+
+/** How long a pooled sandbox's warm-up shell may take before the pool stops waiting for it. */
+const WARM_UP_MS = 2_000;
+
+/**
+ * For a sandbox about to wait in the pool: its default user, then one `bash -l -c true` as
+ * that user, which is what the e2b SDK runs every command through. A fresh overlay's first
+ * login shell looks up bash, its libraries and the profile files cold (~1-2 ms more than the
+ * next one, measured through the manager); here that is paid before any claim. The shell is
+ * the sandbox's first process and is audited like a template's start command (keyless); it
+ * leaves nothing behind. Failures (no bash in the template) are ignored.
+ */
+export async function prefetchForClaim(
+  cache: Map<string, Promise<SandboxUser>>,
+  template: Template,
+  agent: () => AgentClient,
+): Promise<void> {
+  const who = await cachedUser(cache, template.defaultUser.name, agent).catch(() => undefined);
+  if (!who) return;
+  const options = spawnOptions(template, who, {}, { argv: ['/bin/bash', '-l', '-c', 'true'] });
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, WARM_UP_MS);
+    const done = () => (clearTimeout(timer), resolve());
+    agent()
+      .spawn(options, { onData() {}, onExit: done, onDetach: done })
+      .catch(done);
+  });
 }
