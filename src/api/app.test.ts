@@ -185,7 +185,10 @@ describe('create', () => {
       [{ templateID: 'base', network: { allowOut: ['a..b'] } }, /allowOut\[0\]/],
       [{ templateID: 'base', network: { allowOut: ['example.com'] } }, /ALL_TRAFFIC/],
       [{ templateID: 'base', network: { httpsPorts: [70000] } }, /httpsPorts/],
-      [{ templateID: 'base', network: { egressProxy: { address: 'a:1' } } }, /egressProxy/],
+      [
+        { templateID: 'base', network: { egressProxy: { address: 'a' } } },
+        /egressProxy: address "a" is not host:port/,
+      ],
       [
         { templateID: 'base', network: { rules: { '*': [{}] } } },
         /network\.rules: "\*" is not a domain name/,

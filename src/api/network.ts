@@ -10,17 +10,6 @@ import type { ApiEnv } from './auth.ts';
 import { body, sandboxId } from './validate.ts';
 
 /**
- * What of a `SandboxNetworkConfig` (spec 2.11) Cove cannot honour, or undefined. A sandbox's
- * own SOCKS5 proxy (`egressProxy`) is not served: refused rather than ignored, so that nobody
- * believes traffic is routed when it is not.
- */
-function unsupportedNetwork(network: Record<string, unknown>): string | undefined {
-  if (network.egressProxy != null)
-    return 'network.egressProxy: Cove does not route egress through a SOCKS5 proxy';
-  return undefined;
-}
-
-/**
  * Header rules' secrets belong to the key that sets them: each `${e2b.secrets.<name>}` must
  * name one of its secrets now (a later deletion fails the request in the proxy instead), and
  * each `${e2b.identity.tokens.<name>}` a token the sandbox registered (`iam`, at create).
@@ -64,8 +53,6 @@ export function createNetwork(
   iam?: IamTokens,
 ): SandboxNetwork | undefined {
   if (!network && allowInternetAccess !== false && !iam) return undefined;
-  const unsupported = network && unsupportedNetwork(network);
-  if (unsupported) throw new CoveError('invalid_argument', unsupported);
   const parsed = withSecretsOwner(
     parseNetwork({ ...(network as NetworkInput | null), allowInternetAccess }),
     owner.keyId,
@@ -94,24 +81,25 @@ export function networkRoutes(deps: ApiDeps): Hono<ApiEnv> {
     const id = sandboxId(c);
     const req = await body(c, updateSchema);
     const current = deps.manager.get(id);
-    const unsupported = unsupportedNetwork(req);
-    if (unsupported) throw new CoveError('invalid_argument', unsupported);
-    const { allowOut, denyOut, allowInternetAccess, rules, secretsOwner } = withSecretsOwner(
+    const { allowOut, denyOut, allowInternetAccess, rules, secretsOwner, egressProxy } = withSecretsOwner(
       parseNetwork({
         allowOut: req.allowOut,
         denyOut: req.denyOut,
         allowInternetAccess: req.allow_internet_access,
         rules: req.rules,
+        egressProxy: req.egressProxy,
       }),
       c.get('keyId'),
       deps.secrets,
       current.network.identity?.tokens,
     );
-    await deps.manager.updateNetwork(id, { allowOut, denyOut, allowInternetAccess, rules, secretsOwner });
+    const egress = { allowOut, denyOut, allowInternetAccess, rules, secretsOwner, egressProxy };
+    await deps.manager.updateNetwork(id, egress);
     deps.sandboxLog.append(id, 'info', 'network updated', {
       allowOut: allowOut.join(' '),
       denyOut: denyOut.join(' '),
       rules: Object.keys(rules ?? {}).join(' '),
+      egressProxy: egressProxy?.address ?? '',
       apiKey: c.get('keyId'),
     });
     return c.body(null, 204);

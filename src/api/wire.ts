@@ -69,6 +69,13 @@ export function sandboxDetail(s: SandboxInfo, diskSizeMB: number, domain: string
       httpsPorts: s.network.httpsPorts,
       // As given: placeholders stay placeholders (values are resolved only in the egress proxy).
       ...(s.network.rules && { rules: s.network.rules }),
+      // Never the password (spec 2.11).
+      ...(s.network.egressProxy && {
+        egressProxy: {
+          address: s.network.egressProxy.address,
+          ...(s.network.egressProxy.username !== undefined && { username: s.network.egressProxy.username }),
+        },
+      }),
     },
     lifecycle: { onTimeout: s.lifecycle?.onTimeout ?? 'kill', autoResume: s.lifecycle?.autoResume ?? false },
     domain,

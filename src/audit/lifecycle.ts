@@ -20,7 +20,10 @@ export function recordLifecycle(events: EventEmitter<ManagerEvents>, audit: Audi
         secure: input.secure ?? false,
         metadata: JSON.stringify(input.metadata ?? {}),
         envVars: Object.keys(input.envVars ?? {}), // names only: values may be secrets
-        ...(input.network && { network: JSON.stringify(input.network) }),
+        // never the upstream proxy's password (network.egressProxy)
+        ...(input.network && {
+          network: JSON.stringify(input.network, (k, v: unknown) => (k === 'password' ? undefined : v)),
+        }),
       },
     }),
   );

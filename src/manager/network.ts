@@ -50,7 +50,10 @@ export function networkMethods(deps: {
      */
     updateNetwork(
       id: string,
-      egress: Pick<SandboxNetwork, 'allowOut' | 'denyOut' | 'allowInternetAccess' | 'rules' | 'secretsOwner'>,
+      egress: Pick<
+        SandboxNetwork,
+        'allowOut' | 'denyOut' | 'allowInternetAccess' | 'rules' | 'secretsOwner' | 'egressProxy'
+      >,
     ): Promise<SandboxInfo> {
       deps.record(id); // not found: fail now, not behind another update
       const update = async () => {
@@ -59,6 +62,7 @@ export function networkMethods(deps: {
         // Replaced, so cleared when omitted (and no `undefined` kept in the stored JSON).
         if (!egress.rules) delete network.rules;
         if (!egress.secretsOwner) delete network.secretsOwner;
+        if (!egress.egressProxy) delete network.egressProxy;
         await deps.host.network.applyPolicy(deps.host.network.slot(record.slot, id), network);
         deps.store.updateSandbox(id, { network });
         record.network = network;

@@ -9,6 +9,14 @@ import { readFile } from 'node:fs/promises';
  * CONFIG_NF_CONNTRACK_PROCFS) or has no such entry.
  */
 export async function originalDestination(source: string, sourcePort: number): Promise<string | undefined> {
+  return (await originalTarget(source, sourcePort))?.address;
+}
+
+/** The address and port it was sent to (the tunnel of an upstream proxy needs both). */
+export async function originalTarget(
+  source: string,
+  sourcePort: number,
+): Promise<{ address: string; port: number } | undefined> {
   const table = await readFile('/proc/net/nf_conntrack', 'latin1').catch(() => '');
   const needle = `src=${source} `;
   const port = ` sport=${sourcePort} `;
@@ -16,7 +24,8 @@ export async function originalDestination(source: string, sourcePort: number): P
     const lineStart = table.lastIndexOf('\n', at) + 1;
     const line = table.slice(lineStart, table.indexOf('\n', at));
     const m = /src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)/.exec(line);
-    if (m && m[1] === source && ` sport=${m[3]} ` === port && / tcp /.test(line)) return m[2];
+    if (m && m[1] === source && ` sport=${m[3]} ` === port && / tcp /.test(line))
+      return { address: m[2]!, port: Number(m[4]) };
   }
   return undefined;
 }

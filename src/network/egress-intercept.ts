@@ -7,7 +7,8 @@ import {
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
-import { createSecureContext, rootCertificates, TLSSocket } from 'node:tls';
+import { PassThrough, type Duplex } from 'node:stream';
+import { connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket } from 'node:tls';
 import { CoveError } from '../core/errors.ts';
 import type { EgressCa } from './egress-ca.ts';
 import { placeholders, type Placeholder, type TransformRule } from './transform-rules.ts';
@@ -61,6 +62,8 @@ export interface Interception {
       source: string;
       rules: TransformRule[];
       domain: string;
+      /** Through the sandbox's upstream proxy: a connection to the name's port (egress-upstream.ts). */
+      upstream?: () => Promise<Socket>;
     },
   ): Promise<void>;
   close(): void;
@@ -146,8 +149,10 @@ export function createInterception(opts: InterceptOptions): Interception {
       method: req.method,
       path: req.url,
       headers,
-      agent: tls ? https : http,
       ...(tls && { servername: target.name }),
+      ...(target.upstream
+        ? { createConnection: viaUpstream(target.upstream, tls && target.name, ca) } // no agent: it wins
+        : { agent: tls ? https : http }),
     });
     upstream.on('response', (answer) => {
       const out: Record<string, string | string[]> = {};
@@ -194,6 +199,23 @@ export function createInterception(opts: InterceptOptions): Interception {
       http.destroy();
       server.closeAllConnections();
     },
+  };
+}
+
+/**
+ * `createConnection` for a request through an upstream proxy: the tunnel, wrapped in TLS for
+ * `servername` (verified as without it) when that is set. No keep-alive: one tunnel a request.
+ */
+function viaUpstream(open: () => Promise<Socket>, servername: string | false, ca: string[] | undefined) {
+  return (_opts: unknown, done: (err: Error | null, socket: Duplex) => void) => {
+    const failed = (err: Error) => done(err, new PassThrough());
+    open().then((socket) => {
+      if (!servername) return done(null, socket);
+      const secure = tlsConnect({ socket, servername, host: servername, ...(ca && { ca }) });
+      secure.once('secureConnect', () => done(null, secure));
+      secure.once('error', failed);
+    }, failed);
+    return undefined;
   };
 }
 

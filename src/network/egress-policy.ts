@@ -1,5 +1,6 @@
 import { CoveError } from '../core/errors.ts';
 import type { SandboxIdentity } from '../identity/iam.ts';
+import { parseEgressProxy, upstreamOf, type EgressProxyConfig, type Upstream } from './egress-upstream.ts';
 import { parseRules, type TransformRules } from './transform-rules.ts';
 
 /**
@@ -21,6 +22,8 @@ export interface SandboxNetwork {
   rules?: TransformRules;
   /** The API key id that set `rules`: their `${e2b.secrets.<name>}` are that key's secrets. */
   secretsOwner?: string;
+  /** The SOCKS5 proxy all its outbound TCP leaves through (egress-upstream.ts); none: direct. */
+  egressProxy?: EgressProxyConfig;
   /** Workload identity tokens (E2B `iam`, set at create only): `${e2b.identity.tokens.<name>}`. */
   identity?: SandboxIdentity;
 }
@@ -32,6 +35,8 @@ export interface EgressPolicy {
   allowDomains: string[];
   /** Domains whose HTTP and HTTPS the egress proxy intercepts to apply header transforms. */
   rules: TransformRules;
+  /** Where every outbound TCP connection is tunnelled (after the checks above); none: direct. */
+  upstream?: Upstream;
 }
 
 /** E2B's ALL_TRAFFIC (`src/sandbox/network.ts`): `allow_internet_access: false` means it. */
@@ -58,6 +63,7 @@ export interface NetworkInput {
   maskRequestHost?: unknown;
   httpsPorts?: unknown;
   rules?: unknown;
+  egressProxy?: unknown;
 }
 
 const bad = (message: string) => new CoveError('invalid_argument', message);
@@ -100,6 +106,8 @@ export function parseNetwork(input: NetworkInput): SandboxNetwork {
     network.maskRequestHost = maskHost(input.maskRequestHost);
   const rules = parseRules(input.rules);
   if (Object.keys(rules).length > 0) network.rules = rules;
+  const egressProxy = parseEgressProxy(input.egressProxy);
+  if (egressProxy) network.egressProxy = egressProxy;
   return network;
 }
 
@@ -110,15 +118,17 @@ export function egressPolicy(network: SandboxNetwork): EgressPolicy {
     denyCidrs: network.denyOut,
     allowDomains: network.allowOut.filter(isDomain),
     rules: network.rules ?? {},
+    ...(network.egressProxy && { upstream: upstreamOf(network.egressProxy) }),
   };
 }
 
 /**
  * Whether anything is restricted or rewritten (else no rules are installed for the sandbox):
- * a sandbox with header rules has its ports 80 and 443 sent through the egress proxy.
+ * a sandbox with header rules has its ports 80 and 443 sent through the egress proxy, one with
+ * an upstream proxy all its TCP.
  */
 export function restricts(policy: EgressPolicy): boolean {
-  return policy.denyCidrs.length > 0 || Object.keys(policy.rules).length > 0;
+  return policy.denyCidrs.length > 0 || Object.keys(policy.rules).length > 0 || policy.upstream !== undefined;
 }
 
 /**

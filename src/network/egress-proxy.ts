@@ -2,10 +2,11 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { BlockList, connect, createServer, isIPv4, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { originalDestination } from './conntrack.ts';
+import { originalTarget } from './conntrack.ts';
 import { createInterception, type InterceptOptions } from './egress-intercept.ts';
 import { matchesDomain, type EgressPolicy } from './egress-policy.ts';
 import type { EgressPorts } from './egress-rules.ts';
+import { dialUpstream, type Upstream } from './egress-upstream.ts';
 import { httpHost, tlsServerName } from './sni.ts';
 import { rulesFor } from './transform-rules.ts';
 
@@ -23,6 +24,10 @@ import { rulesFor } from './transform-rules.ts';
  *   access: the name must be allowed, or the address it resolves to not denied. Any other
  *   connection of a sandbox that is here only for its rules goes on untouched to the address
  *   it was sent to (conntrack.ts), if the sandbox's CIDR policy lets it;
+ * - for a sandbox with an upstream proxy (egressProxy, egress-upstream.ts), a third listener
+ *   that all its other TCP is redirected to; after the same checks, every connection (on any
+ *   port, the two above included) is opened through the upstream instead of directly: by
+ *   name for an allowed domain, else to the address the sandbox dialled;
  * - a UDP DNS relay that a restricted sandbox's queries to any port-53 address are redirected
  *   to, which forwards them unchanged to the host's resolver, so that names resolve alike in
  *   the sandbox and here.
@@ -89,7 +94,8 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     return addresses.find((a) => isIPv4(a) && !denied.check(a, 'ipv4'));
   };
 
-  function handle(client: Socket, port: 80 | 443): void {
+  /** Counts the connection against its sandbox's limit; undefined: refused (reset). */
+  function admit(client: Socket): string | undefined {
     const source = (client.remoteAddress ?? '').replace(/^::ffff:/, '');
     const open = (perSandbox.get(source) ?? 0) + 1;
     if (open > MAX_PER_SANDBOX) return void client.resetAndDestroy();
@@ -101,6 +107,12 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
       if (left > 0) perSandbox.set(source, left);
       else perSandbox.delete(source);
     });
+    return source;
+  }
+
+  function handle(client: Socket, port: 80 | 443): void {
+    const source = admit(client);
+    if (source === undefined) return;
     client.on('error', () => client.destroy());
     client.setTimeout(timeoutMs, () => client.destroy());
     let head = Buffer.alloc(0);
@@ -127,20 +139,94 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
   ): Promise<void> {
     const allowedName = name !== null && policy.allowDomains.some((d) => matchesDomain(name, d));
     const ruled = name !== null && interception ? rulesFor(policy.rules, name) : undefined;
+    const up = policy.upstream;
+    const intercept = (address: string) => {
+      client.setTimeout(0); // the HTTP server's own timeouts hold from here
+      const { domain, rules } = ruled!;
+      const upstream = up && (() => upstreamSocket(up, name!, port));
+      const target = { name: name!, address, port, source, rules, domain, ...(upstream && { upstream }) };
+      return interception!.handle(client, head, target);
+    };
     if (name !== null && (allowedName || ruled)) {
+      // An allowed name through an upstream: its DNS, not ours (upstream's "remote DNS").
+      if (up && allowedName) return ruled ? intercept(name) : tunnel(client, up, name, port, head);
       const target = await publicAddress(name);
       if (target === undefined || client.destroyed) return refuse(client);
       if (!ruled) return splice(client, target, port, head);
       if (!allowedName && !addressAllowed(policy, target)) return refuse(client);
-      const { domain, rules } = ruled;
-      client.setTimeout(0); // the HTTP server's own timeouts hold from here
-      return interception!.handle(client, head, { name, address: target, port, source, rules, domain });
+      return intercept(target);
     }
-    // Here only for its rules: to where it was sent, as without the proxy.
-    const sent = await originalDestination(source, client.remotePort ?? 0);
+    // Here only for its rules or its upstream: to where it was sent, as without the proxy.
+    const sent = (await originalTarget(source, client.remotePort ?? 0))?.address;
     if (sent === undefined || denied.check(sent, 'ipv4') || !addressAllowed(policy, sent))
       return refuse(client);
+    if (up) return tunnel(client, up, sent, port, head);
     splice(client, sent, port, head);
+  }
+
+  /** Any other port of a sandbox with an upstream: checked like the rest, then tunnelled. */
+  function handleTunnel(client: Socket): void {
+    const source = admit(client);
+    if (source === undefined) return;
+    client.on('error', () => client.destroy());
+    client.pause();
+    const policy = opts.policyOf(source);
+    const up = policy?.upstream;
+    void originalTarget(source, client.remotePort ?? 0)
+      .then((sent) => {
+        if (
+          !up ||
+          !policy ||
+          !sent ||
+          denied.check(sent.address, 'ipv4') ||
+          !addressAllowed(policy, sent.address)
+        )
+          return refuse(client);
+        return tunnel(client, up, sent.address, sent.port, Buffer.alloc(0));
+      })
+      .catch(() => refuse(client));
+  }
+
+  /**
+   * A connection through the upstream. Its name is resolved here and the address pinned for
+   * this connection; like any destination, it may not be the host's or a private network's.
+   */
+  async function upstreamSocket(up: Upstream, host: string, port: number): Promise<Socket> {
+    const address = isIPv4(up.host)
+      ? denied.check(up.host, 'ipv4')
+        ? undefined
+        : up.host
+      : await publicAddress(up.host);
+    if (address === undefined) throw new Error(`egress proxy ${up.host} has no public address`);
+    const socket = await dialUpstream(up, address, { host, port }, timeoutMs);
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    return socket;
+  }
+
+  /** Splices the client to `host:port` through the upstream; any failure resets the client. */
+  async function tunnel(
+    client: Socket,
+    up: Upstream,
+    host: string,
+    port: number,
+    head: Buffer,
+  ): Promise<void> {
+    let upstream: Socket;
+    try {
+      upstream = await upstreamSocket(up, host, port);
+    } catch {
+      return refuse(client);
+    }
+    if (client.destroyed) return void upstream.destroy();
+    client.setTimeout(0);
+    upstream.on('error', () => client.destroy());
+    upstream.once('close', () => client.destroy());
+    client.once('close', () => upstream.destroy());
+    if (head.length > 0) upstream.write(head);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
   }
 
   function splice(client: Socket, target: string, port: number, head: Buffer): void {
@@ -167,24 +253,25 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     if (!client.destroyed) client.resetAndDestroy();
   }
 
-  const listen = (port: 80 | 443): Promise<Server> =>
+  const listen = (port: 80 | 443 | 'any'): Promise<Server> =>
     new Promise((resolve, reject) => {
-      const server = createServer((s) => handle(s, port));
+      const server = createServer((s) => (port === 'any' ? handleTunnel(s) : handle(s, port)));
       server.once('error', reject);
       server.listen(0, opts.address, () => resolve(server));
     });
   const http = await listen(80);
   const tls = await listen(443);
+  const tunnelled = await listen('any');
   const relay = await startDnsRelay(opts);
 
   const portOf = (s: Server) => (s.address() as { port: number }).port;
   return {
-    ports: { http: portOf(http), tls: portOf(tls), dns: relay.port },
+    ports: { http: portOf(http), tls: portOf(tls), tunnel: portOf(tunnelled), dns: relay.port },
     async close() {
       for (const s of sockets) s.destroy();
       relay.close();
       interception?.close();
-      await Promise.all([http, tls].map((s) => new Promise((r) => s.close(r))));
+      await Promise.all([http, tls, tunnelled].map((s) => new Promise((r) => s.close(r))));
     },
   };
 }

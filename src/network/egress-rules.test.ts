@@ -3,7 +3,7 @@ import { egressPolicy, parseNetwork } from './egress-policy.ts';
 import { applyRules, clearRules, policySlots } from './egress-rules.ts';
 
 const ref = { table: 'covt', slot: 7, address: '10.43.0.9' };
-const ports = { dns: 5300, http: 8000, tls: 8443 };
+const ports = { dns: 5300, http: 8000, tls: 8443, tunnel: 8100 };
 
 describe('egress rules as nft data', () => {
   it('allow-listed CIDRs go out, domains through the proxy, the rest is refused at once', () => {
@@ -27,6 +27,20 @@ add rule inet covt egress-7 ip daddr { 0.0.0.0/0 } reject with icmpx type admin-
 add element inet covt egress { 10.43.0.9 : jump egress-7 }
 add element inet covt egress_nat { 10.43.0.9 : jump egress-nat-7 }
 `);
+  });
+
+  it('an upstream proxy takes every TCP connection, allowed CIDRs included; UDP as before', () => {
+    const network = parseNetwork({ allowOut: ['198.51.100.7'], egressProxy: { address: 'p.test:1080' } });
+    const nat = applyRules(ref, egressPolicy(network), ports)
+      .split('\n')
+      .filter((l) => l.startsWith('add rule inet covt egress-nat-7 '));
+    expect(nat).toEqual([
+      'add rule inet covt egress-nat-7 tcp dport 80 redirect to :8000',
+      'add rule inet covt egress-nat-7 tcp dport 443 redirect to :8443',
+      'add rule inet covt egress-nat-7 ip daddr != 10.43.0.0/16 meta l4proto tcp redirect to :8100',
+      'add rule inet covt egress-nat-7 ip daddr { 198.51.100.7/32 } return',
+      'add rule inet covt egress-nat-7 udp dport 53 redirect to :5300',
+    ]);
   });
 
   it('a sandbox with the internet off gets no DNS either', () => {

@@ -8,7 +8,9 @@ import type { EgressPolicy } from './egress-policy.ts';
  *   allowed CIDRs go straight out; DNS goes to Cove's relay, so that names resolve whatever
  *   resolver the sandbox names; ports 80 and 443 go to the egress proxy when domains are
  *   allowed, which reads the Host or the TLS SNI and connects only to allowed names, and
- *   when header rules are set, which the proxy applies to the ruled domains' requests.
+ *   when header rules are set, which the proxy applies to the ruled domains' requests. With an
+ *   upstream proxy (egressProxy) every TCP connection goes to the proxy, before the allowed
+ *   CIDRs' shortcut: ports 80/443 as above, any other port to its tunnel listener.
  * - `egress-<slot>` (from forward): packets of established connections pass (an update
  *   applies to new connections); allowed CIDRs pass (allow wins over deny, spec 2.11); denied
  *   ones are refused with a TCP reset or an ICMP "administratively prohibited", so a denied
@@ -21,6 +23,8 @@ export interface EgressPorts {
   dns: number;
   http: number;
   tls: number;
+  /** Any TCP port of a sandbox with an upstream proxy. */
+  tunnel: number;
 }
 
 export interface SlotRef {
@@ -46,6 +50,20 @@ export function applyRules(ref: SlotRef, policy: EgressPolicy, ports: EgressPort
     // replies and the rest of connections opened under an earlier policy
     `add rule inet ${table} ${f} ct state established,related accept`,
   ];
+  const proxied = policy.allowDomains.length > 0 || Object.keys(policy.rules).length > 0 || policy.upstream;
+  const webToProxy = () => {
+    lines.push(`add rule inet ${table} ${n} tcp dport 80 redirect to :${ports.http}`);
+    lines.push(`add rule inet ${table} ${n} tcp dport 443 redirect to :${ports.tls}`);
+  };
+  if (policy.upstream) {
+    // UDP (DNS, QUIC) is not tunnelled: as upstream documents, it leaves the usual way.
+    webToProxy();
+    // not Cove's own services on the bridge (runtime services, databases): those stay local
+    const own = `${address.split('.').slice(0, 2).join('.')}.0.0/16`;
+    lines.push(
+      `add rule inet ${table} ${n} ip daddr != ${own} meta l4proto tcp redirect to :${ports.tunnel}`,
+    );
+  }
   if (policy.allowCidrs.length > 0) {
     lines.push(`add rule inet ${table} ${n} ip daddr ${set(policy.allowCidrs)} return`);
     lines.push(`add rule inet ${table} ${f} ip daddr ${set(policy.allowCidrs)} accept`);
@@ -54,10 +72,7 @@ export function applyRules(ref: SlotRef, policy: EgressPolicy, ports: EgressPort
   const reachesSomething =
     policy.allowCidrs.length + policy.allowDomains.length > 0 || !policy.denyCidrs.includes('0.0.0.0/0');
   if (reachesSomething) lines.push(`add rule inet ${table} ${n} udp dport 53 redirect to :${ports.dns}`);
-  if (policy.allowDomains.length > 0 || Object.keys(policy.rules).length > 0) {
-    lines.push(`add rule inet ${table} ${n} tcp dport 80 redirect to :${ports.http}`);
-    lines.push(`add rule inet ${table} ${n} tcp dport 443 redirect to :${ports.tls}`);
-  }
+  if (proxied && !policy.upstream) webToProxy();
   if (policy.denyCidrs.length > 0) {
     const denied = `ip daddr ${set(policy.denyCidrs)}`;
     lines.push(`add rule inet ${table} ${f} ${denied} meta l4proto tcp reject with tcp reset`);

@@ -16,7 +16,7 @@ export function firewallRules(opts: {
   /** Agents' PostgreSQL server on the bridge's host address (src/services/databases). */
   databases?: { port: number };
   /** Where the egress proxy and DNS relay listen on the bridge's address (egress-rules.ts). */
-  egressPorts: { dns: number; http: number; tls: number };
+  egressPorts: { dns: number; http: number; tls: number; tunnel: number };
 }): string {
   const { table, bridge, subnet, services, databases, egressPorts: p } = opts;
   const gateway = services?.address ?? subnet.replace(/\.0\.0\/16$/, '.0.1');
@@ -45,7 +45,7 @@ table inet ${table} {
     ${databases ? `iifname != "lo" iifname != "${bridge}" ip daddr ${gateway} tcp dport ${databases.port} drop` : ''}
     # the DNS relay and the egress proxy, only for what a sandbox's policy redirected there
     iifname "${bridge}" ct status dnat udp dport ${p.dns} accept
-    iifname "${bridge}" ct status dnat tcp dport { ${p.http}, ${p.tls} } accept
+    iifname "${bridge}" ct status dnat tcp dport { ${p.http}, ${p.tls}, ${p.tunnel} } accept
     # a sandbox never reaches a service of the host, on any of the host's addresses
     iifname "${bridge}" drop
   }

@@ -1,0 +1,148 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
+
+const loadE2b = () => import('e2b');
+type E2b = Awaited<ReturnType<typeof loadE2b>>;
+type Sandbox = InstanceType<E2b['Sandbox']>;
+type Connect = { atyp?: string; host?: string; port?: number; refused?: string };
+
+/**
+ * A sandbox's own upstream proxy (`network.egressProxy`, issue 13) through the real SDK: a
+ * SOCKS5 server the test runs inside the stand-in internet's namespace (test/socks5-server.ts;
+ * nothing leaves the machine) must see every outbound TCP connection, by name for allowed
+ * domains, after the sandbox's filtering; a broken upstream fails closed.
+ */
+describe.skipIf(!canRunSandboxes)('egress through an upstream SOCKS5 proxy', () => {
+  let cove: Awaited<ReturnType<typeof startTestCove>>;
+  let net: FakeInternet;
+  let e2b: E2b;
+  let socks: ChildProcess;
+  const seen: Connect[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'cove-socks-'));
+  const config = testConfig({ dns: ['198.51.100.53'], egressTrustCa: join(dir, 'ca.pem') });
+  const proxy = { address: '198.51.100.80:1080', username: 'sbx-user', password: 'socks-pass-7f3a' };
+
+  async function run(sbx: Sandbox, cmd: string): Promise<string> {
+    return (await sbx.commands.run(`${cmd}; echo " exit=$?"`)).stdout;
+  }
+  const curl = (sbx: Sandbox, url: string) =>
+    run(sbx, `curl -sS --connect-timeout 20 --max-time 30 --cacert /tmp/ca.pem ${url}`);
+  const bannerPy = `import socket
+s = socket.create_connection(('198.51.100.10', 2222), 20)
+print(s.recv(100).decode().strip())`;
+
+  beforeAll(async () => {
+    net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
+    writeFileSync(join(dir, 'ca.pem'), net.ca);
+    const ns = `inet-${config.instance}`;
+    // .80 the proxy, .81 an address where nothing listens (a connection there is reset)
+    for (const a of ['198.51.100.80/32', '198.51.100.81/32'])
+      execFileSync('ip', ['-n', ns, 'addr', 'add', a, 'dev', 'lo']);
+    const node = join(import.meta.dirname, '..', '..', 'node_modules', '.bin', 'node');
+    const server = join(import.meta.dirname, '..', 'socks5-server.ts');
+    const args = [proxy.address.split(':')[0]!, '1080', proxy.username, proxy.password];
+    socks = spawn(
+      'ip',
+      ['netns', 'exec', ns, node, server, ...args, JSON.stringify(net.names), '198.51.100.10:2222'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const lines = createInterface({ input: socks.stdout! });
+    await new Promise<void>((resolve) =>
+      lines.on('line', (line) => (line === 'ready' ? resolve() : seen.push(JSON.parse(line) as Connect))),
+    );
+    cove = await startTestCove(config);
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
+    process.env.E2B_API_KEY = cove.apiKey;
+    e2b = await loadE2b();
+  });
+  afterAll(async () => {
+    if (cove) await stopTestCove(cove);
+    socks?.kill('SIGKILL');
+    net?.close();
+  });
+
+  it('tunnels every TCP connection of an open sandbox; get-info shows no password', async () => {
+    const sbx = await e2b.Sandbox.create('base', { network: { egressProxy: proxy } });
+    await sbx.files.write('/tmp/ca.pem', net.ca);
+    seen.length = 0;
+    expect(await curl(sbx, 'https://www.other.test/')).toMatch(/"address":"203\.0\.113\.10".* exit=0/s);
+    expect(await curl(sbx, 'http://198.51.100.20/')).toMatch(/ exit=0/);
+    await sbx.files.write('/tmp/banner.py', bannerPy);
+    expect(await run(sbx, 'python3 /tmp/banner.py')).toContain('banner from the far side');
+    // not allowed by name: the address the sandbox dialled
+    expect(seen).toEqual([
+      { cmd: 1, atyp: 'ipv4', host: '203.0.113.10', port: 443 },
+      { cmd: 1, atyp: 'ipv4', host: '198.51.100.20', port: 80 },
+      { cmd: 1, atyp: 'ipv4', host: '198.51.100.10', port: 2222 },
+    ]);
+    const info = await sbx.getInfo();
+    expect(info.network?.egressProxy).toEqual({ address: proxy.address, username: proxy.username });
+    const raw = await fetch(`${cove.url}/sandboxes/${sbx.sandboxId}`, {
+      headers: { 'X-API-Key': cove.apiKey },
+    });
+    expect(await raw.text()).not.toContain(proxy.password);
+    const audit = await fetch(`${cove.url}/cove/v1/audit?sandbox=${sbx.sandboxId}`, {
+      headers: { 'X-API-Key': cove.apiKey },
+    });
+    const trail = await audit.text();
+    expect(trail).toContain(proxy.address); // recorded, but never its password
+    expect(trail).not.toContain(proxy.password);
+  });
+
+  it('asks for allowed domains by name, filters first, and applies header rules before the tunnel', async () => {
+    const sbx = await e2b.Sandbox.create('base', {
+      network: {
+        allowOut: ['allowed.test'],
+        denyOut: [e2b.ALL_TRAFFIC],
+        egressProxy: proxy,
+        rules: { 'allowed.test': [{ transform: { headers: { 'X-Through': 'socks' } } }] },
+      },
+    });
+    await sbx.files.write('/tmp/ca.pem', net.ca);
+    seen.length = 0;
+    const ruled = await run(sbx, 'curl -sS --max-time 30 https://allowed.test/headers'); // Cove's CA: no --cacert
+    expect(ruled).toMatch(/"x-through":"socks".* exit=0/s);
+    expect(await curl(sbx, 'https://denied.test/')).not.toMatch(/ exit=0/);
+    await sbx.files.write('/tmp/banner.py', bannerPy);
+    expect(await run(sbx, 'python3 /tmp/banner.py')).not.toContain('banner');
+    expect(seen).toEqual([{ cmd: 1, atyp: 'domain', host: 'allowed.test', port: 443 }]);
+  });
+
+  it('fails closed when the upstream refuses, and goes direct once the update drops it', async () => {
+    const sbx = await e2b.Sandbox.create('base', {
+      network: { egressProxy: { ...proxy, password: 'wrong' } },
+    });
+    await sbx.files.write('/tmp/ca.pem', net.ca);
+    seen.length = 0;
+    expect(await curl(sbx, 'https://www.other.test/')).not.toMatch(/ exit=0/);
+    expect(seen).toEqual([{ refused: 'bad credentials', user: proxy.username }]);
+    await sbx.updateNetwork({ egressProxy: { ...proxy, address: '198.51.100.81:1080' } });
+    expect(await curl(sbx, 'https://www.other.test/')).not.toMatch(/ exit=0/); // nothing listens there
+    await sbx.updateNetwork({});
+    seen.length = 0;
+    expect(await curl(sbx, 'https://203.0.113.10/')).toMatch(/ exit=0/); // open now: its own DNS, so no name
+    expect(seen).toEqual([]);
+    expect((await sbx.getInfo()).network?.egressProxy).toBeUndefined();
+  });
+
+  it('refuses a bad egressProxy with 400 and creates nothing', async () => {
+    const before = cove.manager.list().length;
+    for (const egressProxy of [
+      { address: 'no-port' },
+      { address: 'proxy.test:0' },
+      { address: '[::1]:1080' },
+      { address: 'proxy.test:1080', password: 'only-a-password' },
+      { address: 'proxy.test:1080', username: 'u'.repeat(256) },
+    ]) {
+      const err = await e2b.Sandbox.create('base', { network: { egressProxy } }).catch((e: unknown) => e);
+      expect(String(err), JSON.stringify(egressProxy)).toMatch(/400.*network\.egressProxy/);
+    }
+    expect(cove.manager.list().length).toBe(before);
+  });
+});
