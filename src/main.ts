@@ -12,11 +12,8 @@ import { EGRESS_CA_ENV } from './manager/trust-store.ts';
 import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
 import { createAudit } from './audit/index.ts';
-import { recordLifecycle } from './audit/lifecycle.ts';
-import { recordManagerActions } from './audit/manager-actions.ts';
-import { runtimeLogTail } from './audit/runtime-log.ts';
-import { copyStartLog } from './audit/start-log.ts';
 import { openSandboxLog } from './audit/sandbox-log-sqlite.ts';
+import { followSandboxes } from './audit/sandbox-events.ts';
 import type { Config } from './config/config.ts';
 import { createEnvd } from './envd/index.ts';
 import { envdServices } from './envd/services.ts';
@@ -278,28 +275,21 @@ async function startLocked(
   // Kept in SQLite: a restart forgets no sandbox's log; those that stopped meanwhile age out.
   const sandboxLog = openSandboxLog(join(config.home, 'sandbox-logs.db'));
   sandboxLog.reconcile(manager.list().map((s) => s.id));
-  recordLifecycle(manager.events, audit);
-  recordManagerActions(manager, audit);
+  followSandboxes({
+    manager,
+    audit,
+    log,
+    templates,
+    sandboxLog,
+    sandboxesDir,
+    created: (c) => prometheus.observeCreate(c),
+    killed: (id, reason) => {
+      prometheus.observeKill(reason);
+      services.sandboxGone(id);
+      sampled.forget(id);
+    },
+  });
   wireDatabases(manager, databases, databaseAccess, log);
-  manager.events.on('created', ({ id, template, pooled, ms }) => {
-    const backend = manager.get(id).runtime;
-    log.info({ sandbox: id, template, pooled, backend, ms }, 'sandbox created');
-    // The start command's output, into the sandbox's log (E2B's logs endpoints, `cove sandbox logs`).
-    void templates
-      .get(template)
-      .then((t) => t.start && copyStartLog(manager.agent(id), id, t.start.log, sandboxLog))
-      .catch((err: unknown) => log.debug({ err, sandbox: id }, 'start command log not copied'));
-    prometheus.observeCreate({ template, pooled, ms, backend });
-  });
-  manager.events.on('killed', (id, reason) => {
-    prometheus.observeKill(reason);
-    sandboxLog.append(id, 'info', 'sandbox stopped');
-    for (const line of runtimeLogTail(join(sandboxesDir, id, 'runtime.log')))
-      sandboxLog.append(id, 'warn', line, { source: 'runtime' });
-    sandboxLog.stopped(id);
-    services.sandboxGone(id);
-    sampled.forget(id);
-  });
 
   // The server listens before the API is built: the domain that create replies name by default
   // (`localhost:<port>`, for the SDK's getHost()) needs the port, which is known only now when
