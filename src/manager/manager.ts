@@ -300,7 +300,7 @@ export function createManager(opts: ManagerOptions) {
   }
 
   const core = { store, host, log, templates, events, live, find, schedule, attachAgent, checkTimeout, info };
-  const wiring = { ...core, storage: opts.storage, liveEntry, newProcesses: registry };
+  const wiring = { ...core, storage: opts.storage, liveEntry, newProcesses: registry, kill };
   const start = (t: Template, input?: BuildInput) =>
     builds.run(() => build(t, input ? 'starting' : 'pooled', input));
   const paused = createPausing(wiring, start);

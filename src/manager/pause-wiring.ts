@@ -9,6 +9,7 @@ import type { Live, ManagerEvents } from './manager.ts';
 import { forkWithMemory } from './fork-memory.ts';
 import { createPauseOps } from './pause.ts';
 import { createTemplateMemory } from './template-memory.ts';
+import { applyNetwork } from './network.ts';
 import type { ProcessRegistry } from './processes.ts';
 import { createSnapshotOps, type Seed, type StorageOptions } from './snapshot.ts';
 import type { CreateSandboxInput, SandboxInfo } from './types.ts';
@@ -47,6 +48,7 @@ export function createPausing(
     storage: StorageOptions | undefined;
     liveEntry: (record: SandboxRecord, template?: Template) => Live;
     newProcesses: (entry: Live) => ProcessRegistry;
+    kill: (id: string) => Promise<void>;
   },
   /** Builds a `starting` sandbox of a template build (admission included); without an input,
    * a hidden (pooled) one, never in `live` (template-memory.ts captures). */
@@ -73,6 +75,9 @@ export function createPausing(
     });
     store.updateSandbox(entry.record.id, { state: 'running' });
     entry.record.state = 'running';
+    // Its own policy, as any create's (forks carry their source's): without one the egress
+    // proxy and its DNS know nothing of the sandbox, and names do not resolve in it.
+    await applyNetwork(core.host, entry.record, () => opts.kill(entry.record.id));
     core.schedule(entry);
     const ms = Date.now() - started;
     log.info({ sandbox: entry.record.id, template: from.template.name, ms }, 'sandbox created from a layer');

@@ -55,6 +55,9 @@ export function forkInput(record: SandboxRecord, count: number, timeoutMs: numbe
     secure: record.envdAccessToken !== undefined,
     metadata: record.metadata,
     envVars: record.envVars,
+    // A fork is under the source's network policy (rules, upstream proxy, identity tokens
+    // included), as E2B's are: without it, a fork of a locked-down sandbox had open internet.
+    ...(record.network && { network: record.network }),
     ...(record.lifecycle && { lifecycle: record.lifecycle }),
   };
 }

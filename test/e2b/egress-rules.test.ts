@@ -170,6 +170,18 @@ print(dict(x[0] for x in s.getpeercert()['issuer'])['commonName'])`;
     expect((await sbx.getInfo()).network?.rules).toBeUndefined();
   });
 
+  it('a fork keeps its source’s policy and rules', async () => {
+    const sbx = await e2b.Sandbox.create('base', {
+      network: { allowOut: ['allowed.test'], denyOut: [e2b.ALL_TRAFFIC], rules: ruled({ 'X-Static': 'v1' }) },
+    });
+    const [fork] = await sbx.fork();
+    if (!(fork instanceof e2b.Sandbox)) throw new Error(`fork failed: ${String(fork)}`);
+    expect((await get(fork, 'https://allowed.test/headers')).headers['x-static']).toBe('v1');
+    const refused = await run(fork, 'curl -sS --connect-timeout 20 --max-time 30 https://denied.test/');
+    expect(refused).toMatch(/ exit=(7|35|52|56)\n?$/);
+    expect((await fork.getInfo()).network?.rules).toMatchObject(ruled({ 'X-Static': 'v1' }));
+  });
+
   it('a deleted secret fails the request instead of sending the placeholder', async () => {
     const name = `gone-${randomBytes(4).toString('hex')}`;
     await e2b.Secret.create(name, 'short-lived');
