@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,6 +20,8 @@
 #define SHUTDOWN_GRACE_MS 5000
 /* After this long without events, buffers and free heap go back to the kernel. */
 #define TRIM_AFTER_MS 500
+/* While quiesced, how often the agent looks for the host's `listen` file (see listen_requested). */
+#define RELISTEN_POLL_MS 5
 
 static int lfd = -1, sfd = -1; /* lfd is -1 while quiesced (SIGUSR2) */
 static const char *lpath;
@@ -245,6 +248,25 @@ static void finish_auth(void)
  * the agent to close its socket and connections, and after the restore to listen again. The
  * socket file is gone while the agent is quiesced: the host waits for that. Processes keep
  * running throughout. */
+/* The host leaves a file `listen` beside the socket before it restores a checkpoint: the
+ * restored agent, quiesced, finds it within RELISTEN_POLL_MS and listens again, sooner than
+ * the SIGUSR1 the host sends through `runsc kill` (~20-40 ms), which stays for older agents.
+ * Removed as the agent quiesces, so that a stale one cannot reopen the socket early. */
+static int listen_requested(int consume)
+{
+	const char *slash = strrchr(lpath, '/');
+	if (!slash)
+		return 0;
+	char path[MAX_PATH];
+	snprintf(path, sizeof path, "%.*s/listen", (int)(slash - lpath), lpath);
+	if (!consume)
+		return unlink(path), 0;
+	if (access(path, F_OK) != 0)
+		return 0;
+	unlink(path);
+	return 1;
+}
+
 static void set_listening(int on)
 {
 	if (vfd >= 0)
@@ -252,6 +274,7 @@ static void set_listening(int on)
 	if (!on && lfd >= 0) {
 		drop_pending();
 		drop_host();
+		listen_requested(0);
 		checkpoint_probe(lpath); /* before the unlink the host waits for */
 		close(lfd);
 		lfd = -1;
@@ -348,6 +371,9 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 		int trim = timeout < 0 && dirty;
 		if (trim)
 			timeout = TRIM_AFTER_MS;
+		int quiesced = lfd < 0 && vfd < 0;
+		if (quiesced && (timeout < 0 || timeout > RELISTEN_POLL_MS))
+			timeout = RELISTEN_POLL_MS;
 		int ready = poll(pfds, (nfds_t)n, timeout);
 		if (ready < 0 && errno != EINTR)
 			return 1;
@@ -380,6 +406,8 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 			drop_pending();
 		if (lfd >= 0 && pfds[0].revents & POLLIN)
 			accept_conn();
+		if (quiesced && lfd < 0 && listen_requested(1))
+			set_listening(1);
 		check_shutdown();
 	}
 }

@@ -174,6 +174,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     const socket = join(dir, basename(agentPaths.socket));
     const probe = join(dir, 'probe');
     await rm(probe, { force: true });
+    await relistening.get(id); // a restore's SIGUSR1 must not arrive after this SIGUSR2
     await signalAgent(id, false);
     const deadline = Date.now() + QUIESCE_TIMEOUT_MS;
     while (existsSync(socket)) {
@@ -206,6 +207,9 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         `sandbox ${id} cannot be saved with its memory on this gVisor: ${blockers.slice(0, 3).join('; ')} (docs/runtimes.md)`,
       );
   }
+
+  /** The SIGUSR1 a restore sends in the background (for agents without the `listen` file), by id. */
+  const relistening = new Map<string, Promise<void>>();
 
   /** Deletions of checkpointed sandboxes still under way, by id. */
   const deletions = new Map<string, Promise<void>>();
@@ -366,11 +370,17 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         join(spec.bundleDir, 'pid'),
         spec.id,
       ]);
+      // The agent was saved with its socket closed: it listens again when it finds this file
+      // (agent/src/loop.c, within 5 ms); an agent older than that needs the SIGUSR1, sent in
+      // the background (the caller's connect waits for the socket either way).
+      await writeFile(join(spec.agentRunDir, 'listen'), '', { mode: 0o600 });
       await step('runsc restore', runLogged('restore', file, argv, spec.bundleDir));
       const pid = readPid(spec.bundleDir, spec.id);
       known.set(spec.id, { pid, runDir: spec.agentRunDir });
-      // The agent was saved with its socket closed: open it again.
-      await step('agent listens (runsc kill)', signalAgent(spec.id, true));
+      const signalled = signalAgent(spec.id, true)
+        .catch(() => undefined)
+        .finally(() => relistening.delete(spec.id));
+      relistening.set(spec.id, signalled);
       return { pid };
     },
   };
