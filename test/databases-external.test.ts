@@ -65,8 +65,11 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
   });
 
   afterAll(async () => {
-    if (cove) expect(await stopTestCove(cove)).toEqual([]);
-    ext?.stop();
+    try {
+      if (cove) expect(await stopTestCove(cove)).toEqual([]);
+    } finally {
+      ext?.stop(); // even when the check above fails: no server left running
+    }
   });
 
   it("creates databases on the operator's server, with limits checked", async () => {
