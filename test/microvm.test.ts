@@ -1,27 +1,17 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
-import { guestDir } from '../src/runtime/microvm/guest.ts';
 import { canRunSandboxes, hostLeftovers, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { microvmReady } from './microvm-host.ts';
 
 const loadE2b = () => import('e2b');
 type E2b = Awaited<ReturnType<typeof loadE2b>>;
 
 const config = testConfig({ runtime: 'microvm' });
-const qemuInstalled = (() => {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version']);
-    return existsSync(join(guestDir(config.microvm.cacheDir), 'vmlinuz'));
-  } catch {
-    return false;
-  }
-})();
-if (canRunSandboxes && !qemuInstalled && process.env.CI === 'true')
-  throw new Error('QEMU or the microVM guest is missing: scripts/setup.sh installs them');
+const qemuInstalled = microvmReady(config);
 
 /**
  * A Cove whose default runtime is the QEMU microVM (`cove serve --runtime microvm`), through

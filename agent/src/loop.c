@@ -66,16 +66,12 @@ int agent_port_mode(void)
 	return vfd >= 0;
 }
 
-/* Ends a connection. The port stays open: what an old host left unread is discarded. */
+/* Ends a connection. The port stays open, and is not drained: a new host may already have
+ * written its AUTH behind the old one's leftovers, which read_pending skips. */
 static void close_conn(int fd)
 {
-	if (fd != vfd) {
+	if (fd != vfd)
 		close(fd);
-		return;
-	}
-	uint8_t sink[4096];
-	while (read(fd, sink, sizeof sink) > 0)
-		;
 }
 
 static void drop_host(void)
@@ -218,8 +214,13 @@ static void read_pending(void)
 	if (pend_len == HDR_LEN) {
 		uint32_t len = le32(pend_buf);
 		if (len <= HDR_LEN || len > sizeof pend_buf || pend_buf[4] != T_AUTH || pend_buf[5] ||
-		    pend_buf[6] || pend_buf[7] || le32(pend_buf + 8) != 0)
-			return drop_pending();
+		    pend_buf[6] || pend_buf[7] || le32(pend_buf + 8) != 0) {
+			if (pfd_conn != vfd)
+				return drop_pending();
+			/* The port has no connection boundaries: skip an old host's bytes to the AUTH. */
+			memmove(pend_buf, pend_buf + 1, --pend_len);
+			return;
+		}
 	}
 	if (pend_len < HDR_LEN || pend_len < le32(pend_buf))
 		return;

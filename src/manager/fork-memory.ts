@@ -57,7 +57,7 @@ export async function forkWithMemory(
       entry.processes.close();
       detachAgent(entry);
       try {
-        await host.runtime.checkpoint(id, image);
+        await host.runtime.checkpoint(id, image, { withDisk: true });
       } catch (err) {
         await rm(image, { recursive: true, force: true });
         if ((await host.runtime.status(id)) !== 'running') throw err; // the source died: kill() reports it

@@ -28,6 +28,25 @@ export function detachAgent(entry: Live): void {
 }
 
 /**
+ * A VM's writes may still sit in its guest's page cache (its own kernel's): a files-only pause
+ * has them written to its disk first (the guest's busybox, src/runtime/microvm/guest/init).
+ */
+async function syncGuest(entry: Live): Promise<void> {
+  const agent = entry.agent;
+  if (!agent) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 60_000);
+    const done = () => (clearTimeout(timer), resolve());
+    agent
+      .spawn(
+        { argv: ['/.cove/busybox', 'sync'], env: {}, cwd: '/', uid: 0, gid: 0 },
+        { onData: () => {}, onExit: done, onDetach: done },
+      )
+      .catch(done);
+  });
+}
+
+/**
  * Runs pauses, resumes and snapshots of one sandbox one at a time: each waits for the one
  * before it, and for the work it handed to `later` (which its caller does not wait for), and
  * a failure does not block the next. A kill waits for them all (manager.ts).
@@ -164,6 +183,7 @@ export function createPauseOps(deps: PauseDeps) {
       // start, never taken for a dead sandbox and removed.
       setState(entry, { state: 'paused', paused: as });
       deps.events.emit('paused', id); // unreachable from here: edges drop its connections now
+      if (as === 'filesystem' && caps.has('guest-kernel')) await syncGuest(entry);
       detachAgent(entry);
       try {
         if (as === 'frozen') await host.runtime.freeze(id);

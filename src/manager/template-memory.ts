@@ -89,7 +89,10 @@ export function createTemplateMemory(deps: {
      */
     withMemory: (template: Template, input: BuildInput): BuildInput => {
       const runtime = template.runtime ?? host.runtime.defaultName;
-      if (!template.start || input.seed || !host.runtime.get(runtime).capabilities.has('checkpoint-memory'))
+      const caps = host.runtime.get(runtime).capabilities;
+      // A VM (guest-kernel) starts as a clone of its template's saved VM already; its captures
+      // would also hold a disk backed by that saved VM, which is collected on its own schedule.
+      if (!template.start || input.seed || !caps.has('checkpoint-memory') || caps.has('guest-kernel'))
         return input;
       const dir = dirOf(template, runtime);
       if (existsSync(join(dir, 'meta.json'))) {

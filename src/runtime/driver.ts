@@ -73,8 +73,10 @@ export interface RuntimeDriver {
    * Capability 'checkpoint-memory': save a running sandbox (memory, processes, open files) into
    * `imageDir` and stop it; restore() brings such an image back as a running sandbox described
    * by `spec` (the same id for a resume, a new one for a fork), returning its PID 1's host pid.
+   * `withDisk`: a runtime that keeps the sandbox's writes in a disk of its own (a VM's) copies
+   * it into the image too, for restoring the image as other sandboxes (forks).
    */
-  checkpoint?(id: string, imageDir: string): Promise<void>;
+  checkpoint?(id: string, imageDir: string, opts?: { withDisk?: boolean }): Promise<void>;
   restore?(spec: SandboxSpec, imageDir: string): Promise<{ pid: number }>;
 }
 

@@ -10,7 +10,7 @@ import type { RuntimeDriver, SandboxSpec, SandboxStatus } from './driver.ts';
  * sandbox's record asks `get(record.runtime).capabilities` instead.
  */
 export interface RuntimeSet extends RuntimeDriver {
-  checkpoint(id: string, imageDir: string): Promise<void>;
+  checkpoint(id: string, imageDir: string, opts?: { withDisk?: boolean }): Promise<void>;
   restore(spec: SandboxSpec, imageDir: string): Promise<{ pid: number }>;
   freeze(id: string): Promise<void>;
   thaw(id: string): Promise<void>;
@@ -113,10 +113,10 @@ export function createRuntimeSet(drivers: RuntimeDriver[], defaultName: string):
       await d.thaw(id);
     },
 
-    async checkpoint(id: string, imageDir: string) {
+    async checkpoint(id: string, imageDir: string, opts?: { withDisk?: boolean }) {
       const d = await holder(id);
       if (!d.checkpoint) throw new CoveError('conflict', `runtime ${d.name} cannot checkpoint memory`);
-      await d.checkpoint(id, imageDir);
+      await d.checkpoint(id, imageDir, opts);
     },
 
     async restore(spec: SandboxSpec, imageDir: string) {

@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
 import type { Capability, RuntimeDriver, SandboxSpec, SandboxStatus } from '../driver.ts';
-import { readAddresses } from '../runsc/netns.ts';
 import { chooseAccelerator, hostTscKhz, probeHost, type Accelerator } from './accel.ts';
 import { guestDir, initrdWithAgent, templateImage } from './guest.ts';
 import { setIdentity } from './identity.ts';
-import { loadState } from './migrate.ts';
+import { loadState, saveState } from './migrate.ts';
 import { macFor, type VmArgs } from './qemu.ts';
 import { createTemplateVms, type BaseArgs } from './template-vm.ts';
+import { plumbTap, TAP } from './tap.ts';
 import { createVms, type VmState } from './vm.ts';
 
 export interface MicrovmOptions {
@@ -32,8 +32,8 @@ export interface MicrovmOptions {
 const BOOT_TIMEOUT_MS = { kvm: 20_000, tcg: 120_000 };
 /** Loading a saved state and giving the VM its identity (the first exec in a clone translates busybox). */
 const RESTORE_TIMEOUT_MS = 60_000;
-const TAP = 'tap0';
-const BRIDGE = 'br0';
+/** Writing a VM's whole RAM (up to its size) into a file. */
+const SAVE_TIMEOUT_MS = 120_000;
 
 export interface MicrovmDriver extends RuntimeDriver {
   /** Known after init(): what QEMU runs with and why. */
@@ -55,29 +55,6 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
   let templates: ReturnType<typeof createTemplateVms> | undefined;
   /** Saved VMs that could not be made: their templates boot, until Cove restarts. */
   const unsaved = new Map<string, string>();
-
-  /**
-   * The guest takes eth0's address: inside the namespace eth0 (the veth to Cove's bridge)
-   * and a tap join a bridge, and QEMU's NIC sits on the tap; the host's view (address, veth,
-   * nftables rules) is the same as for a container.
-   */
-  async function plumbTap(netns: string): Promise<{ address: string; gateway?: string }> {
-    const eth0 = await readAddresses(netns);
-    const address = eth0.addresses[0];
-    if (!address) throw new CoveError('internal', `network namespace ${netns}: eth0 has no address`);
-    await run('ip', ['-n', basename(netns), '-batch', '-'], {
-      input: [
-        'addr flush dev eth0',
-        `link add ${BRIDGE} type bridge`,
-        `link set eth0 master ${BRIDGE}`,
-        `tuntap add dev ${TAP} mode tap`,
-        `link set ${TAP} master ${BRIDGE}`,
-        `link set ${TAP} up`,
-        `link set ${BRIDGE} up`,
-      ].join('\n'),
-    });
-    return { address, ...(eth0.gateway && { gateway: eth0.gateway }) };
-  }
 
   function baseArgs(spec: Pick<SandboxSpec, 'limits'>): BaseArgs {
     if (!accel) throw new CoveError('internal', 'microvm driver used before init');
@@ -148,9 +125,24 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
     });
   }
 
+  /**
+   * A booted VM: starts the vCPUs and waits until the agent has opened its port. A restored
+   * one: runs it, gives it its identity through its agent, then lets its NIC carry frames.
+   */
+  async function start(id: string): Promise<void> {
+    const state = await vms.readState(id);
+    if (!state.restored) return vms.bootToAgent(id, BOOT_TIMEOUT_MS[accel?.name ?? 'tcg']);
+    await vms.withQmp(id, (q) => q.execute('cont'));
+    await setIdentity(join(state.bundleDir, 'run', 'agent.sock'), state.restored, RESTORE_TIMEOUT_MS);
+    if (state.restored.address)
+      await vms.withQmp(id, (q) => q.execute('set_link', { name: 'net', up: true }));
+    delete state.restored;
+    await vms.writeState(id, state);
+  }
+
   return {
     name: 'microvm',
-    capabilities: new Set<Capability>(['guest-kernel', 'joins-netns', 'pause']),
+    capabilities: new Set<Capability>(['guest-kernel', 'joins-netns', 'pause', 'checkpoint-memory']),
     accelerator: () => accel,
 
     async init() {
@@ -194,9 +186,10 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
       if (!spec.templateRootfs)
         throw new CoveError('internal', `sandbox ${spec.id}: the microvm driver needs the template's rootfs`);
       const image = await templateImage(opts.cacheDir, spec.templateRootfs);
-      const saved = await savedVmFor(spec, image);
       // The sandbox's writable layer: kept across a pause (its directory stays), removed with it.
+      // A layer that exists (a files-only resume) boots: a saved VM's memory would not match it.
       const disk = join(spec.bundleDir, 'disk.qcow2');
+      const saved = existsSync(disk) ? undefined : await savedVmFor(spec, image);
       if (!existsSync(disk)) {
         const [format, backing] = saved ? ['qcow2', saved.disk] : ['raw', image];
         await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', format, '-b', backing, disk]);
@@ -205,8 +198,8 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
       const state: VmState = { bundleDir: spec.bundleDir, ...(spec.netns && { netns: spec.netns }) };
       const args: VmArgs = { ...baseArgs(spec), append: [], ...ownArgs(spec, net) };
       if (saved) {
-        await templates?.refer(saved, spec.id, disk);
-        const restored = { ...state, restored: identityOf(spec, net) };
+        await templates?.refer(saved.dir, spec.id, spec.bundleDir);
+        const restored = { ...state, backing: saved.dir, restored: identityOf(spec, net) };
         const pid = await launchRestored(
           spec,
           { ...args, memoryFile: { path: saved.memory, share: false } },
@@ -224,19 +217,56 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
       return { pid };
     },
 
+    start,
+
     /**
-     * A booted VM: starts the vCPUs and waits until the agent has opened its port. A restored
-     * one: runs it, gives it its identity through its agent, then lets its NIC carry frames.
+     * Saves the running VM (RAM, devices, vCPUs) into `imageDir/state` and stops it. Its disk
+     * stays in the sandbox's directory for a resume; `withDisk` also copies it into the image
+     * (a fork's or capture's starting point, restored as other sandboxes).
      */
-    async start(id: string) {
+    async checkpoint(id: string, imageDir: string, o: { withDisk?: boolean } = {}) {
       const state = await vms.readState(id);
-      if (!state.restored) return vms.bootToAgent(id, BOOT_TIMEOUT_MS[accel?.name ?? 'tcg']);
-      await vms.withQmp(id, (q) => q.execute('cont'));
-      await setIdentity(join(state.bundleDir, 'run', 'agent.sock'), state.restored, RESTORE_TIMEOUT_MS);
-      if (state.restored.address)
-        await vms.withQmp(id, (q) => q.execute('set_link', { name: 'net', up: true }));
-      delete state.restored;
-      await vms.writeState(id, state);
+      await vms.withQmp(id, (q) =>
+        saveState(q, join(imageDir, 'state'), { ignoreShared: false, timeoutMs: SAVE_TIMEOUT_MS }),
+      );
+      await vms.kill(id);
+      if (o.withDisk)
+        await run('cp', [
+          '--sparse=always',
+          join(state.bundleDir, 'disk.qcow2'),
+          join(imageDir, 'disk.qcow2'),
+        ]);
+      await writeFile(join(imageDir, 'vm.json'), JSON.stringify({ backing: state.backing }));
+    },
+
+    /**
+     * Restores a checkpoint image as the sandbox `spec` describes (the same id: a resume, on
+     * its own disk; another: a fork, on a copy of the image's disk) and runs it with its
+     * own identity (start()).
+     */
+    async restore(spec: SandboxSpec, imageDir: string) {
+      const meta = JSON.parse(await readFile(join(imageDir, 'vm.json'), 'utf8')) as { backing?: string };
+      const disk = join(spec.bundleDir, 'disk.qcow2');
+      if (!existsSync(disk)) {
+        if (!existsSync(join(imageDir, 'disk.qcow2')))
+          throw new CoveError('internal', `the image ${imageDir} holds no disk for ${spec.id}`);
+        await run('cp', ['--sparse=always', join(imageDir, 'disk.qcow2'), disk]);
+      }
+      if (meta.backing) await templates?.refer(meta.backing, spec.id, spec.bundleDir);
+      const net = spec.netns ? await plumbTap(spec.netns) : undefined;
+      const state: VmState = {
+        bundleDir: spec.bundleDir,
+        ...(spec.netns && { netns: spec.netns }),
+        ...(meta.backing && { backing: meta.backing }),
+        restored: identityOf(spec, net),
+      };
+      const args: VmArgs = { ...baseArgs(spec), append: [], ...ownArgs(spec, net) };
+      const pid = await launchRestored(spec, args, state, {
+        file: join(imageDir, 'state'),
+        ignoreShared: false,
+      });
+      await start(spec.id);
+      return { pid };
     },
 
     async status(id: string): Promise<SandboxStatus> {

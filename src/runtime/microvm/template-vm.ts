@@ -9,6 +9,7 @@ import type { Vms } from './vm.ts';
 
 /** A template's VM saved once booted: its state, its disk (the clones' backing file) and its RAM. */
 export interface SavedVm {
+  dir: string;
   state: string;
   disk: string;
   /** Guest RAM (on /dev/shm): clones map it privately, copy-on-write. */
@@ -66,7 +67,7 @@ export function createTemplateVms(deps: {
   function saved(dir: string): SavedVm | undefined {
     try {
       const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as { memory: string };
-      const vm = { state: join(dir, 'state'), disk: join(dir, 'disk.qcow2'), memory: meta.memory };
+      const vm = { dir, state: join(dir, 'state'), disk: join(dir, 'disk.qcow2'), memory: meta.memory };
       return existsSync(vm.memory) && existsSync(vm.state) && existsSync(vm.disk) ? vm : undefined;
     } catch {
       return undefined;
@@ -150,8 +151,8 @@ export function createTemplateVms(deps: {
       }
       let used = false;
       for (const ref of await readdir(join(dir, 'refs')).catch(() => [] as string[])) {
-        const disk = await readFile(join(dir, 'refs', ref), 'utf8').catch(() => '');
-        if (disk && existsSync(disk)) used = true;
+        const holder = await readFile(join(dir, 'refs', ref), 'utf8').catch(() => '');
+        if (holder && existsSync(holder)) used = true;
         else await rm(join(dir, 'refs', ref), { force: true });
       }
       const age = Date.now() - (await stat(join(dir, 'meta.json')).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
@@ -167,11 +168,13 @@ export function createTemplateVms(deps: {
   return {
     collect,
 
-    /** Records that `disk` (a clone's qcow2 layer) is backed by the saved VM, and marks it used. */
-    async refer(vm: SavedVm, owner: string, disk: string): Promise<void> {
-      const dir = join(vm.disk, '..');
+    /**
+     * Records that sandbox `owner`'s disk is backed by the saved VM in `dir` for as long as
+     * `holder` (its directory, where its layer and any pause image live) exists; marks it used.
+     */
+    async refer(dir: string, owner: string, holder: string): Promise<void> {
       await mkdir(join(dir, 'refs'), { recursive: true });
-      await writeFile(join(dir, 'refs', owner), disk);
+      await writeFile(join(dir, 'refs', owner), holder);
       const now = new Date();
       await utimes(join(dir, 'meta.json'), now, now).catch(() => undefined);
     },

@@ -9,6 +9,8 @@ import { Qmp, qemuArgv, type VmArgs } from './qemu.ts';
 export interface VmState {
   bundleDir: string;
   netns?: string;
+  /** The template's saved VM (template-vm.ts) whose disk backs this VM's layer. */
+  backing?: string;
   /** The VM was restored from a saved state: start() gives it its identity (identity.ts). */
   restored?: { hostname: string; address?: string; gateway?: string; mac?: string };
 }
@@ -104,14 +106,18 @@ export function createVms(stateRoot: string, qemu: string) {
     });
   }
 
+  /** Kills the VM's QEMU if it runs; its state directory stays (the VM reads as stopped). */
+  async function kill(id: string): Promise<void> {
+    const pid = livePid(id);
+    if (pid === undefined) return;
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 500 && livePid(id) !== undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    if (livePid(id) !== undefined) throw new CoveError('internal', `QEMU ${pid} of ${id} did not exit`);
+  }
+
   /** Kills the VM's QEMU (if it runs) and removes its state directory. Idempotent. */
   async function destroy(id: string): Promise<void> {
-    const pid = livePid(id);
-    if (pid !== undefined) {
-      process.kill(pid, 'SIGKILL');
-      for (let i = 0; i < 500 && livePid(id) !== undefined; i++) await new Promise((r) => setTimeout(r, 10));
-      if (livePid(id) !== undefined) throw new CoveError('internal', `QEMU ${pid} of ${id} did not exit`);
-    }
+    await kill(id);
     await rm(stateDir(id), { recursive: true, force: true });
   }
 
@@ -125,6 +131,7 @@ export function createVms(stateRoot: string, qemu: string) {
     writeState,
     launch,
     bootToAgent,
+    kill,
     destroy,
   };
 }
