@@ -322,6 +322,26 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     await client.close();
   });
 
+  it('a fork gets its own token, which outlives its source', async () => {
+    const source = await create();
+    const [fork] = await source.fork();
+    if (!(fork instanceof e2b.Sandbox)) throw new Error(`fork failed: ${String(fork)}`);
+    const tokens = async (id: string) =>
+      (await run(id, 'printf "%s %s" "$COVE_SERVICES_TOKEN" "$OPENAI_API_KEY"')).trim().split(' ');
+    const [sourceToken] = await tokens(source.sandboxId);
+    const [forkToken, forkOpenAi] = await tokens(fork.sandboxId);
+    expect(forkToken).toMatch(/\S/);
+    expect(forkToken).not.toBe(sourceToken);
+    expect(forkOpenAi).toBe(forkToken);
+    await source.kill();
+    const models = await run(
+      fork.sandboxId,
+      'curl -sS -m 5 "$COVE_SERVICES_URL/v1/models" -H "Authorization: Bearer $COVE_SERVICES_TOKEN" -w "\\n%{http_code}"',
+    );
+    expect(models).toMatch(/\n200$/);
+    await fork.kill();
+  });
+
   it('keeps tokens and usage across a Cove restart; a killed sandbox token dies', async () => {
     const id = sandbox.sandboxId;
     const before = (await (await api(`/cove/v1/usage?sandboxId=${id}`)).json()) as { requests: number };

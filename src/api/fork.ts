@@ -27,7 +27,7 @@ export function forkRoutes(deps: ApiDeps): Hono<ApiEnv> {
     const id = sandboxId(c);
     const { timeout = FORK_DEFAULT_TIMEOUT, count = FORK_DEFAULT_COUNT } = await body(c, forkSchema);
     manager.get(id); // an unknown source is a 404 before the count is judged
-    const results = await manager.fork(id, { count, timeoutMs: timeout * 1000 });
+    const results = await manager.fork(id, { count, timeoutMs: timeout * 1000, owner: c.get('keyId') });
     sandboxLog.append(id, 'info', 'forked', {
       forks: results.map((r) => ('sandbox' in r ? r.sandbox.id : r.error.code)).join(','),
       apiKey: c.get('keyId'),

@@ -9,7 +9,14 @@ import type { Live } from './manager.ts';
 import { detachAgent, exclusive, imageDir } from './pause.ts';
 import type { ManagerCore } from './pause-wiring.ts';
 import type { ProcessRegistry } from './processes.ts';
-import { forkInput, forkResults, type ForkResult, type Seed, type Storage } from './snapshot.ts';
+import {
+  forkInput,
+  forkResults,
+  type ForkRequest,
+  type ForkResult,
+  type Seed,
+  type Storage,
+} from './snapshot.ts';
 import type { CreateSandboxInput, SandboxInfo } from './types.ts';
 
 export interface MemoryForkDeps extends ManagerCore {
@@ -36,11 +43,11 @@ export interface MemoryForkDeps extends ManagerCore {
 export async function forkWithMemory(
   deps: MemoryForkDeps,
   entry: Live,
-  input: { count: number; timeoutMs: number },
+  input: ForkRequest,
 ): Promise<ForkResult[] | undefined> {
   const { host, log } = deps;
   const { id } = entry.record;
-  const create = forkInput(entry.record, input.count, input.timeoutMs);
+  const create = forkInput(entry.record, input);
   const dir = join(deps.dir, `.fork-${randomBytes(8).toString('hex')}`);
   const started = Date.now();
   try {

@@ -11,7 +11,7 @@ import { createPauseOps } from './pause.ts';
 import { createTemplateMemory } from './template-memory.ts';
 import { applyNetwork } from './network.ts';
 import type { ProcessRegistry } from './processes.ts';
-import { createSnapshotOps, type Seed, type StorageOptions } from './snapshot.ts';
+import { createSnapshotOps, type ForkRequest, type Seed, type StorageOptions } from './snapshot.ts';
 import type { CreateSandboxInput, SandboxInfo } from './types.ts';
 
 /** What of the manager's closure pause, snapshots and forks use (manager.ts builds it). */
@@ -118,7 +118,7 @@ export function createPausing(
       deleteSnapshot: snapshots.remove,
       hasSnapshot: (idOrName: string) => store.getSnapshot(idOrName) !== undefined,
       /** With memory where the runtime can save the source (fork-memory.ts), else its files. */
-      async fork(id: string, input: { count: number; timeoutMs: number }) {
+      async fork(id: string, input: ForkRequest) {
         const entry = core.find(id);
         if (core.host.runtime.get(entry.record.runtime).capabilities.has('checkpoint-memory')) {
           const forks = await forkWithMemory(

@@ -46,7 +46,29 @@ export interface Seed {
 }
 
 /** What a fork is created with: the source's template, metadata, env, lifecycle and security. */
-export function forkInput(record: SandboxRecord, count: number, timeoutMs: number): CreateSandboxInput {
+/** A fork request: how many, for how long, and the key asking (the forks' owner). */
+export interface ForkRequest {
+  count: number;
+  timeoutMs: number;
+  owner?: string | undefined;
+}
+
+/**
+ * The runtime services' variables carry a token minted for the source (services.ts): a fork
+ * gets its own, for its own id and its owner, from the manager's sandboxEnv, as any create.
+ */
+function withoutServiceToken(envVars: Record<string, string>): Record<string, string> {
+  const token = envVars.COVE_SERVICES_TOKEN;
+  if (token === undefined) return envVars;
+  return Object.fromEntries(
+    Object.entries(envVars).filter(([k, v]) => v !== token && k !== 'COVE_SERVICES_URL'),
+  );
+}
+
+export function forkInput(
+  record: SandboxRecord,
+  { count, timeoutMs, owner }: ForkRequest,
+): CreateSandboxInput {
   if (!Number.isInteger(count) || count < 1 || count > MAX_FORKS)
     throw new CoveError('invalid_argument', `count must be from 1 to ${MAX_FORKS}`);
   return {
@@ -54,7 +76,8 @@ export function forkInput(record: SandboxRecord, count: number, timeoutMs: numbe
     timeoutMs,
     secure: record.envdAccessToken !== undefined,
     metadata: record.metadata,
-    envVars: record.envVars,
+    envVars: withoutServiceToken(record.envVars),
+    ...(owner !== undefined && { owner }),
     // A fork is under the source's network policy (rules, upstream proxy, identity tokens
     // included), as E2B's are: without it, a fork of a locked-down sandbox had open internet.
     ...(record.network && { network: record.network }),
@@ -241,12 +264,12 @@ export function createSnapshotOps(deps: {
     /** `count` new sandboxes from the source's files; the source keeps running as it was. */
     async fork(
       sandboxId: string,
-      input: { count: number; timeoutMs: number },
+      input: ForkRequest,
       createFrom: (from: Seed, input: CreateSandboxInput) => Promise<SandboxInfo>,
     ): Promise<ForkResult[]> {
       const entry = deps.find(sandboxId);
       const { record } = entry;
-      const create = forkInput(record, input.count, input.timeoutMs);
+      const create = forkInput(record, input);
       const template = await buildOf(record.templateName, record.templateHash);
       const dir = join(options.dir, `.fork-${randomBytes(8).toString('hex')}`);
       try {
