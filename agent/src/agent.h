@@ -191,5 +191,7 @@ int agent_restored(const char *ns_text, const char *hex);
 void protocol_violation(const char *why);
 /* probe.c: what the host checks before a gVisor checkpoint, written beside the socket. */
 void checkpoint_probe(const char *socket_path);
+/* 1 when the host left `listen` beside the socket (removed then); consume 0 only removes it. */
+int listen_requested(const char *socket_path, int consume);
 
 #endif

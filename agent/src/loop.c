@@ -20,7 +20,7 @@
 #define SHUTDOWN_GRACE_MS 5000
 /* After this long without events, buffers and free heap go back to the kernel. */
 #define TRIM_AFTER_MS 500
-/* While quiesced, how often the agent looks for the host's `listen` file (see listen_requested). */
+/* While quiesced, how often the agent looks for the host's `listen` file (see listen_requested in probe.c). */
 #define RELISTEN_POLL_MS 5
 
 static int lfd = -1, sfd = -1; /* lfd is -1 while quiesced (SIGUSR2) */
@@ -249,25 +249,6 @@ static void finish_auth(void)
  * the agent to close its socket and connections, and after the restore to listen again. The
  * socket file is gone while the agent is quiesced: the host waits for that. Processes keep
  * running throughout. */
-/* The host leaves a file `listen` beside the socket before it restores a checkpoint: the
- * restored agent, quiesced, finds it within RELISTEN_POLL_MS and listens again, sooner than
- * the SIGUSR1 the host sends through `runsc kill` (~20-40 ms), which stays for older agents.
- * Removed as the agent quiesces, so that a stale one cannot reopen the socket early. */
-static int listen_requested(int consume)
-{
-	const char *slash = strrchr(lpath, '/');
-	if (!slash)
-		return 0;
-	char path[MAX_PATH];
-	snprintf(path, sizeof path, "%.*s/listen", (int)(slash - lpath), lpath);
-	if (!consume)
-		return unlink(path), 0;
-	if (access(path, F_OK) != 0)
-		return 0;
-	unlink(path);
-	return 1;
-}
-
 static void set_listening(int on)
 {
 	if (vfd >= 0)
@@ -275,7 +256,7 @@ static void set_listening(int on)
 	if (!on && lfd >= 0) {
 		drop_pending();
 		drop_host();
-		listen_requested(0);
+		listen_requested(lpath, 0);
 		checkpoint_probe(lpath); /* before the unlink the host waits for */
 		close(lfd);
 		lfd = -1;
@@ -407,7 +388,7 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 			drop_pending();
 		if (lfd >= 0 && pfds[0].revents & POLLIN)
 			accept_conn();
-		if (quiesced && lfd < 0 && listen_requested(1))
+		if (quiesced && lfd < 0 && listen_requested(lpath, 1))
 			set_listening(1);
 		check_shutdown();
 	}

@@ -3,7 +3,8 @@
  * PROBE_SCRIPT in src/runtime/runsc/tcp.ts, whose parser reads it. Written here rather than
  * by a shell the host starts with `runsc exec`: that took ~70 ms (four programs under
  * gVisor's ptrace platform), this a few. The file goes beside the socket as `probe` (renamed
- * into place whole) before the socket file is unlinked, which is what the host waits for. */
+ * into place whole) before the socket file is unlinked, which is what the host waits for.
+ * Also here: the host's `listen` file, the other half of a checkpoint (listen_requested). */
 #include "agent.h"
 
 #include <dirent.h>
@@ -98,4 +99,23 @@ void checkpoint_probe(const char *socket_path)
 	each_pid(out, 1);
 	if (fclose(out) != 0 || rename(tmp, done) != 0)
 		unlink(tmp);
+}
+
+/* The host leaves a file `listen` beside the socket before it restores a checkpoint: the
+ * restored agent, quiesced, finds it within RELISTEN_POLL_MS and listens again, sooner than
+ * the SIGUSR1 the host sends through `runsc kill` (~20-40 ms), which stays for older agents.
+ * Removed as the agent quiesces, so that a stale one cannot reopen the socket early. */
+int listen_requested(const char *socket_path, int consume)
+{
+	const char *slash = strrchr(socket_path, '/');
+	if (!slash)
+		return 0;
+	char path[MAX_PATH];
+	snprintf(path, sizeof path, "%.*s/listen", (int)(slash - socket_path), socket_path);
+	if (!consume)
+		return unlink(path), 0;
+	if (access(path, F_OK) != 0)
+		return 0;
+	unlink(path);
+	return 1;
 }
