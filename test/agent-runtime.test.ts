@@ -3,9 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
-import { createCluster } from '../src/services/databases/cluster.ts';
-import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig } from './helpers.ts';
-import { sandboxPsql } from './sandbox-psql.ts';
+import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig, pointSdkAt } from './helpers.ts';
+import { sandboxPsql, stopDatabaseServer } from './sandbox-psql.ts';
 import { OPENAI_SECRET, standInConfig, startStandIn, type StandIn } from './services-stand-in.ts';
 
 const loadE2b = () => import('e2b');
@@ -33,20 +32,13 @@ describe.skipIf(!canRunSandboxes)('an agent in a sandbox', () => {
     const config = testConfig();
     writeFileSync(join(config.home, 'services.json'), JSON.stringify(standInConfig(standIn.url)));
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
   });
 
   afterAll(async () => {
     if (cove) {
       expect(await stopTestCove(cove)).toEqual([]);
-      // Cove's own cluster outlives Cove by design (as sandboxes do): the test stops it.
-      await createCluster({
-        dir: join(cove.config.home, 'postgres'),
-        port: cove.config.databases.port,
-        listen: [],
-        hba: [],
-      }).stop();
+      await stopDatabaseServer(cove.config);
     }
     await standIn?.close();
   });

@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
-import { createCluster } from '../src/services/databases/cluster.ts';
 import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig } from './helpers.ts';
-import { sandboxPsql } from './sandbox-psql.ts';
+import { sandboxPsql, stopDatabaseServer } from './sandbox-psql.ts';
 
 const loadE2b = () => import('e2b');
 type Sandbox = Awaited<ReturnType<Awaited<ReturnType<typeof loadE2b>>['Sandbox']['create']>>;
@@ -48,13 +47,7 @@ describe.skipIf(!canRunSandboxes)('databases', () => {
   afterAll(async () => {
     if (!cove) return;
     expect(await stopTestCove(cove)).toEqual([]);
-    // The server outlives Cove by design (as sandboxes do): the test stops it.
-    await createCluster({
-      dir: join(cove.config.home, 'postgres'),
-      port: cove.config.databases.port,
-      listen: [],
-      hba: [],
-    }).stop();
+    await stopDatabaseServer(cove.config);
   });
 
   it('creates databases per key, with names checked', async () => {

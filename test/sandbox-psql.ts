@@ -1,5 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../src/config/config.ts';
 import type { Manager } from '../src/manager/manager.ts';
+import { createCluster } from '../src/services/databases/cluster.ts';
 import { sh } from './helpers.ts';
 
 /** What the e2b SDK's sandbox gives these helpers. */
@@ -35,4 +38,14 @@ export function sandboxPsql(manager: () => Manager) {
         `PGCONNECT_TIMEOUT=5 LD_LIBRARY_PATH=/tmp/pg /tmp/pg/psql "${url}" -X -q -At -v ON_ERROR_STOP=1 -c "${sql}"`,
       ),
   };
+}
+
+/** Stops the agents' PostgreSQL of a test's Cove: the server outlives Cove by design (as sandboxes do). */
+export async function stopDatabaseServer(config: Pick<Config, 'home' | 'databases'>): Promise<void> {
+  await createCluster({
+    dir: join(config.home, 'postgres'),
+    port: config.databases.port,
+    listen: [],
+    hba: [],
+  }).stop();
 }

@@ -6,7 +6,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config/config.ts';
 import type { Cove } from '../src/main.ts';
-import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { canRunSandboxes, sh, startTestCove, stopTestCove, testConfig, pointSdkAt } from './helpers.ts';
 import {
   ANTHROPIC_SECRET,
   OPENAI_SECRET,
@@ -49,8 +49,7 @@ describe.skipIf(!canRunSandboxes)('runtime services: the model gateway', () => {
     const config = testConfig();
     writeFileSync(join(config.home, 'services.json'), JSON.stringify(standInConfig(standIn.url)));
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
     sandbox = await create();
   });

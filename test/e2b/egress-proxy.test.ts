@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
 import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
 
 const loadE2b = () => import('e2b');
@@ -57,8 +57,7 @@ print(s.recv(100).decode().strip())`;
       lines.on('line', (line) => (line === 'ready' ? resolve() : seen.push(JSON.parse(line) as Connect))),
     );
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
   });
   afterAll(async () => {

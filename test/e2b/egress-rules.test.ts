@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
 import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
 
 const loadE2b = () => import('e2b');
@@ -53,8 +53,7 @@ print(dict(x[0] for x in s.getpeercert()['issuer'])['commonName'])`;
     net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
     writeFileSync(join(dir, 'ca.pem'), net.ca);
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
     await e2b.Secret.create(secretName, secretValue);
   });

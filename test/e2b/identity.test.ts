@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
 import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
 
 const loadE2b = () => import('e2b');
@@ -34,8 +34,7 @@ describe.skipIf(!canRunSandboxes)('workload identity tokens', () => {
     net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
     writeFileSync(join(dir, 'ca.pem'), net.ca);
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
   });
   afterAll(async () => {

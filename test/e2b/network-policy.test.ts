@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
 import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
 
 const loadE2b = () => import('e2b');
@@ -72,8 +72,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
   beforeAll(async () => {
     net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
   });
   afterAll(async () => {
