@@ -209,9 +209,18 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
       timeout: 60_000,
       interval: 500,
     });
+    // A check during the fill froze the database before the fill committed: the next check
+    // freezes the table it made and takes the size then as the frozen size. Growth is counted
+    // from there, so the large object must come after it.
+    const owned = "SELECT pg_get_userbyid(relowner) = current_user FROM pg_class WHERE relname = 'big'";
+    await vi.waitFor(async () => expect((await psql(mine, owned)).stdout.trim()).toBe('f'), {
+      timeout: 30_000,
+      interval: 500,
+    });
     // 8 MB more of random bytes in a large object: no privilege stops making one (its session
     // may be ended by the lock before it returns)
-    await psql(mine, blob(500_000));
+    const made = await psql(mine, blob(500_000));
+    expect(`${made.exitCode} ${made.stderr}`).toMatch(/^0 |terminat|not permitted to log in/);
     await vi.waitFor(async () => expect((await state()).locked).toBe(true), {
       timeout: 60_000,
       interval: 500,
