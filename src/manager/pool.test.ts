@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../core/log.ts';
 import { createWarmPool, type PoolOptions } from './pool.ts';
 
@@ -100,5 +100,28 @@ describe('warm pool', () => {
     expect(calls).toBe(1);
     expect(pool.stats().base).toEqual({ ready: 0, target: 0 });
     await pool.drain();
+  });
+  it('shrinks back to its minimum when nobody claims, one sandbox per idle period', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    try {
+      const { pool, discarded } = harness({ min: 1, max: 4, idleShrinkMs: 4000 });
+      pool.start();
+      await pool.settled();
+      for (let i = 0; i < 4; i++) pool.take('base', 'h1'); // a burst: the pool grows
+      await pool.settled();
+      const grown = pool.stats().base!;
+      expect(grown.target).toBeGreaterThan(1);
+      expect(grown.ready).toBe(grown.target);
+      await vi.advanceTimersByTimeAsync(3000); // not idle long enough yet
+      expect(pool.stats().base!.target).toBe(grown.target);
+      await vi.advanceTimersByTimeAsync(2000);
+      expect(pool.stats().base).toEqual({ ready: grown.target - 1, target: grown.target - 1 });
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(pool.stats().base).toEqual({ ready: 1, target: 1 });
+      expect(discarded).toHaveLength(grown.target - 1);
+      await pool.drain();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
