@@ -120,7 +120,9 @@ export function createPausing(
       /** With memory where the runtime can save the source (fork-memory.ts), else its files. */
       async fork(id: string, input: ForkRequest) {
         const entry = core.find(id);
-        if (core.host.runtime.get(entry.record.runtime).capabilities.has('checkpoint-memory')) {
+        // A runtime that saves a sandbox while it runs (a VM's) forks from that: snapshot.ts.
+        const driver = core.host.runtime.get(entry.record.runtime);
+        if (driver.capabilities.has('checkpoint-memory') && !driver.snapshot) {
           const forks = await forkWithMemory(
             {
               ...core,

@@ -112,10 +112,15 @@ export function createPauseOps(deps: PauseDeps) {
     if (path) await rm(path, { force: true });
   }
 
-  /** What a sandbox paused to disk keeps: its writable layer and its image, never its mounts. */
+  /**
+   * What a sandbox paused to disk keeps: its writable layer and its image, never its mounts;
+   * a VM's writes are in its own disk layer (disk.qcow2, src/runtime/microvm) beside them.
+   */
   async function keptBytes(id: string): Promise<number> {
     const layer = await layerBytes(join(sandboxDir(host, id), 'upper'));
-    return layer + (existsSync(imageDir(host, id)) ? await layerBytes(imageDir(host, id)) : 0);
+    const vmDisk = join(sandboxDir(host, id), 'disk.qcow2');
+    const disk = existsSync(vmDisk) ? await layerBytes(vmDisk) : 0;
+    return layer + disk + (existsSync(imageDir(host, id)) ? await layerBytes(imageDir(host, id)) : 0);
   }
 
   /**

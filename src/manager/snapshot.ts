@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
-import { newSandboxId } from '../core/ids.ts';
+import { newSandboxId, newToken } from '../core/ids.ts';
 import type { Logger } from '../core/log.ts';
 import type { SandboxRecord, SnapshotRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
@@ -11,6 +12,7 @@ import { copyLayer, layerBytes } from './layers.ts';
 import type { Live } from './manager.ts';
 import { exclusive } from './pause.ts';
 import type { CreateSandboxInput, SandboxInfo } from './types.ts';
+import { saveVmImage, savesWhole } from './vm-image.ts';
 
 export interface StorageOptions {
   /** Where snapshots' layers live (COVE_HOME/snapshots). */
@@ -108,7 +110,9 @@ export type ForkResult = { sandbox: SandboxInfo } | { error: CoveError };
  * written in; a sandbox created from it gets its own copy with owners shifted to its range, so
  * sandboxes from one snapshot share nothing. A fork is a snapshot no one names, removed once
  * the forks are built. Memory is not part of a snapshot, and forks here boot fresh; a fork
- * with memory (runsc) is fork-memory.ts, which falls back to this one.
+ * with memory (runsc) is fork-memory.ts, which falls back to this one. A VM (microvm) is
+ * saved whole instead, memory and disk, while it runs on (vm-image.ts): sandboxes from its
+ * snapshots and its forks are restored with its processes.
  */
 export function createSnapshotOps(deps: {
   store: Store;
@@ -191,7 +195,10 @@ export function createSnapshotOps(deps: {
       const dir = join(options.dir, id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       try {
-        const sizeBytes = await copyOf(entry, join(dir, 'upper'), `a snapshot of ${sandboxId}`);
+        const what = `a snapshot of ${sandboxId}`;
+        const sizeBytes = savesWhole(host, entry)
+          ? await saveVmImage({ host, storage }, entry, dir, what)
+          : await copyOf(entry, join(dir, 'upper'), what);
         const { record } = entry;
         const snapshot: SnapshotRecord = {
           id,
@@ -255,9 +262,12 @@ export function createSnapshotOps(deps: {
     seedOf(idOrName: string): Promise<Seed> | undefined {
       const snapshot = store.getSnapshot(idOrName);
       if (!snapshot) return undefined;
+      const image = join(options.dir, snapshot.id, 'image'); // a VM's memory and disk (vm-image.ts)
       return buildOf(snapshot.templateName, snapshot.templateHash).then((template) => ({
         template,
         seed: { upper: join(options.dir, snapshot.id, 'upper'), uidBase: snapshot.uidBase },
+        // The agent on a VM's port takes any token (src/runtime/microvm/README.md).
+        ...(existsSync(image) && { restore: { image, agentToken: newToken() } }),
       }));
     },
 
@@ -275,8 +285,17 @@ export function createSnapshotOps(deps: {
       try {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         const upper = join(dir, 'upper');
-        await exclusive(entry, () => copyOf(entry, upper, `a fork of ${sandboxId}`));
-        const seed = { template, seed: { upper, uidBase: uidBase(record.slot) } };
+        const whole = savesWhole(host, entry);
+        await exclusive(entry, () =>
+          whole
+            ? saveVmImage({ host, storage }, entry, dir, `a fork of ${sandboxId}`)
+            : copyOf(entry, upper, `a fork of ${sandboxId}`),
+        );
+        const seed: Seed = {
+          template,
+          seed: { upper, uidBase: uidBase(record.slot) },
+          ...(whole && { restore: { image: join(dir, 'image'), agentToken: record.agentToken } }),
+        };
         const settled = await Promise.allSettled(
           Array.from({ length: input.count }, () => createFrom(seed, create)),
         );

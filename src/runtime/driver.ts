@@ -78,6 +78,12 @@ export interface RuntimeDriver {
    */
   checkpoint?(id: string, imageDir: string, opts?: { withDisk?: boolean }): Promise<void>;
   restore?(spec: SandboxSpec, imageDir: string): Promise<{ pid: number }>;
+  /**
+   * A running sandbox's memory and own disk saved into `imageDir` while it goes on (a VM's
+   * snapshot or fork source, where the disk is the runtime's): restore() takes the image as
+   * another sandbox. Absent: snapshots copy the writable layer, forks checkpoint the source.
+   */
+  snapshot?(id: string, imageDir: string): Promise<void>;
 }
 
 /** Where the agent sits inside every sandbox. */

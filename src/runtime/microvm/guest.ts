@@ -103,6 +103,8 @@ async function buildImage(rootfs: string, image: string): Promise<string> {
     await run('mkfs.ext4', ['-q', '-F', '-d', rootfs, '-L', 'cove-root', '-E', 'root_owner=0:0', tmp], {
       timeoutMs: 600_000,
     });
+    // Which template build it is made of: removed with it (template-vm.ts, collect).
+    await writeFile(`${image}.rootfs`, rootfs);
     await rename(tmp, image);
     return image;
   } catch (err) {

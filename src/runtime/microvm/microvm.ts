@@ -8,6 +8,7 @@ import type { Capability, RuntimeDriver, SandboxSpec, SandboxStatus } from '../d
 import { chooseAccelerator, hostTscKhz, probeHost, type Accelerator } from './accel.ts';
 import { guestDir, initrdWithAgent, templateImage } from './guest.ts';
 import { setIdentity } from './identity.ts';
+import { saveRunning } from './live-save.ts';
 import { loadState, saveState } from './migrate.ts';
 import { macFor, type VmArgs } from './qemu.ts';
 import { createTemplateVms, type BaseArgs } from './template-vm.ts';
@@ -32,6 +33,8 @@ export interface MicrovmOptions {
 const BOOT_TIMEOUT_MS = { kvm: 20_000, tcg: 120_000 };
 /** Loading a saved state and giving the VM its identity (the first exec in a clone translates busybox). */
 const RESTORE_TIMEOUT_MS = 60_000;
+/** How often saved VMs of deleted or rebuilt templates, or unused, are looked for. */
+const SWEEP_MS = 60_000;
 /** Writing a VM's whole RAM (up to its size) into a file. */
 const SAVE_TIMEOUT_MS = 120_000;
 
@@ -55,6 +58,8 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
   let templates: ReturnType<typeof createTemplateVms> | undefined;
   /** Saved VMs that could not be made: their templates boot, until Cove restarts. */
   const unsaved = new Map<string, string>();
+  /** The sweep of saved VMs of no more use (template-vm.ts, collect): at start and every minute. */
+  let sweeper: NodeJS.Timeout | undefined;
 
   function baseArgs(spec: Pick<SandboxSpec, 'limits'>): BaseArgs {
     if (!accel) throw new CoveError('internal', 'microvm driver used before init');
@@ -178,8 +183,14 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
         bootTimeoutMs: BOOT_TIMEOUT_MS[accel.name],
         onBuilt: (info) => opts.log?.('microvm: template VM saved', info),
       });
-      const removed = await templates.collect();
-      if (removed.length > 0) opts.log?.('microvm: removed unused saved VMs', { removed });
+      const sweep = (vms: NonNullable<typeof templates>) =>
+        vms.collect().then((removed) => {
+          if (removed.length > 0) opts.log?.('microvm: removed unused saved VMs', { removed });
+        });
+      await sweep(templates);
+      clearInterval(sweeper);
+      const current = templates;
+      sweeper = setInterval(() => void sweep(current).catch(() => undefined), SWEEP_MS).unref();
     },
 
     async create(spec: SandboxSpec) {
@@ -238,6 +249,13 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
         ]);
       await writeFile(join(imageDir, 'vm.json'), JSON.stringify({ backing: state.backing }));
     },
+
+    /** A running VM's memory and disk into `imageDir` while it goes on (live-save.ts): snapshots, forks. */
+    snapshot: (id: string, imageDir: string) =>
+      saveRunning(vms, id, imageDir, {
+        timeoutMs: SAVE_TIMEOUT_MS,
+        ...(templates && { refer: (b: string, o: string, h: string) => templates!.refer(b, o, h) }),
+      }),
 
     /**
      * Restores a checkpoint image as the sandbox `spec` describes (the same id: a resume, on

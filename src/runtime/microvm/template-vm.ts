@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, utimesSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../core/exec.ts';
@@ -22,7 +22,9 @@ export type BaseArgs = Pick<VmArgs, 'accel' | 'cpus' | 'memoryMiB' | 'kernel' | 
 const TEMPLATE_MAC = '52:54:00:00:00:01';
 const SETTLE_MS = 300;
 /** A saved VM no disk refers to and unused this long is removed (its RAM file holds host memory). */
-const UNUSED_MS = 3_600_000;
+const UNUSED_MS = 600_000;
+/** A build a crash cut short (a live one is younger than its boot timeout). */
+const ABANDONED_MS = 3_600_000;
 
 /**
  * Templates' saved VMs (README.md, Starting fast): the first VM of a template (image, size,
@@ -34,7 +36,10 @@ const UNUSED_MS = 3_600_000;
  * where the key hashes everything the saved state depends on. /dev/shm is lost with the host:
  * a snapshot whose RAM file is gone is built again. Each clone's disk is named in `refs/`
  * (its qcow2 layer needs the saved disk as long as it exists, a paused sandbox's included);
- * a saved VM no existing disk names and unused for an hour is removed (`collect`).
+ * a saved VM no existing disk names is removed (`collect`, at start and every minute: its
+ * RAM file takes 100-500 MB of host memory) once its template build is gone (deleted or
+ * rebuilt: `<image>.rootfs` names the build), its RAM file is lost, or it went unused for
+ * ten minutes; a template image no saved VM uses goes with its build too.
  */
 export function createTemplateVms(deps: {
   vms: Vms;
@@ -119,7 +124,7 @@ export function createTemplateVms(deps: {
         saveState(q, join(tmp, 'state'), { ignoreShared: true, timeoutMs: 60_000 }),
       );
       await vms.destroy(id);
-      await writeFile(join(tmp, 'meta.json'), JSON.stringify({ memory, key, createdAt: Date.now() }));
+      await writeFile(join(tmp, 'meta.json'), JSON.stringify({ memory, key, image, createdAt: Date.now() }));
       await rename(tmp, dir).then(
         () => (published = true),
         () => undefined, // another Cove of this host published it first: use theirs
@@ -137,16 +142,32 @@ export function createTemplateVms(deps: {
 
   const root = join(deps.cacheDir, 'vm-snapshots');
 
-  /** Removes saved VMs no existing disk refers to and unused for UNUSED_MS, with their RAM files. */
+  /** Whether the template build an image was made of is gone (guest.ts writes `<image>.rootfs`). */
+  function buildGone(image: string | undefined): boolean {
+    if (!image || !existsSync(image)) return true;
+    try {
+      return !existsSync(readFileSync(`${image}.rootfs`, 'utf8'));
+    } catch {
+      return false; // made before the name was written: kept, as its build may be there
+    }
+  }
+
+  /**
+   * Removes saved VMs no existing disk refers to that are of no more use (their template
+   * build gone, their RAM file lost, or unused for UNUSED_MS), with their RAM files; then
+   * template images whose build is gone and that no saved VM is made on.
+   */
   async function collect(): Promise<string[]> {
     const removed: string[] = [];
+    const images = new Set<string>();
     for (const name of await readdir(root).catch(() => [] as string[])) {
       const dir = join(root, name);
       if (building.has(name)) continue;
       if (name.includes('.tmp-')) {
-        // A build a crash cut short (a live one is younger than its boot timeout).
         const { mtimeMs } = await stat(dir).catch(() => ({ mtimeMs: Date.now() }));
-        if (Date.now() - mtimeMs > UNUSED_MS) await rm(dir, { recursive: true, force: true });
+        if (Date.now() - mtimeMs < ABANDONED_MS) continue;
+        await rm(dir, { recursive: true, force: true });
+        await rm(`/dev/shm/cove-vm-${name.replace('.tmp-', '-')}.mem`, { force: true });
         continue;
       }
       let used = false;
@@ -155,12 +176,28 @@ export function createTemplateVms(deps: {
         if (holder && existsSync(holder)) used = true;
         else await rm(join(dir, 'refs', ref), { force: true });
       }
+      type Meta = { memory?: string; image?: string };
+      const meta: Meta = await readFile(join(dir, 'meta.json'), 'utf8')
+        .then((t) => JSON.parse(t) as Meta)
+        .catch(() => ({}));
       const age = Date.now() - (await stat(join(dir, 'meta.json')).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
-      if (used || age < UNUSED_MS) continue;
-      const memory = saved(dir)?.memory;
+      const useless = age > UNUSED_MS || !saved(dir) || (meta.image !== undefined && buildGone(meta.image));
+      if (used || !useless) {
+        if (meta.image) images.add(meta.image);
+        continue;
+      }
       await rm(dir, { recursive: true, force: true });
-      if (memory) await rm(memory, { force: true });
+      if (meta.memory) await rm(meta.memory, { force: true });
       removed.push(name);
+    }
+    const imageDir = join(deps.cacheDir, 'images');
+    for (const name of await readdir(imageDir).catch(() => [] as string[])) {
+      const image = join(imageDir, name);
+      if (!name.endsWith('.ext4') || images.has(image) || !existsSync(`${image}.rootfs`)) continue;
+      if (!buildGone(image)) continue;
+      await rm(image, { force: true });
+      await rm(`${image}.rootfs`, { force: true });
+      removed.push(`image ${name}`);
     }
     return removed;
   }
@@ -185,7 +222,16 @@ export function createTemplateVms(deps: {
       const pending = building.get(key);
       if (pending) return pending;
       const found = saved(join(root, key));
-      if (found) return Promise.resolve(found);
+      if (found) {
+        // Used now: the sweep (collect) keeps it until the clone has named its disk in refs/.
+        const now = new Date();
+        try {
+          utimesSync(join(found.dir, 'meta.json'), now, now);
+        } catch {
+          // removed meanwhile: the clone fails and its create is retried or reported
+        }
+        return Promise.resolve(found);
+      }
       const p = build(key, base, image).finally(() => building.delete(key));
       building.set(key, p);
       return p;
