@@ -7,7 +7,7 @@ import { connectAgent } from './agent-channel/client.ts';
 import { createApi } from './api/app.ts';
 import { VolumeStore } from './volumes/store.ts';
 import { openCredentials } from './secrets/open.ts';
-import { secretInjection } from './secrets/injection.ts';
+import { secretInjection, type SecretLookup } from './secrets/injection.ts';
 import { EGRESS_CA_ENV } from './manager/trust-store.ts';
 import { serviceUsageRoutes } from './api/services.ts';
 import { observedAgent } from './audit/agent.ts';
@@ -90,6 +90,8 @@ interface StartOptions {
   apiKey?: string;
   /** `cove node` (src/cluster): every request must come from an API replica, which names the caller's key. */
   cluster?: ClusterAdmission;
+  /** `cove node`: secret values come from the cluster's API replicas, not this host's store. */
+  secrets?: SecretLookup;
 }
 
 /** The one place where Cove's components are built from config and wired together. */
@@ -218,7 +220,7 @@ async function startLocked(
           dns: config.dns,
           intercept: secretInjection({
             ca: egressCa,
-            secrets,
+            secrets: opts.secrets ?? secrets,
             audit,
             sandboxAt: (address) => manager.list().find((s) => s.address === address),
             trustFile: config.egressTrustCa,

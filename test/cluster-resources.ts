@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import type { ClusterStore } from '../src/cluster/store.ts';
-import { testApiKey } from './helpers.ts';
 
 /** What cluster.test.ts shares with these cases (they run inside its describe, on its cluster). */
 export interface ClusterContext {
@@ -13,8 +12,7 @@ export interface ClusterContext {
 
 /**
  * Volumes, snapshots, signed /files URLs and template builds through `cove api`, with the
- * unmodified SDK, each call through either replica (src/cluster/resources.ts); secrets and
- * Cove's own /mcp refused with a message that says why.
+ * unmodified SDK, each call through either replica (src/cluster/resources.ts).
  */
 export function resourceCases(ctx: ClusterContext): void {
   const placedOn = async (id: string) => (await ctx.store().getPlacement(id))?.node;
@@ -108,16 +106,6 @@ export function resourceCases(ctx: ClusterContext): void {
     expect((await sbx.commands.run('cat /tmp/built.txt')).stdout).toBe('built-here\n');
     await sbx.kill();
     expect(await Template.exists(name)).toBe(true);
-  });
-
-  it('secrets and /mcp say they are not served behind cove api yet', async ({ skip }) => {
-    if (!ctx.ready()) skip();
-    const { Secret } = await import('e2b');
-    const url = ctx.useApi(0);
-    await expect(Secret.create('k', 'v')).rejects.toThrow(/not supported behind cove api yet/);
-    const res = await fetch(`${url}/mcp`, { method: 'POST', headers: { 'x-api-key': testApiKey } });
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { message: string }).message).toMatch(/not served by cove api yet/);
   });
 }
 

@@ -12,6 +12,10 @@ import {
   type ClusterStore,
   type Heartbeat,
 } from '../src/cluster/store.ts';
+import { clusterKeys } from '../src/cluster/keys.ts';
+import { createSealer, SECRET_AT_REST } from '../src/cluster/seal.ts';
+import { clusterSecrets } from '../src/cluster/secrets.ts';
+import { hashApiKey } from '../src/keys/keys.ts';
 import { canRunSandboxes } from './helpers.ts';
 import { startTestPostgres, type TestPostgres } from './postgres.ts';
 
@@ -216,6 +220,35 @@ describe.skipIf(!canRunSandboxes).each(engines)('cluster store on %s', (engine, 
       envdToken: 'v1.sealed',
     });
     expect((await store.getPlacement('g1'))?.envdToken).toBe('v1.sealed');
+  });
+
+  it('secrets and API keys (served by every replica) behave as on one host', async () => {
+    await store.db.run('DELETE FROM secrets');
+    const secrets = clusterSecrets(store.db, createSealer('s'.repeat(64), SECRET_AT_REST));
+    const made = await secrets.create('k1', 'Token', 'one', { a: 'b' });
+    expect(made).toMatchObject({ name: 'token', currentVersion: 1, metadata: { a: 'b' } });
+    await expect(secrets.create('k1', 'TOKEN', 'x')).rejects.toThrow(/already exists/);
+    await secrets.create('k2', 'token', 'theirs'); // another key's, of the same name
+    expect((await secrets.update('k1', made.secretID, 'two')).currentVersion).toBe(2);
+    expect(await secrets.value('k1', 'token')).toBe('two');
+    expect(await secrets.value('k2', 'token')).toBe('theirs');
+    await expect(secrets.get('k2', made.secretID)).rejects.toThrow(/not found/);
+    expect((await secrets.list('k1')).map((x) => x.name)).toEqual(['token']);
+    await secrets.delete('k1', 'token');
+    await expect(secrets.value('k1', 'token')).rejects.toThrow(/not found/);
+
+    const keys = clusterKeys(store.db);
+    const parent = await keys.create('parent', 'root');
+    const child = await keys.create('child', parent.record.id);
+    const grandchild = await keys.create('grandchild', child.record.id);
+    expect((await store.apiKeyByHash(hashApiKey(grandchild.key)))?.id).toBe(grandchild.record.id);
+    expect(await keys.revoke(parent.record.id)).toEqual([
+      parent.record.id,
+      child.record.id,
+      grandchild.record.id,
+    ]);
+    expect(await store.apiKeyByHash(hashApiKey(grandchild.key))).toBeUndefined();
+    await expect(keys.revoke(parent.record.id)).rejects.toThrow(/not found/);
   });
 
   it.runIf(engine === 'postgres')('survives a restart of PostgreSQL (statements retried)', async () => {

@@ -14,6 +14,7 @@ import { canRunSandboxes, hostLeftovers, templateBuilt, testApiKey } from './hel
 import { makeHosts, spawnCove, type Hosts, type Proc } from './cluster-hosts.ts';
 import { resourceCases, until } from './cluster-resources.ts';
 import { drainCases } from './cluster-drain.ts';
+import { routeCases } from './cluster-routes.ts';
 import { startTestPostgres, type TestPostgres } from './postgres.ts';
 
 // One machine as several hosts (docs/scale-out.md): a real PostgreSQL, two `cove api`
@@ -173,10 +174,26 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
     useApi(1);
     const listed = (await Sandbox.list().nextItems()).map((s) => s.sandboxId);
     expect(listed.sort()).toEqual(sandboxes.map((s) => s.sandboxId).sort());
+    // Paged across the nodes (src/cluster/list.ts): each sandbox once, newest first, any limit.
+    const infos = await Promise.all(sandboxes.map((s) => Sandbox.getInfo(s.sandboxId)));
+    const newestFirst = infos
+      .sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime() || (a.sandboxId < b.sandboxId ? 1 : -1))
+      .map((s) => s.sandboxId);
+    for (const limit of [1, 2, 4]) {
+      const pager = Sandbox.list({ limit });
+      const paged: string[] = [];
+      while (pager.hasNext) {
+        const items = await pager.nextItems();
+        expect(items.length).toBeLessThanOrEqual(limit);
+        paged.push(...items.map((s) => s.sandboxId));
+      }
+      expect(paged, `limit ${limit}`).toEqual(newestFirst);
+    }
   });
 
   const context = { ready: () => ready, store: () => store, useApi };
   resourceCases(context);
+  routeCases({ ...context, clusterSecret: secret });
 
   it('a node killed -9: its sandboxes are marked lost, creates go on elsewhere, and its return reclaims them', async ({
     skip,

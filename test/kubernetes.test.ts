@@ -10,6 +10,7 @@ import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import type { IContainer, IPodSpec } from 'kubernetes-models/v1';
+import { unknownFields } from './kubernetes-strict.ts';
 
 // deploy/kubernetes against the Kubernetes API's own schemas (kubernetes-models carries
 // validators generated from the OpenAPI spec: types, required fields, enums, formats), then
@@ -64,6 +65,22 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     const broken = structuredClone(find<Doc>('DaemonSet', 'cove-node')) as unknown as DaemonSet;
     broken.spec!.template.spec!.containers[0]!.securityContext = { privileged: 'yes' as never };
     expect(() => new DaemonSet(broken).validate()).toThrow(/privileged must be boolean/);
+  });
+
+  it('no object carries a field its Kubernetes schema does not define (strict field validation)', () => {
+    for (const { file, ...object } of docs.filter((d) => d.kind !== 'Kustomization'))
+      expect(unknownFields(object, `V1${object.kind}`), file).toEqual([]);
+    // A misspelt field: kubernetes-models' validator lets it through, the strict check names it.
+    const typo = structuredClone(find<Doc>('DaemonSet', 'cove-node')) as unknown as DaemonSet;
+    delete (typo as unknown as { file?: string }).file; // this test's own, not the manifest's
+    const box = typo.spec!.template.spec!.containers[0]! as IContainer & Record<string, unknown>;
+    box.imagePullPolicyy = 'Always';
+    (typo.spec!.template.spec! as unknown as Record<string, unknown>).hostPid = true; // hostPID
+    expect(() => new DaemonSet(typo).validate()).not.toThrow();
+    expect(unknownFields(typo, 'V1DaemonSet')).toEqual([
+      '.spec.template.spec.containers[0].imagePullPolicyy',
+      '.spec.template.spec.hostPid',
+    ]);
   });
 
   it('kustomization lists every manifest but the example Secret', () => {

@@ -10,7 +10,8 @@ import { hashApiKey, newApiKey } from '../keys/keys.ts';
 import { nodeSecret, NODE_NAME, TOKEN_HEADER, verify } from './auth.ts';
 import { createForwarder, readBody } from './forward.ts';
 import { clusterRoutes } from './routes.ts';
-import { createSealer } from './seal.ts';
+import { createSealer, SECRET_AT_REST, SECRET_TRANSIT } from './seal.ts';
+import { clusterSecrets } from './secrets.ts';
 import type { ClusterStore, Heartbeat } from './store.ts';
 
 export interface ApiOptions {
@@ -65,7 +66,8 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const domain = opts.domain ?? `localhost:${port}`;
   const sealer = createSealer(opts.clusterSecret);
-  const routes = clusterRoutes({ store, forward, domain, staleMs: opts.staleMs, log, sealer });
+  const secrets = clusterSecrets(store.db, createSealer(opts.clusterSecret, SECRET_AT_REST));
+  const routes = clusterRoutes({ store, forward, domain, staleMs: opts.staleMs, log, sealer, secrets });
 
   function isSandbox(req: IncomingMessage): boolean {
     return routeOf(req, opts.domain).kind === 'sandbox';
@@ -91,13 +93,19 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
     return routes.node(p.node);
   }
 
-  async function heartbeat(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = JSON.parse((await readBody(req)).toString('utf8')) as Heartbeat;
+  /** The node that signed a request whose body names it, or undefined. */
+  function signedBy(req: IncomingMessage, body: { name?: unknown } | null): string | undefined {
     const name = typeof body?.name === 'string' && NODE_NAME.test(body.name) ? body.name : undefined;
     const claims =
       name && verify(nodeSecret(opts.clusterSecret, name), 'node-to-api', req.headers[TOKEN_HEADER]);
-    if (!name || !claims || claims.node !== name)
-      return sendJson(res, 401, { code: 401, message: 'bad node token' });
+    return name && claims && claims.node === name ? name : undefined;
+  }
+  const badToken = (res: ServerResponse) => sendJson(res, 401, { code: 401, message: 'bad node token' });
+
+  async function heartbeat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse((await readBody(req)).toString('utf8')) as Heartbeat;
+    const name = signedBy(req, body);
+    if (!name) return badToken(res);
     if (
       !/^https?:\/\//.test(String(body.url)) ||
       !Array.isArray(body.sandboxes) ||
@@ -122,6 +130,49 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
     sendJson(res, 200, { ...reply });
   }
 
+  /**
+   * A node's egress proxy asks for a secret's value to inject for one of its sandboxes: only
+   * for a sandbox placed on that node, and only a secret of the key that created it, so a node
+   * learns no secret of a sandbox it does not run. Sealed with that node's secret on the way.
+   */
+  async function secretForNode(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse((await readBody(req)).toString('utf8')) as Record<string, unknown> | null;
+    const name = signedBy(req, body);
+    if (!name) return badToken(res);
+    const p = typeof body?.sandbox === 'string' ? await store.getPlacement(body.sandbox) : undefined;
+    const secret = typeof body?.secret === 'string' ? body.secret : '';
+    if (!p || p.node !== name || p.state !== 'running' || !p.keyId)
+      return sendJson(res, 404, { code: 404, message: `secret ${secret} not found` });
+    const value = await secrets.value(p.keyId, secret);
+    const transit = createSealer(nodeSecret(opts.clusterSecret, name), SECRET_TRANSIT);
+    sendJson(res, 200, { sealed: transit.seal(value) });
+  }
+
+  /** A node places a sandbox it made without a create through a replica (an MCP tool's: node.ts). */
+  async function placeForNode(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse((await readBody(req)).toString('utf8')) as Record<string, unknown> | null;
+    const name = signedBy(req, body);
+    if (!name) return badToken(res);
+    const { id, keyId, template } = body ?? {};
+    if (typeof id !== 'string' || !/^[a-z0-9]{1,64}$/.test(id) || typeof keyId !== 'string')
+      return sendJson(res, 400, { code: 400, message: 'malformed placement' });
+    await store
+      .insertPlacement({
+        id,
+        node: name,
+        keyId,
+        template: typeof template === 'string' ? template : '',
+        state: 'running',
+        createdAt: Date.now(),
+        envdToken: null,
+      })
+      .catch((err: unknown) => {
+        if (!(err instanceof CoveError && err.code === 'already_exists')) throw err;
+      });
+    // A sandbox already placed on another node stays there: a node's word counts for its own only.
+    sendJson(res, 200, { placed: (await store.getPlacement(id))?.node === name });
+  }
+
   async function request(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = routeOf(req, opts.domain);
     if (target.kind === 'invalid') return sendJson(res, 400, { message: target.message });
@@ -144,6 +195,8 @@ export async function startApi(opts: ApiOptions): Promise<CoveApi> {
     }
     const path = new URL(req.url ?? '/', 'http://api').pathname;
     if (req.method === 'POST' && path === '/cluster/v1/heartbeat') return heartbeat(req, res);
+    if (req.method === 'POST' && path === '/cluster/v1/secret') return secretForNode(req, res);
+    if (req.method === 'POST' && path === '/cluster/v1/placements') return placeForNode(req, res);
     if (path === '/health') return sendJson(res, 200, { status: 'ok' });
     return routes.api(req, res);
   }

@@ -12,9 +12,20 @@ export interface NodeReply {
 }
 
 /** Request headers an API call carries to a node; the rest are the replica's business. */
-const API_HEADERS = ['content-type', 'accept', 'x-api-key', 'authorization', 'x-request-id', 'user-agent'];
+const API_HEADERS = [
+  'content-type',
+  'accept',
+  'x-api-key',
+  'authorization',
+  'x-request-id',
+  'user-agent',
+  // MCP's Streamable HTTP (/mcp, routed to a node: mcp.ts)
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'last-event-id',
+];
 /** Reply headers a node's API answer carries back (list pagination among them). */
-const REPLY_HEADERS = ['content-type', 'x-next-token', 'x-total-items'];
+const REPLY_HEADERS = ['content-type', 'x-next-token', 'x-total-items', 'x-total-running', 'mcp-session-id'];
 
 /** Connection failures after which nothing reached the node: another node may be tried. */
 export function unreachable(err: unknown): boolean {
@@ -37,14 +48,24 @@ export function createForwarder(clusterSecret: string) {
     sign(nodeSecret(clusterSecret, node), 'api-to-node', keyId === undefined ? {} : { keyId });
 
   /** The token as the only cluster header of a proxied request (a client's own is dropped). */
-  function stamp(req: IncomingMessage, node: string): void {
+  function stamp(req: IncomingMessage, node: string, keyId?: string): void {
     const raw = req.rawHeaders;
     const kept: string[] = [];
     for (let i = 0; i + 1 < raw.length; i += 2)
       if (raw[i]!.toLowerCase() !== TOKEN_HEADER) kept.push(raw[i]!, raw[i + 1]!);
-    kept.push('Cove-Cluster-Token', token(node));
+    kept.push('Cove-Cluster-Token', token(node, keyId));
     raw.splice(0, raw.length, ...kept);
   }
+
+  /** The caller's API headers (the node's key check wants one present) and the token naming its key. */
+  const headersFor = (node: NodeRecord, req: IncomingMessage, keyId: string) => {
+    const headers: Record<string, string> = { [TOKEN_HEADER]: token(node.name, keyId) };
+    for (const name of API_HEADERS) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    return headers;
+  };
 
   const target = (node: NodeRecord) => {
     const url = new URL(node.url);
@@ -60,14 +81,9 @@ export function createForwarder(clusterSecret: string) {
       keyId: string,
       body?: Buffer,
     ): Promise<NodeReply> {
-      const headers: Record<string, string> = { [TOKEN_HEADER]: token(node.name, keyId) };
-      for (const name of API_HEADERS) {
-        const value = req.headers[name];
-        if (typeof value === 'string') headers[name] = value;
-      }
       const res = await fetch(new URL(path, node.url), {
         method,
-        headers,
+        headers: headersFor(node, req, keyId),
         ...(body !== undefined && body.length > 0 && { body: new Uint8Array(body) }),
         signal: AbortSignal.timeout(120_000),
       });
@@ -79,14 +95,26 @@ export function createForwarder(clusterSecret: string) {
       return { status: res.status, headers: out, body: Buffer.from(await res.arrayBuffer()) };
     },
 
-    request(req: IncomingMessage, res: ServerResponse, node: NodeRecord): void {
-      stamp(req, node.name);
+    /** Streamed both ways; with `keyId`, an API call on the caller's behalf (exec, /mcp). */
+    request(req: IncomingMessage, res: ServerResponse, node: NodeRecord, keyId?: string): void {
+      stamp(req, node.name, keyId);
       proxy.request(req, res, target(node));
     },
 
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, node: NodeRecord): void {
       stamp(req, node.name);
       proxy.upgrade(req, socket, head, target(node));
+    },
+
+    /** A GET whose answer is read as it comes (a node's Server-Sent Events). */
+    stream(
+      node: NodeRecord,
+      path: string,
+      req: IncomingMessage,
+      keyId: string,
+      signal: AbortSignal,
+    ): Promise<Response> {
+      return fetch(new URL(path, node.url), { headers: headersFor(node, req, keyId), signal });
     },
 
     close: () => proxy.close(),

@@ -47,6 +47,21 @@ export const migrations: readonly string[] = [
   // An operator's drain (cove node drain): kept across the node's heartbeats, which say only
   // whether the node itself is draining.
   `ALTER TABLE nodes ADD COLUMN drain INTEGER NOT NULL DEFAULT 0`,
+  // The key that minted a key through the API (POST /cove/v1/keys): revoking it revokes those.
+  `ALTER TABLE api_keys ADD COLUMN created_by TEXT`,
+  // Secrets (spec 2.16) behind cove api: every replica serves them, nodes' egress proxies ask
+  // a replica for a value (secrets.ts); only the current version's value is kept, sealed.
+  `CREATE TABLE secrets (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     name TEXT NOT NULL,
+     metadata TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     value TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL,
+     UNIQUE (owner, name)
+   )`,
 ];
 
 /** Key of the advisory lock that serialises migrations between API replicas starting at once. */

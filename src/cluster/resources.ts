@@ -19,18 +19,6 @@ interface Deps {
 const SEGMENT = '([A-Za-z0-9][A-Za-z0-9._:-]{0,127})';
 const re = (pattern: string) => new RegExp(`^${pattern.replaceAll('SEG', SEGMENT)}$`);
 
-/** Routes that are refused behind `cove api`, with why (answered 400: see api/unsupported.ts). */
-const REFUSED: Array<[RegExp, string]> = [
-  [
-    /^\/secrets(\/|$)/,
-    "secrets are not supported behind cove api yet: each node's egress proxy reads them from its own store, so a secret would exist on one node only (docs/scale-out.md)",
-  ],
-  [
-    /^\/mcp(\/|$)/,
-    "Cove's own MCP server (/mcp) is not served by cove api yet: its tools act on one node's sandboxes; E2B's in-sandbox MCP (create({mcp}) and getMcpUrl) works (docs/scale-out.md)",
-  ],
-];
-
 /**
  * The resources other than sandboxes behind `cove api` (docs/scale-out.md): each lives on the
  * node that made it, recorded in the cluster store's `homes`, and every call about it goes
@@ -91,6 +79,8 @@ export function resourceRoutes(deps: Deps) {
   }
 
   return {
+    anyNode,
+
     /**
      * Calls that carry no API key: volume content (the volume's token) and template uploads
      * (a signed URL), streamed to the home node, which checks them. False: not one of these.
@@ -137,8 +127,6 @@ export function resourceRoutes(deps: Deps) {
     async withKey(req: IncomingMessage, res: ServerResponse, keyId: string, url: string): Promise<boolean> {
       const path = new URL(url, 'http://api').pathname;
       const method = req.method ?? 'GET';
-      for (const [pattern, why] of REFUSED)
-        if (pattern.test(path)) throw new CoveError('invalid_argument', why);
       let m: RegExpExecArray | null;
 
       if (path === '/volumes' && method === 'POST') {

@@ -6,8 +6,12 @@ import { hashApiKey } from '../keys/keys.ts';
 import { CoveError } from '../core/errors.ts';
 import { readBody, unreachable, type createForwarder, type NodeReply } from './forward.ts';
 import { rankNodes } from './placement.ts';
+import { gatheredRoutes } from './gathered.ts';
+import { listSandboxes } from './list.ts';
+import { mcpRoute } from './mcp.ts';
 import { resourceRoutes } from './resources.ts';
 import type { Sealer } from './seal.ts';
+import type { ClusterSecrets } from './secrets.ts';
 import type { ClusterStore, NodeRecord } from './store.ts';
 
 interface Deps {
@@ -18,6 +22,7 @@ interface Deps {
   staleMs: number;
   log: Logger;
   sealer: Sealer;
+  secrets: ClusterSecrets;
 }
 
 /** How long a node that refused a connection is left out of placement by this replica. */
@@ -128,9 +133,16 @@ export function clusterRoutes(deps: Deps) {
               typeof made.envdAccessToken === 'string' ? deps.sealer.seal(made.envdAccessToken) : null,
           });
         } catch (err) {
-          // Not recorded, so never acknowledged: the node must not keep it.
-          await forward.call(n, 'DELETE', `/sandboxes/${id}`, req, keyId).catch(() => undefined);
-          throw err;
+          // The node placed it first (an MCP session's sandbox: node.ts): recorded all the same.
+          const placedThere =
+            err instanceof CoveError &&
+            err.code === 'already_exists' &&
+            (await store.getPlacement(id))?.node === n.name;
+          if (!placedThere) {
+            // Not recorded, so never acknowledged: the node must not keep it.
+            await forward.call(n, 'DELETE', `/sandboxes/${id}`, req, keyId).catch(() => undefined);
+            throw err;
+          }
         }
       }
       return reply(res, r);
@@ -139,25 +151,6 @@ export function clusterRoutes(deps: Deps) {
       code: 503,
       message: 'no node has room for a sandbox now (all full, draining or unreachable)',
     });
-  }
-
-  async function list(req: IncomingMessage, res: ServerResponse, keyId: string, path: string): Promise<void> {
-    const placed = new Map((await store.listPlacements()).map((p) => [p.id, p]));
-    const live = (await listNodes()).filter((n) => n.state !== 'lost');
-    const lists = await Promise.all(
-      live.map(async (n) => {
-        try {
-          const r = await forward.call(n, 'GET', path, req, keyId);
-          if (r.status !== 200) return [];
-          const items = JSON.parse(r.body.toString('utf8')) as Array<{ sandboxID?: string }>;
-          return items.filter((s) => s.sandboxID !== undefined && placed.get(s.sandboxID)?.node === n.name);
-        } catch (err) {
-          log.warn({ node: n.name, err }, 'node left out of a list');
-          return [];
-        }
-      }),
-    );
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(lists.flat()));
   }
 
   /** A call about one sandbox, to the node that holds it. */
@@ -234,19 +227,31 @@ export function clusterRoutes(deps: Deps) {
       inflight,
       suspect: new Map(),
     });
-  const resources = resourceRoutes({
+  const live = async () => (await listNodes()).filter((n) => n.state !== 'lost');
+  const resources = resourceRoutes({ store, forward, node, rank: ranked, live, reply });
+  /** The node that holds a running sandbox, or undefined. */
+  const ownerOf = async (id: string) => {
+    const p = await store.getPlacement(id);
+    return p?.state === 'running' ? node(p.node) : undefined;
+  };
+  const gathered = gatheredRoutes({
     store,
     forward,
-    node,
-    rank: ranked,
-    live: async () => (await listNodes()).filter((n) => n.state !== 'lost'),
-    reply,
+    secrets: deps.secrets,
+    live,
+    ownerOf,
+    anyNode: resources.anyNode,
+    log,
   });
+  const mcp = mcpRoute({ store, forward, node, anyNode: resources.anyNode, reply });
 
   return {
     node,
     async api(req: IncomingMessage, res: ServerResponse): Promise<void> {
-      if (await resources.withoutKey(req, res, new URL(req.url ?? '/', 'http://api').pathname)) return;
+      const unkeyed = new URL(req.url ?? '/', 'http://api').pathname;
+      if (await resources.withoutKey(req, res, unkeyed)) return;
+      // The console's page and scripts (they carry no key; the page asks for one).
+      if (unkeyed === '/console' || unkeyed.startsWith('/console/')) return gathered(req, res);
       const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
       const key = req.headers['x-api-key'] ?? bearer;
       const record = typeof key === 'string' ? await store.apiKeyByHash(hashApiKey(key)) : undefined;
@@ -262,15 +267,22 @@ export function clusterRoutes(deps: Deps) {
       if (req.method === 'POST' && (path === '/sandboxes' || path === '/v2/sandboxes'))
         return create(req, res, record.id, path);
       if (req.method === 'GET' && (path === '/sandboxes' || path === '/v2/sandboxes'))
-        return list(req, res, record.id, url);
+        return listSandboxes({ store, forward, live }, req, res, record.id, url);
+      if (path === '/sandboxes/metrics') return gathered(req, res); // "metrics" is no sandbox id
       const m = /^(?:\/v2)?\/sandboxes\/([a-z0-9]{1,64})(\/.*)?$/.exec(path);
       if (m) return one(req, res, record.id, m[1]!, url);
+      if (path === '/mcp') return mcp(req, res, record.id);
+      // The CLI's streaming exec, to the sandbox's node as it comes.
+      const exec = /^\/cove\/v1\/sandboxes\/([a-z0-9]{1,64})\/exec$/.exec(path);
+      if (exec) {
+        const n = await ownerOf(exec[1]!);
+        if (!n) return sendJson(res, 404, { code: 404, message: `sandbox ${exec[1]} not found` });
+        return forward.request(req, res, n, record.id);
+      }
       if (await resources.withKey(req, res, record.id, url)) return;
       if (await admin(req, res, path)) return;
-      throw new CoveError(
-        'invalid_argument',
-        `${req.method} ${path} is not supported behind cove api yet (docs/scale-out.md)`,
-      );
+      // Served by the replica itself (secrets, keys, the console's gathered reads), or a 400.
+      return gathered(req, res);
     },
   };
 }

@@ -6,8 +6,8 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:
  * tell which sandbox a signed `/files` URL is for (its signature is made with it); a copy of
  * the database, or a node, learns nothing from the sealed text. node:crypto: no library needed.
  */
-export function createSealer(clusterSecret: string) {
-  const key = createHmac('sha256', clusterSecret).update('cove-envd-token-v1').digest();
+export function createSealer(clusterSecret: string, label = 'cove-envd-token-v1') {
+  const key = createHmac('sha256', clusterSecret).update(label).digest();
   return {
     seal(plain: string): string {
       const iv = randomBytes(12);
@@ -32,3 +32,8 @@ export function createSealer(clusterSecret: string) {
 }
 
 export type Sealer = ReturnType<typeof createSealer>;
+
+/** Labels of the other sealing keys: secrets at rest (from the cluster secret), and a secret's
+ * value on its way from a replica to a node (from that node's secret, which both hold). */
+export const SECRET_AT_REST = 'cove-secret-v1';
+export const SECRET_TRANSIT = 'cove-secret-transit-v1';

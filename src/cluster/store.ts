@@ -36,7 +36,7 @@ export interface Placement {
 }
 
 /** Kinds of resources that live on one node (the `homes` table). */
-export type HomeKind = 'volume' | 'volume-name' | 'snapshot' | 'template' | 'build' | 'upload';
+export type HomeKind = 'volume' | 'volume-name' | 'snapshot' | 'template' | 'build' | 'upload' | 'mcp';
 
 export interface Home {
   kind: HomeKind;

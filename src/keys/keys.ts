@@ -5,6 +5,9 @@ import type { ApiKeyRecord, Store } from '../store/store.ts';
 /** What a key looks like: `e2b_` + hex, as E2B's SDKs up to 2.50 insist (spec section 0). */
 export const apiKeyPattern = /^e2b_[0-9a-f]{8,128}$/;
 
+/** What a key's name may be (also checked by src/cluster/keys.ts). */
+export const keyNamePattern = /^[\w .@-]{1,64}$/;
+
 /**
  * sha256, not a password hash: a key carries 160 random bits, so no guessing attack gains
  * anything from a slow hash, and a fast one lets a request's key be looked up by its hash
@@ -47,7 +50,7 @@ export function createKeyring(store: Store, now: () => number = Date.now) {
   }
 
   function checkName(name: string): void {
-    if (!/^[\w .@-]{1,64}$/.test(name))
+    if (!keyNamePattern.test(name))
       throw new CoveError('invalid_argument', 'a key name is 1-64 letters, digits, spaces or _.@-');
   }
 

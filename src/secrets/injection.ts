@@ -5,7 +5,12 @@ import type { IdentityIssuer } from '../identity/issuer.ts';
 import type { EgressCa } from '../network/egress-ca.ts';
 import type { InterceptOptions } from '../network/egress-intercept.ts';
 import type { SandboxNetwork } from '../network/egress-policy.ts';
-import type { SecretStore } from './store.ts';
+
+/** Where a placeholder's value comes from: the host's SecretStore, or on a `cove node` the
+ * cluster's replicas (src/cluster/node.ts), which are told the sandbox it is for. */
+export interface SecretLookup {
+  value(owner: string, name: string, sandboxId: string): string | Promise<string>;
+}
 
 /**
  * How the egress proxy resolves placeholders and whom it tells: `${e2b.secrets.<name>}` names
@@ -17,7 +22,7 @@ import type { SecretStore } from './store.ts';
  */
 export function secretInjection(deps: {
   ca: EgressCa;
-  secrets: SecretStore;
+  secrets: SecretLookup;
   audit: Audit;
   /** The sandbox at a bridge address, if one lives there. */
   sandboxAt: (address: string) => { id: string; templateName: string; network: SandboxNetwork } | undefined;
@@ -46,8 +51,8 @@ export function secretInjection(deps: {
         return deps.identity.mint(subject, token);
       }
       const owner = sandbox?.network.secretsOwner;
-      if (!owner) throw new CoveError('not_found', `secret ${name} not found`);
-      return deps.secrets.value(owner, name);
+      if (!sandbox || !owner) throw new CoveError('not_found', `secret ${name} not found`);
+      return deps.secrets.value(owner, name, sandbox.id);
     },
     record(address, event) {
       const sandbox = deps.sandboxAt(address);

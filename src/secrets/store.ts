@@ -64,12 +64,7 @@ export class SecretStore {
     value: string,
     metadata: Record<string, string> = {},
   ): Promise<SecretInfo> {
-    const lower = name.toLowerCase();
-    if (!NAME.test(lower))
-      throw new CoveError(
-        'invalid_argument',
-        "name: 1 to 128 characters, without '{', '}' or control characters",
-      );
+    const lower = secretName(name);
     if (this.list(owner).some((s) => s.name === lower))
       throw new CoveError('already_exists', `a secret named ${lower} already exists`);
     const now = new Date().toISOString();
@@ -169,3 +164,17 @@ const info = (r: SecretRecord): SecretInfo => ({
   createdAt: r.createdAt,
   updatedAt: r.updatedAt,
 });
+
+/** A secret's name as stored (lower case), or invalid_argument (also for src/cluster/secrets.ts). */
+export function secretName(name: string): string {
+  const lower = name.toLowerCase();
+  if (!NAME.test(lower))
+    throw new CoveError(
+      'invalid_argument',
+      "name: 1 to 128 characters, without '{', '}' or control characters",
+    );
+  return lower;
+}
+
+/** What a secret's id looks like. */
+export { ID as SECRET_ID };
