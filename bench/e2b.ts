@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Manager } from '../src/manager/manager.ts';
 import type { Request } from './e2b-client.ts';
 import { childClient } from './ipc.ts';
+import { startNullServer } from './null-server.ts';
 import { must } from './sh.ts';
 import { since } from './stats.ts';
 import type { Subject } from './subject.ts';
@@ -12,10 +13,10 @@ import type { Subject } from './subject.ts';
 export const FILE_TARGET = '/tmp/coveb-file.bin';
 
 export interface E2bOptions {
-  /** Cove's address and API key (startCove's), and its manager for cleanup. */
+  /** Cove's address and API key (startCove's), and its manager for cleanup (none: a null server). */
   url: string;
   apiKey: string;
-  manager: Manager;
+  manager?: Manager;
   /** The host file to move (--files-mib of random bytes) and a scratch dir for what comes back. */
   file: string;
   scratch: string;
@@ -25,7 +26,7 @@ export interface E2bOptions {
  * The unmodified `e2b` SDK against the bench's Cove, driven in a child process
  * (bench/e2b-client.ts) so that it does not share the server's event loop.
  */
-export function e2bSubject(opts: E2bOptions): Subject {
+export function e2bSubject(opts: E2bOptions, runtime = 'cove-e2b'): Subject {
   const child: ChildProcess = fork(join(import.meta.dirname, 'e2b-client.ts'), [], {
     env: {
       ...process.env,
@@ -40,7 +41,7 @@ export function e2bSubject(opts: E2bOptions): Subject {
   const { ask, close } = childClient<Request>(child, 'e2b client', { op: 'close' });
 
   return {
-    runtime: 'cove-e2b',
+    runtime,
     notes: [
       'e2b SDK 2.51 in a child process (not the server\'s event loop; times taken in the child around the SDK call): create + first command = Sandbox.create() + commands.run("true") (= /bin/bash -l -c true); kill = sandbox.kill()',
       'command round-trip = the SDK\'s own Connect client (Commands.rpc, not public API) starting /usr/bin/true without bash; login-shell round trip = commands.run("true")',
@@ -56,7 +57,7 @@ export function e2bSubject(opts: E2bOptions): Subject {
     },
     async cleanup() {
       await close();
-      for (const s of opts.manager.list()) await opts.manager.kill(s.id).catch(() => undefined);
+      for (const s of opts.manager?.list() ?? []) await opts.manager?.kill(s.id).catch(() => undefined);
       return [];
     },
   };
@@ -133,8 +134,35 @@ export async function curlSubject(opts: E2bOptions): Promise<Subject> {
       },
     },
     async cleanup() {
-      if (id) await opts.manager.kill(id).catch(() => undefined);
+      if (id) await opts.manager?.kill(id).catch(() => undefined);
       return [];
+    },
+  };
+}
+
+/**
+ * The SDK's ceiling (`sdk-null`): the same SDK child as cove-e2b against bench/null-server.ts,
+ * which answers every call from memory and does no work. What it measures is the SDK's own
+ * cost on this host, in the same run as Cove's rows.
+ */
+export async function sdkNullSubject(opts: { file: string; scratch: string }): Promise<Subject> {
+  const { size } = await stat(opts.file);
+  const server = await startNullServer({ fileBytes: size });
+  const sdk = e2bSubject(
+    { url: server.url, apiKey: server.apiKey, file: opts.file, scratch: opts.scratch },
+    'sdk-null',
+  );
+  let closed = false;
+  return {
+    ...sdk,
+    notes: [
+      "the e2b SDK child of cove-e2b, same operations, against a loopback null server in the bench process (bench/null-server.ts): canned create/kill replies, process.Start answers start + end at once, uploads read and dropped, downloads a preallocated buffer sent as identity. The SDK's own cost: no server can be faster through it",
+    ],
+    async cleanup() {
+      const left = await sdk.cleanup();
+      if (!closed) await server.close();
+      closed = true;
+      return left;
     },
   };
 }

@@ -40,7 +40,8 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
   --density N       idle Cove sandboxes at once (0: skip)         BENCH_DENSITY   (1000 [100])
   --crun-density N  idle crun containers at once                  BENCH_CRUN_DENSITY (100 [20])
   --podman-density N idle podman containers at once               BENCH_PODMAN_DENSITY (50 [10])
-  --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,crun,podman  BENCH_ONLY (all)
+  --only LIST       comma-separated: cove,cove-http,cove-e2b,cove-curl,sdk-null,crun,podman  BENCH_ONLY (all)
+                    (sdk-null: the e2b SDK against a null server, its own ceiling)
                     or code-interpreter alone: bench/code-interpreter.ts (its own options: BENCH_CI_*)
                     or templates alone: bench/templates.ts (BENCH_TEMPLATES_N)
                     or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
@@ -86,7 +87,7 @@ const SOLO: Record<string, () => Promise<number | void>> = {
   'scale-out': async () => (await import('./scale-out.ts')).scaleOutMain(),
 };
 
-const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'crun', 'podman'] as const;
+const RUNTIMES = ['cove', 'cove-http', 'cove-e2b', 'cove-curl', 'sdk-null', 'crun', 'podman'] as const;
 const PEERS = ['crun', 'podman'] as const;
 
 /** Table rows: scenario label and the phase of a create sample it reads. */
@@ -348,6 +349,11 @@ async function main(): Promise<number> {
       if (only.includes('cove-e2b')) subjects.push(e2bSubject(e2bOpts));
       if (only.includes('cove-curl')) subjects.push(await curlSubject(e2bOpts));
     }
+    let sdkNull: Subject | undefined;
+    if (only.includes('sdk-null')) {
+      const { sdkNullSubject } = await import('./e2b.ts');
+      subjects.push((sdkNull = await sdkNullSubject({ file, scratch })));
+    }
     if (only.includes('crun')) {
       const { crunPeer } = await import('./crun.ts');
       subjects.push(
@@ -478,6 +484,8 @@ async function main(): Promise<number> {
         finalizers.unshift(() => sdk.cleanup());
         poolSubjects.push(sdk);
       }
+      // The SDK's floor in the same stretch of the run (its child is still up).
+      if (sdkNull) poolSubjects.push(sdkNull);
       progress(
         `pool-hit create + first command: ${warmup} warm-up, then ×${poolRuns} for ${poolSubjects.map((x) => x.runtime).join(', ')} (the pool refilled between creates)`,
       );
@@ -640,6 +648,46 @@ async function main(): Promise<number> {
         measured: `p50 ${f(r.p50)}, p99 ${f(r.p99)} (n ${r.n}, pools off)`,
         verdict: r.p50 < 60 ? 'met' : 'missed',
         ratios: r.ratios,
+      });
+  }
+  // The e2b SDK targets beside what the SDK alone achieves against the null server (sdk-null).
+  const shell = row(SHELL_ROUND_TRIP, 'cove-e2b');
+  const shellNull = row(SHELL_ROUND_TRIP, 'sdk-null');
+  const floorOf = (r: Row | RateRow | undefined, unit: string) =>
+    r ? `; the SDK alone (null server): p50 ${unit === 'ms' ? f(r.p50) : `${r.p50.toFixed(0)} MB/s`}` : '';
+  if (shell)
+    summary.push({
+      scenario: "`commands.run('true')` (bash -l -c true), e2b SDK",
+      target: 'p50 < 5 ms',
+      measured: `p50 ${f(shell.p50)}, p99 ${f(shell.p99)} (n ${shell.n})${floorOf(shellNull, 'ms')}`,
+      verdict: shell.p50 < 5 ? 'met' : 'missed',
+      ratios: shell.ratios,
+    });
+  for (const dir of ['write', 'read'] as const) {
+    const scenario = `${dir} ${filesMib} MiB`;
+    const r = rateRows.find((x) => x.scenario === scenario && x.runtime === 'cove-e2b');
+    const floor = rateRows.find((x) => x.scenario === scenario && x.runtime === 'sdk-null');
+    if (r)
+      summary.push({
+        scenario: `files.${dir} ${filesMib} MiB, e2b SDK`,
+        target: '> 300 MB/s',
+        measured: `p50 ${r.p50.toFixed(0)} MB/s (n ${r.n})${floorOf(floor, 'MB/s')}`,
+        verdict: r.p50 > 300 ? 'met' : 'missed',
+        ratios: {},
+      });
+  }
+  for (const [label, scenario] of [
+    ['pool-hit', 'pool-hit create + first command'],
+    ['cold', 'create + first command'],
+  ] as const) {
+    const r = row(scenario, 'sdk-null');
+    if (r)
+      summary.push({
+        scenario: `${label} create + first command: the SDK alone against a null server`,
+        target: '—',
+        measured: `p50 ${f(r.p50)}, p99 ${f(r.p99)} (n ${r.n}): the floor under the e2b SDK rows`,
+        verdict: 'n/a',
+        ratios: {},
       });
   }
   const rt = row(ROUND_TRIP, 'cove');

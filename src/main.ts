@@ -48,6 +48,7 @@ import { createSqliteStore } from './store/sqlite.ts';
 import type { ClusterAdmission } from './cluster/admission.ts';
 import { createTemplateStore } from './templates/index.ts';
 import { createTemplateBuilder } from './templates/build/index.ts';
+import { tuneGc } from './core/gc.ts';
 
 export interface Cove {
   manager: Manager;
@@ -97,6 +98,7 @@ interface StartOptions {
 /** The one place where Cove's components are built from config and wired together. */
 export async function startCove(config: Config, opts: StartOptions = {}): Promise<Cove> {
   const log = opts.log ?? createLogger(config.logLevel);
+  tuneGc();
   // First: a missing or mismatched certificate is a clear error before anything starts.
   const tls =
     config.tls && (await loadTls(config.tls, join(config.home, 'tls'), config.domain ?? SELF_SIGNED_DOMAIN));
