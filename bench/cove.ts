@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config/config.ts';
-import { createLogger } from '../src/core/log.ts';
+import { createLogger, type Logger } from '../src/core/log.ts';
 import { startCove } from '../src/main.ts';
 import type { Manager } from '../src/manager/manager.ts';
 import { mountsUnder, sh } from './sh.ts';
@@ -88,6 +88,8 @@ export async function coveBench(opts: {
   runtime?: 'crun' | 'runsc';
   /** The audit trail on (the default) or off: bench/audit.ts compares the two. */
   audit?: boolean;
+  /** Cove's logger (default: COVE_LOG_LEVEL, warn, to stderr): bench/pause.ts reads its lines. */
+  log?: Logger;
 }): Promise<CoveBench> {
   const INSTANCE = opts.instance ?? DEFAULT_INSTANCE;
   const home = await mkdtemp(join(tmpdir(), 'coveb-home-'));
@@ -107,7 +109,7 @@ export async function coveBench(opts: {
   // max 0 disable pools), and no background filler competes with the peers for the CPU.
   const pooled = opts.pool ? loaded : { ...loaded, pool: { ...loaded.pool, min: 0, max: 0 } };
   const config = { ...pooled, audit: { ...pooled.audit, enabled: opts.audit ?? pooled.audit.enabled } };
-  const cove = await startCove(config, { log: createLogger(logLevel) });
+  const cove = await startCove(config, { log: opts.log ?? createLogger(logLevel) });
   const { manager } = cove;
   // Bench-only instrumentation: the manager claims through `pool.take`, looked up on the
   // object at each call, so wrapping it here counts hits and misses without touching src/.

@@ -9,9 +9,11 @@
 //   create; on runsc the source checkpointed and restored, the fork restored from its image).
 // A resume starts 300 ms after its pause returned (a pause's release of mounts and network
 // may still run then: resume waits for it), and is checked by a command. Counts:
-// BENCH_PAUSE_RUNS (20). Needs root.
+// BENCH_PAUSE_RUNS (20). Needs root. Then where a resume with memory goes: the manager logs
+// when each of its steps ended (pause.ts resume, `steps`), printed here as p50s.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { pino } from 'pino';
 import { coveBench } from './cove.ts';
 import { BENCH_INSTANCE } from './instance.ts';
 import { describeMachine } from './machine.ts';
@@ -56,8 +58,25 @@ export async function pauseMain(): Promise<number> {
   if (process.getuid?.() !== 0) throw new Error('the bench must run as root');
   const progress = (msg: string) => console.error(`bench pause: ${msg}`);
   const rows: Array<[string, Summary]> = [];
+  // Each memory resume's steps, from Cove's log lines (info); warnings and worse go to stderr.
+  let steps: Array<Record<string, number>> = [];
+  const stepRows: Array<[string, Record<string, number[]>]> = [];
+  const sink = {
+    write(line: string) {
+      const o = JSON.parse(line) as {
+        level: number;
+        msg?: string;
+        as?: string;
+        steps?: Record<string, number>;
+      };
+      if (o.msg === 'sandbox resumed' && o.as !== 'filesystem' && o.steps) steps.push(o.steps);
+      else if (o.level >= 40) process.stderr.write(line);
+    },
+  };
+  const log = pino({ level: 'info', base: undefined }, sink);
   for (const runtime of RUNTIMES) {
     const cove = await coveBench({
+      log,
       templatesHome: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
       subnet16: process.env.BENCH_SUBNET ?? '10.19',
       pool: false,
@@ -74,10 +93,13 @@ export async function pauseMain(): Promise<number> {
         const samples: Record<string, number[]> = {};
         const add = (name: string, ms: number) => (samples[name] ??= []).push(ms);
         progress(`${runtime}, ${load}: ${RUNS} runs`);
+        const byStep: Record<string, number[]> = {};
         for (let i = 0; i < RUNS; i++) {
           add(pauseName, await time(() => manager.pause(sbx.id)));
           await sleep(300);
+          steps = [];
           add(resumeName, await time(() => manager.resume(sbx.id, { timeoutMs: 3600_000 })));
+          for (const [step, at] of Object.entries(steps[0] ?? {})) (byStep[step] ??= []).push(at);
           await run(manager, sbx.id, 'true');
           add('pause (memory: false)', await time(() => manager.pause(sbx.id, { memory: false })));
           await sleep(300);
@@ -102,6 +124,7 @@ export async function pauseMain(): Promise<number> {
         }
         for (const [name, s] of Object.entries(samples))
           rows.push([`${name}, ${runtime}, ${load}`, summarize(s)]);
+        stepRows.push([`${resumeName}, ${runtime}, ${load}`, byStep]);
         await manager.kill(sbx.id);
       }
     } finally {
@@ -117,6 +140,19 @@ export async function pauseMain(): Promise<number> {
     markdownTable(
       ['scenario', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
       rows.map(([name, s]) => [name, String(s.n), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max)]),
+      1,
+    ),
+  );
+  // The steps of each resume with memory, as ms from its call (p50 of each): queued (behind
+  // the pause's background work), template or release (boot: the build looked up; host objects
+  // a pause did not keep released), restore (mounts, network and the runtime's restore),
+  // agent (its channel back), stored (record and timer).
+  const names = [...new Set(stepRows.flatMap(([, by]) => Object.keys(by)))];
+  console.log(`\nWhere a resume with memory goes (ms from the call, p50 of when each step ended):\n`);
+  console.log(
+    markdownTable(
+      ['resume', ...names],
+      stepRows.map(([name, by]) => [name, ...names.map((n) => (by[n] ? ms(summarize(by[n]).p50) : '–'))]),
       1,
     ),
   );

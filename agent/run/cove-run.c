@@ -22,6 +22,11 @@
  * container) is reparented to it, not to the host's PID 1, and reaped the moment it exits.
  * `runsc delete` and `runsc kill` wait until the sandbox process is reaped, and a PID 1 that
  * reaps late (this host's, ~1.2 s) made every runsc kill and pause wait that long.
+ *
+ * `cove-run --hide-proc-sys-net DIR FILE ARGS...` is not the server: it runs FILE in a mount
+ * namespace of its own with a tmpfs over /proc/sys/net and a fresh proc at DIR (what runsc
+ * start and restore need: src/runtime/runsc/invoke.ts), in place of `unshare -m sh -c
+ * 'mount ...; mount ...; exec ...'`: four programs, ~15-20 ms on a quiet host, now one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -230,7 +237,19 @@ static void read_requests(void) {
   inlen -= off;
 }
 
-int main(void) {
+static int hide_proc_sys_net(const char *visible, char **argv) {
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+      mount("none", "/proc/sys/net", "tmpfs", 0, NULL) < 0 || mount("proc", visible, "proc", 0, NULL) < 0) {
+    dprintf(2, "cove-run: hiding /proc/sys/net: %s\n", strerror(errno));
+    return 125;
+  }
+  execvp(argv[0], argv);
+  dprintf(2, "cove-run: %s: %s\n", argv[0], strerror(errno));
+  return 127;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 3 && strcmp(argv[1], "--hide-proc-sys-net") == 0) return hide_proc_sys_net(argv[2], argv + 3);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

@@ -51,6 +51,11 @@ export function runnerAvailable(): boolean {
   return HELPER !== undefined;
 }
 
+/** The helper's path, for its other mode (`cove-run --hide-proc-sys-net`: runtime/runsc/invoke.ts). */
+export function runnerPath(): string | undefined {
+  return HELPER;
+}
+
 function start(): NonNullable<typeof helper> {
   if (helper) return helper;
   // Spawned outside any request: it outlives the one that happened to start it.

@@ -5,6 +5,7 @@ import { CleanupStack } from '../core/cleanup.ts';
 import { CoveError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
 import { NETNS_DIR, type Network } from '../network/network.ts';
+import type { SandboxSpec } from '../runtime/driver.ts';
 import type { RuntimeSet } from '../runtime/set.ts';
 import { mountVolumes, refuseIfMounted, unmountVolumes } from '../volumes/sandbox-mounts.ts';
 import { copyLayer } from './layers.ts';
@@ -116,21 +117,7 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
     }
 
     undo.push('runtime', () => deps.runtime.destroy(id));
-    const spec = {
-      id,
-      runtime: driver.name,
-      ...(joins && { netns: join(NETNS_DIR, netSlot.netns) }),
-      rootfs: join(dir, 'rootfs'),
-      templateRootfs: input.templateRootfs,
-      bundleDir: dir,
-      uidBase: base,
-      uidCount: UID_COUNT,
-      limits: input.limits,
-      agentBinary: deps.agentBinary,
-      agentRunDir: runDir,
-      agentToken: input.agentToken,
-      ...(volumes.length > 0 && { volumes }),
-    };
+    const spec = sandboxSpec(deps, input, volumes);
     // A checkpoint image comes back running; without the capability the layer boots cold.
     const restoring = input.restoreFrom !== undefined && driver.capabilities.has('checkpoint-memory');
     const { pid } = restoring
@@ -149,6 +136,50 @@ export async function provision(deps: HostDeps, input: ProvisionInput): Promise<
         `create failed and its undo failed too: ${String(cleanupErr)}`,
       );
     });
+    throw err;
+  }
+}
+
+/** What the runtime is given for a sandbox provisioned from `input`, its volumes mounted. */
+function sandboxSpec(deps: HostDeps, input: ProvisionInput, volumes: SandboxSpec['volumes']): SandboxSpec {
+  const { id, slot } = input;
+  const dir = sandboxDir(deps, id);
+  const driver = deps.runtime.get(input.runtime);
+  return {
+    id,
+    runtime: driver.name,
+    ...(driver.capabilities.has('joins-netns') && {
+      netns: join(NETNS_DIR, deps.network.slot(slot, id).netns),
+    }),
+    rootfs: join(dir, 'rootfs'),
+    templateRootfs: input.templateRootfs,
+    bundleDir: dir,
+    uidBase: uidBase(slot),
+    uidCount: UID_COUNT,
+    limits: input.limits,
+    agentBinary: deps.agentBinary,
+    agentRunDir: join(dir, 'run'),
+    agentToken: input.agentToken,
+    ...(volumes && volumes.length > 0 && { volumes }),
+  };
+}
+
+/**
+ * Restores a checkpointed sandbox into the root filesystem mount and network namespace it was
+ * saved from, kept by the pause (capability 'restore-in-place'): only its volumes are mounted
+ * again. A failure undoes those and the runtime; the caller then releases the rest.
+ */
+export async function restoreInPlace(deps: HostDeps, input: ProvisionInput, image: string): Promise<void> {
+  const dir = sandboxDir(deps, input.id);
+  const undo = new CleanupStack();
+  try {
+    undo.push('volumes', () => unmountVolumes(deps.mountHelper, dir));
+    const base = uidBase(input.slot);
+    const volumes = await mountVolumes(deps.mountHelper, dir, volumeSources(deps, input), base, UID_COUNT);
+    undo.push('runtime', () => deps.runtime.destroy(input.id));
+    await deps.runtime.restore(sandboxSpec(deps, input, volumes), image);
+  } catch (err) {
+    await undo.run().catch(() => {});
     throw err;
   }
 }
@@ -185,6 +216,17 @@ export async function stopKeepingDisk(deps: HostDeps, id: string, slot: number):
   undo.push('rootfs', () => unmountRootfs(deps, sandboxDir(deps, id)));
   undo.push('volumes', () => unmountVolumes(deps.mountHelper, sandboxDir(deps, id)));
   undo.push('network', () => deps.network.detach(deps.network.slot(slot, id)));
+  undo.push('runtime', () => deps.runtime.destroy(id));
+  await undo.run();
+}
+
+/**
+ * A checkpointed sandbox kept in place for restoreInPlace: its volumes and runtime state
+ * released, its root filesystem mount and network namespace (and egress rules) kept.
+ */
+export async function releaseKeepingPlace(deps: HostDeps, id: string): Promise<void> {
+  const undo = new CleanupStack();
+  undo.push('volumes', () => unmountVolumes(deps.mountHelper, sandboxDir(deps, id)));
   undo.push('runtime', () => deps.runtime.destroy(id));
   await undo.run();
 }

@@ -3,13 +3,13 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
 import type { PausedAs, SandboxRecord } from '../store/store.ts';
-import { provision, sandboxDir, stopKeepingDisk, type HostDeps } from './host.ts';
+import { releaseKeepingPlace, sandboxDir, stopKeepingDisk } from './host.ts';
 import { layerBytes } from './layers.ts';
 import type { Live } from './manager.ts';
 import type { ManagerCore } from './pause-wiring.ts';
 import type { ProcessRegistry } from './processes.ts';
 import type { Storage } from './snapshot.ts';
-import { startTemplateServer } from './startup.ts';
+import { bootFromDisk, detachAgent, imageDir, type BootOptions } from './boot.ts';
 import type { SandboxInfo } from './types.ts';
 
 export type PauseDeps = ManagerCore & {
@@ -17,15 +17,7 @@ export type PauseDeps = ManagerCore & {
   newProcesses: (entry: Live) => ProcessRegistry;
 };
 
-/** Where a checkpoint image of a paused sandbox's memory lives, beside its writable layer. */
-export const imageDir = (host: HostDeps, id: string) => join(sandboxDir(host, id), 'image');
-
-/** Closes a sandbox's agent channel on purpose (a pause, checkpoint or capture), not as a death. */
-export function detachAgent(entry: Live): void {
-  const agent = entry.agent;
-  entry.agent = undefined; // first: its close must not look like the sandbox's death
-  agent?.close();
-}
+export { detachAgent, imageDir };
 
 /**
  * A VM's writes may still sit in its guest's page cache (its own kernel's): a files-only pause
@@ -83,6 +75,9 @@ export function createPauseOps(deps: PauseDeps) {
   const { store, host, log } = deps;
   /** Sandboxes paused to disk whose host objects are known released (boot need not repeat it). */
   const released = new WeakSet<Live>();
+  /** Checkpointed sandboxes whose root filesystem mount and network namespace were kept
+   * (capability 'restore-in-place'): a resume restores into them, with nothing to set up. */
+  const inPlace = new WeakSet<Live>();
 
   function setState(
     entry: Live,
@@ -141,7 +136,8 @@ export function createPauseOps(deps: PauseDeps) {
       try {
         await mkdir(image, { recursive: true, mode: 0o700 });
         await host.runtime.checkpoint(id, image);
-        const tail = release(entry).catch((err: unknown) =>
+        const keep = host.runtime.get(entry.record.runtime).capabilities.has('restore-in-place');
+        const tail = (keep ? keepInPlace(entry) : release(entry)).catch((err: unknown) =>
           log.warn({ err, sandbox: id }, 'releasing a paused sandbox failed: its resume retries'),
         );
         later(tail);
@@ -154,6 +150,14 @@ export function createPauseOps(deps: PauseDeps) {
     }
     await release(entry);
     return kept;
+  }
+
+  /** A checkpointed sandbox's volumes and runtime state released, kept in place for its resume. */
+  async function keepInPlace(entry: Live): Promise<void> {
+    await releaseKeepingPlace(host, entry.record.id);
+    inPlace.add(entry);
+    await holdTemplate(entry.record);
+    deps.storage.track(entry.record.id, await keptBytes(entry.record.id));
   }
 
   /** A paused sandbox's host objects released but its directory; its share of the disk budget. */
@@ -221,8 +225,13 @@ export function createPauseOps(deps: PauseDeps) {
   ): Promise<{ info: SandboxInfo; resumed: boolean }> {
     deps.checkTimeout(opts.timeoutMs);
     const entry = deps.find(id);
-    return exclusive(entry, async () => {
+    // Each step's end, in ms from the call (the log line's `steps`; bench/pause.ts prints them).
+    const called = performance.now();
+    const steps: Record<string, number> = {};
+    const mark = (step: string) => (steps[step] = Math.round((performance.now() - called) * 10) / 10);
+    return exclusive(entry, async (later) => {
       const { record } = entry;
+      mark('queued'); // behind the pause's release, say
       if (entry.killing) throw new CoveError('not_found', `sandbox ${id} not found`);
       const endAt = Date.now() + opts.timeoutMs;
       if (record.state === 'running') {
@@ -252,68 +261,20 @@ export function createPauseOps(deps: PauseDeps) {
           throw err;
         });
       } else {
-        await boot(entry, as);
+        await boot(entry, as, { later, mark });
       }
       setState(entry, { state: 'running', paused: null, endAt });
       deps.storage.untrack(id);
-      await releaseTemplate(record);
+      later(releaseTemplate(record).catch((err: unknown) => log.warn({ err, sandbox: id }, 'template ref')));
       deps.schedule(entry);
-      log.info({ sandbox: id, as, ms: Date.now() - started }, 'sandbox resumed');
+      mark('stored');
+      log.info({ sandbox: id, as, ms: Date.now() - started, steps }, 'sandbox resumed');
       return { info: deps.info(record), resumed: true };
     });
   }
 
-  /** Starts a sandbox paused to disk again: restored from its image, or cold from its files. */
-  async function boot(entry: Live, as: 'filesystem' | 'memory'): Promise<void> {
-    const { record } = entry;
-    const { id, slot, limits, agentToken } = record;
-    const template = await deps.templates
-      .getBuild(record.templateName, record.templateHash)
-      .catch((err: unknown) => {
-        throw new CoveError(
-          'unavailable',
-          `sandbox ${id} cannot resume: its template build ${record.templateName}/${record.templateHash} is gone`,
-          { cause: err },
-        );
-      });
-    // Whatever a pause cut short left mounted or attached.
-    if (!released.delete(entry)) await stopKeepingDisk(host, id, slot);
-    const { runtime } = record;
-    const volumes = record.volumeMounts ?? [];
-    const base = {
-      id,
-      slot,
-      templateRootfs: template.rootfs,
-      limits,
-      agentToken,
-      runtime,
-      volumes,
-      existing: true,
-    };
-    let restored = false;
-    if (as === 'memory') {
-      try {
-        await provision(host, { ...base, restoreFrom: imageDir(host, id) });
-        restored = true;
-      } catch (err) {
-        log.warn({ err, sandbox: id }, 'restore failed: booting from the filesystem');
-      }
-      await rm(imageDir(host, id), { recursive: true, force: true });
-    }
-    if (!restored) await provision(host, base);
-    entry.processes = deps.newProcesses(entry);
-    try {
-      await deps.attachAgent(entry, !restored);
-      if (!restored && template.start) {
-        const server = { ...template, start: template.start };
-        await startTemplateServer(entry.agent!, server, record.envVars, deps.info(record).address);
-      }
-    } catch (err) {
-      detachAgent(entry);
-      await stopKeepingDisk(host, id, slot).catch(() => {});
-      throw err;
-    }
-  }
+  const boot = (entry: Live, as: 'filesystem' | 'memory', opts: BootOptions = {}) =>
+    bootFromDisk(deps, { released, inPlace }, entry, as, opts);
 
   return {
     pause,

@@ -49,8 +49,10 @@ export type SandboxStatus = 'created' | 'running' | 'paused' | 'stopped' | 'miss
  * joins `spec.netns`, plumbed before create (runsc reads eth0's addresses when it starts its
  * own network stack); without it the runtime makes the namespace inside the sandbox's user
  * namespace and the caller plumbs it between create and start (crun: see oci/spec.ts).
+ * 'restore-in-place': restore() takes the root filesystem mount and network namespace the
+ * sandbox was checkpointed from as they are, so a caller may keep both across a pause (runsc).
  */
-export type Capability = 'pause' | 'checkpoint-memory' | 'guest-kernel' | 'joins-netns';
+export type Capability = 'pause' | 'checkpoint-memory' | 'guest-kernel' | 'joins-netns' | 'restore-in-place';
 
 export interface RuntimeDriver {
   readonly name: string;

@@ -40,3 +40,14 @@ export async function restoreAddresses(netns: string, saved: Eth0 | undefined): 
   await run('ip', ['-n', nsName(netns), '-batch', '-'], { input: lines.join('\n') });
   return saved;
 }
+
+/**
+ * Puts `saved` back on eth0 (one `ip`; `replace` leaves what is already there): after a
+ * checkpoint, for a restore into the same namespace (runsc.ts removeCheckpointed).
+ */
+export async function putAddressesBack(netns: string, saved: Eth0): Promise<void> {
+  if (saved.addresses.length === 0) return;
+  const lines = saved.addresses.map((a) => `addr replace ${a} dev eth0`);
+  if (saved.gateway) lines.push(`route replace default via ${saved.gateway}`);
+  await run('ip', ['-n', nsName(netns), '-batch', '-'], { input: lines.join('\n') });
+}

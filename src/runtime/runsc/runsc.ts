@@ -1,11 +1,10 @@
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
-import { runnerAvailable, runThroughHelper } from '../../core/runner.ts';
+import { untilFile } from '../../core/file-event.ts';
 import {
   agentPaths,
   type Capability,
@@ -15,7 +14,8 @@ import {
 } from '../driver.ts';
 import { cgroupDirs, detectCgroupMode } from '../oci/cgroups.ts';
 import type { OciSpec } from '../oci/spec.ts';
-import { readAddresses, restoreAddresses } from './netns.ts';
+import { FLAGS, hidingProcSysNet, runLogged } from './invoke.ts';
+import { putAddressesBack, readAddresses, restoreAddresses, type Eth0 } from './netns.ts';
 import { runscOciSpec, statxShimPath } from './spec.ts';
 import { checkpointBlockers, PROBE_SCRIPT } from './tcp.ts';
 
@@ -31,15 +31,8 @@ export interface RunscOptions {
   onStep?: (step: string, ms: number) => void;
 }
 
-/**
- * Flags of every runsc command (docs/runtimes.md). `--host-uds=all` lets the agent bind its
- * socket in the bind-mounted /.cove/run as a host socket the host can connect to (gVisor
- * refuses host sockets otherwise; with `create` alone the agent's bind fails with EPERM). `--overlay2=none`: writes go to the overlay Cove mounted,
- * on disk (a fork copies it), not to a memory overlay inside the Sentry. ptrace platform and
- * `--network=sandbox` (gVisor's own network stack on the namespace's eth0) are the defaults.
- */
-const FLAGS = ['--host-uds=all', '--overlay2=none'];
-
+/** In a checkpoint image: its agent listens again by the `listen` file alone (quiesce). */
+const RELISTENS = 'cove-agent-relistens';
 /** How long the agent may take to close its socket when asked to before a checkpoint. */
 const QUIESCE_TIMEOUT_MS = 5_000;
 /** How long a checkpointed sandbox's process may take to exit before `runsc delete` waits for it. */
@@ -67,44 +60,8 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
   const global = ['--root', opts.stateRoot, ...FLAGS];
   const mode = detectCgroupMode();
 
-  // runsc's root-namespace guard checks only that /proc/sys/net/core/rmem_default exists,
-  // which is true in every network namespace on recent kernels, so start/run/restore refuse
-  // ("cannot run with network enabled in root network namespace") unless /proc/sys/net is
-  // hidden from them; a tmpfs over /proc/sys/net/core is not enough. runsc must still run in
-  // the root network namespace: its control socket is bound in the caller's namespace.
-  // `restore` also makes the sandbox process, which mounts a fresh proc inside the sandbox's
-  // user namespace; the kernel allows that only while some proc mount is fully visible (no
-  // mount over any part of it), hence a second, untouched proc beside the hidden one.
   const visibleProc = join(opts.stateRoot, '.proc');
-  function hidingProcSysNet(args: string[]): [string, string[]] {
-    const script = `mount -t tmpfs none /proc/sys/net && mount -t proc proc ${visibleProc} && exec "$@"`;
-    return [
-      'unshare',
-      ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', runsc, ...global, ...args],
-    ];
-  }
-
-  // Runs runsc with its stdio on `<bundle>/runtime.log`: for create and restore that file is
-  // the container's stdio too (the agent's stderr), which PID 1 must hold instead of a pipe
-  // of ours, and which gVisor writes at its own offset (so nothing else writes it later).
-  // Through cove-run when built: the sandbox and gofer processes runsc leaves behind are then
-  // its children, reaped the moment they exit (agent/run/cove-run.c); `runsc delete` and
-  // `kill` wait for that, ~1.2 s when the host's PID 1 is the reaper.
-  async function runLogged(what: string, file: string, argv: string[], bundleDir: string): Promise<void> {
-    const log = join(bundleDir, 'runtime.log');
-    const code = runnerAvailable()
-      ? (await runThroughHelper(file, argv, { log })).code
-      : await new Promise<number | null>((resolve, reject) => {
-          const fd = openSync(log, 'a', 0o600);
-          const child = spawn(file, argv, { stdio: ['ignore', fd, fd] });
-          closeSync(fd);
-          child.on('error', reject);
-          child.on('exit', resolve);
-        });
-    if (code === 0) return;
-    const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
-    throw new CoveError('internal', `runsc ${what} failed (${code}): ${tail}`);
-  }
+  const hiding = (args: string[]) => hidingProcSysNet(runsc, global, visibleProc, args);
 
   /** Times one step for `onStep`. */
   async function step<T>(name: string, work: Promise<T>): Promise<T> {
@@ -115,8 +72,15 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     return result;
   }
 
-  /** Each running sandbox's process and agent directory, as create and restore left them. */
-  const known = new Map<string, { pid: number; runDir: string }>();
+  /** Each running sandbox's process, agent directory, bundle and namespace, as create and restore left them. */
+  const known = new Map<string, { pid: number; runDir: string; bundleDir: string; netns?: string }>();
+  const remember = (spec: SandboxSpec, pid: number) =>
+    known.set(spec.id, {
+      pid,
+      runDir: spec.agentRunDir,
+      bundleDir: spec.bundleDir,
+      ...(spec.netns && { netns: spec.netns }),
+    });
 
   // gVisor has no /proc/sys/kernel/random/boot_id: the sandbox gets a file of Cove's there, new
   // at each boot (`fresh`) and kept by a restore, so a filesystem-only resume is told from a
@@ -165,31 +129,34 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
   }
 
   /**
-   * Asks the agent to close its socket and waits until it has. Resolves with what the agent
-   * wrote beside it about the sandbox's sockets as it did (agent/src/probe.c); an agent older
-   * than that (one restored from an older image) writes nothing.
+   * Asks the agent to close its socket and waits until it has (told by inotify). Resolves with
+   * what the agent wrote beside it about the sandbox's sockets as it did (agent/src/probe.c;
+   * an agent older than that, one restored from an older image, writes nothing), and whether
+   * it removed the `listen` file left for it: an agent that does looks for that file to listen
+   * again after a restore, and needs no SIGUSR1.
    */
-  async function quiesce(id: string): Promise<string | undefined> {
+  async function quiesce(id: string): Promise<{ probe?: string; relistens: boolean }> {
     const dir = await agentRunDir(id);
     const socket = join(dir, basename(agentPaths.socket));
     const probe = join(dir, 'probe');
+    const listen = join(dir, 'listen');
     await rm(probe, { force: true });
+    await writeFile(listen, '', { mode: 0o600 }); // ignored while it listens, removed as it quiesces
     await relistening.get(id); // a restore's SIGUSR1 must not arrive after this SIGUSR2
     await signalAgent(id, false);
-    const deadline = Date.now() + QUIESCE_TIMEOUT_MS;
-    while (existsSync(socket)) {
-      if (Date.now() > deadline) {
-        await signalAgent(id, true).catch(() => undefined);
-        throw new CoveError(
-          'unavailable',
-          `sandbox ${id}: the agent did not close its socket for the checkpoint`,
-        );
-      }
-      await sleep(2);
+    if (!(await untilFile(socket, false, QUIESCE_TIMEOUT_MS))) {
+      await rm(listen, { force: true });
+      await signalAgent(id, true).catch(() => undefined);
+      throw new CoveError(
+        'unavailable',
+        `sandbox ${id}: the agent did not close its socket for the checkpoint`,
+      );
     }
+    const relistens = !existsSync(listen);
+    await rm(listen, { force: true });
     const written = await readFile(probe, 'utf8').catch(() => undefined);
     await rm(probe, { force: true });
-    return written;
+    return { ...(written !== undefined && { probe: written }), relistens };
   }
 
   /** PROBE_SCRIPT's output from a shell in the sandbox (~70 ms: four programs under ptrace). */
@@ -213,6 +180,8 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
 
   /** Deletions of checkpointed sandboxes still under way, by id. */
   const deletions = new Map<string, Promise<void>>();
+  /** Checkpointed sandboxes whose eth0 holds its addresses again (removeCheckpointed). */
+  const addressesBack = new Set<string>();
 
   async function removeState(id: string): Promise<void> {
     await run(runsc, ['--root', opts.stateRoot, 'delete', '--force', id]);
@@ -222,13 +191,23 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
 
   /**
    * After a checkpoint: the sandbox process exits by itself; `runsc delete` polls every 100 ms
-   * until it is gone, so it is called once the process has been reaped (by cove-run).
+   * until it is gone, so it is called once the process has been reaped (by cove-run). Then
+   * eth0 gets back the addresses runsc took into its own stack, for a restore in place
+   * (capability 'restore-in-place') to find them there; when the caller released the
+   * namespace meanwhile, that fails and nothing is put back.
    */
   async function removeCheckpointed(id: string): Promise<void> {
-    const pid = known.get(id)?.pid;
+    const sandbox = known.get(id);
     const deadline = Date.now() + EXIT_TIMEOUT_MS;
-    while (pid !== undefined && alive(pid) && Date.now() < deadline) await sleep(3);
+    while (sandbox && alive(sandbox.pid) && Date.now() < deadline) await sleep(3);
     await removeState(id);
+    if (!sandbox?.netns) return;
+    const saved = await readFile(join(sandbox.bundleDir, 'netns.json'), 'utf8').catch(() => undefined);
+    if (!saved) return;
+    await putAddressesBack(sandbox.netns, JSON.parse(saved) as Eth0).then(
+      () => addressesBack.add(id),
+      () => undefined,
+    );
   }
 
   async function removeCgroups(id: string): Promise<void> {
@@ -247,7 +226,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
 
   return {
     name: 'runsc',
-    capabilities: new Set<Capability>(['checkpoint-memory', 'joins-netns']),
+    capabilities: new Set<Capability>(['checkpoint-memory', 'joins-netns', 'restore-in-place']),
 
     async init() {
       await mkdir(visibleProc, { recursive: true, mode: 0o700 });
@@ -257,6 +236,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
     },
 
     async create(spec: SandboxSpec) {
+      addressesBack.delete(spec.id);
       await writeBundle(spec, true);
       // What restore() needs to give back: runsc moves eth0's addresses into its own stack.
       await writeFile(join(spec.bundleDir, 'netns.json'), JSON.stringify(await readAddresses(spec.netns!)));
@@ -267,12 +247,12 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         spec.bundleDir,
       );
       const pid = readPid(spec.bundleDir, spec.id);
-      known.set(spec.id, { pid, runDir: spec.agentRunDir });
+      remember(spec, pid);
       return { pid };
     },
 
     async start(id: string) {
-      const [file, argv] = hidingProcSysNet(['start', id]);
+      const [file, argv] = hiding(['start', id]);
       await run(file, argv);
     },
 
@@ -314,9 +294,9 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
       await mkdir(imageDir, { recursive: true, mode: 0o700 });
       // What could stop the checkpoint is looked at as the agent quiesces (it writes it); when
       // something would, the agent is told to listen again and the sandbox runs on.
-      const written = await step('quiesce', quiesce(id));
+      const { probe, relistens } = await step('quiesce', quiesce(id));
       try {
-        refuseUnsavable(id, written ?? (await step('probe (runsc exec)', execProbe(id))));
+        refuseUnsavable(id, probe ?? (await step('probe (runsc exec)', execProbe(id))));
       } catch (err) {
         await signalAgent(id, true).catch(() => undefined);
         throw err;
@@ -333,6 +313,7 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
           { cause: err },
         );
       }
+      if (relistens) await writeFile(join(imageDir, RELISTENS), '', { mode: 0o600 });
       // The checkpointed sandbox process exits at once; its state is removed in the background,
       // awaited by whatever needs the id next (restore, destroy).
       const deleting = step('delete (background)', removeCheckpointed(id)).finally(() =>
@@ -353,13 +334,14 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
       // A stopped state left by a checkpoint whose deletion a restart of Cove cut short.
       if ((await list()).includes(spec.id)) await removeState(spec.id);
       await writeBundle(spec, false);
-      const saved = join(spec.bundleDir, 'netns.json');
-      const addresses = existsSync(saved)
-        ? (JSON.parse(await readFile(saved, 'utf8')) as Awaited<ReturnType<typeof readAddresses>>)
-        : undefined;
-      const now = await restoreAddresses(spec.netns!, addresses);
-      await writeFile(saved, JSON.stringify(now));
-      const [file, argv] = hidingProcSysNet([
+      // In place, after removeCheckpointed put eth0's addresses back: nothing to look at.
+      if (!addressesBack.delete(spec.id)) {
+        const saved = join(spec.bundleDir, 'netns.json');
+        const addresses = existsSync(saved) ? (JSON.parse(await readFile(saved, 'utf8')) as Eth0) : undefined;
+        const now = await restoreAddresses(spec.netns!, addresses);
+        await writeFile(saved, JSON.stringify(now));
+      }
+      const [file, argv] = hiding([
         'restore',
         '--detach',
         '--bundle',
@@ -371,12 +353,14 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
         spec.id,
       ]);
       // The agent was saved with its socket closed: it listens again when it finds this file
-      // (agent/src/loop.c, within 5 ms); an agent older than that needs the SIGUSR1, sent in
-      // the background (the caller's connect waits for the socket either way).
+      // (agent/src/loop.c, within 5 ms); an agent older than that (no RELISTENS in its image)
+      // needs the SIGUSR1 of a runsc kill (~20-40 ms), sent in the background (the caller's
+      // connect waits for the socket either way).
       await writeFile(join(spec.agentRunDir, 'listen'), '', { mode: 0o600 });
       await step('runsc restore', runLogged('restore', file, argv, spec.bundleDir));
       const pid = readPid(spec.bundleDir, spec.id);
-      known.set(spec.id, { pid, runDir: spec.agentRunDir });
+      remember(spec, pid);
+      if (existsSync(join(imageDir, RELISTENS))) return { pid };
       const signalled = signalAgent(spec.id, true)
         .catch(() => undefined)
         .finally(() => relistening.delete(spec.id));
