@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import tls from 'node:tls';
 
 /** Cove's checkout: this folder's parent (`--cove <dir>` serves another, e.g. an export of HEAD). */
 export const defaultRoot = resolve(import.meta.dirname, '..');
@@ -22,11 +23,17 @@ export const defaultRoot = resolve(import.meta.dirname, '..');
 export const INSTANCE = process.env.COVE_CONFORMANCE_INSTANCE ?? 'covec';
 export const SUBNET = process.env.COVE_CONFORMANCE_SUBNET ?? '10.25';
 
+/** The template cache the server shares with the machine's other Cove instances. */
+export const TEMPLATES_HOME = process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove';
+
 /** A key in the format every SDK accepts (2.50 and older check /^e2b_[0-9a-f]+$/). */
 export const PLACEHOLDER_KEY = `e2b_${'0'.repeat(40)}`;
 
 export interface Server {
   url: string;
+  /** With TLS: the sandbox domain (`cove.localhost:<port>`) for E2B_DOMAIN, and the CA to trust. */
+  domain?: string;
+  caFile?: string;
   home: string;
   apiKey: string;
   logFile: string;
@@ -34,12 +41,21 @@ export interface Server {
   stop(): Promise<string[]>;
 }
 
-function cliEnv(home: string): NodeJS.ProcessEnv {
+export interface ServeOptions {
+  /** `--tls self-signed`: a local CA and a certificate for cove.localhost and *.cove.localhost. */
+  tls: boolean;
+  /** COVE_REGISTRY_MIRROR: where Docker Hub names are pulled from (stand-ins.ts). */
+  registryMirror?: string;
+}
+
+function cliEnv(home: string, opts?: ServeOptions): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    ...(opts?.registryMirror && { COVE_REGISTRY_MIRROR: opts.registryMirror }),
+    ...(opts?.tls && { NODE_EXTRA_CA_CERTS: join(home, 'tls', 'ca.pem') }),
     COVE_INSTANCE: INSTANCE,
     COVE_SUBNET: SUBNET,
-    COVE_TEMPLATES_HOME: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
+    COVE_TEMPLATES_HOME: TEMPLATES_HOME,
     COVE_HOME: home,
     COVE_LOG_LEVEL: process.env.COVE_LOG_LEVEL ?? 'info',
   };
@@ -49,12 +65,12 @@ function cliEnv(home: string): NodeJS.ProcessEnv {
  * An API key for the SDK. Where Cove has `cove keys create`, a real one made in this server's
  * state directory; before API keys existed any well-formed key was accepted.
  */
-function apiKey(root: string, home: string, url: string): string {
+function apiKey(root: string, home: string, url: string, opts: ServeOptions): string {
   const cli = join(root, 'src', 'cli', 'main.ts');
-  const help = execFileSync(process.execPath, [cli, '--help'], { env: cliEnv(home) }).toString();
+  const help = execFileSync(process.execPath, [cli, '--help'], { env: cliEnv(home, opts) }).toString();
   if (!/^\s+keys\b/m.test(help)) return PLACEHOLDER_KEY;
   const out = execFileSync(process.execPath, [cli, 'keys', 'create', '--name', 'conformance'], {
-    env: { ...cliEnv(home), COVE_URL: url },
+    env: { ...cliEnv(home, opts), COVE_URL: url },
     stdio: ['ignore', 'pipe', 'pipe'],
   }).toString();
   const key = /\be2b_[0-9a-f]+\b/.exec(out)?.[0];
@@ -63,30 +79,45 @@ function apiKey(root: string, home: string, url: string): string {
 }
 
 /** Starts `cove serve` on a free port with a fresh state directory. */
-export async function startServer(root: string, logFile: string): Promise<Server> {
+export async function startServer(root: string, logFile: string, opts: ServeOptions): Promise<Server> {
   const home = mkdtempSync(join(tmpdir(), 'cove-conformance-home-'));
   // The sandboxes' mapped roots must be able to search it.
   chmodSync(home, 0o711);
   const log = createWriteStream(logFile);
   const child: ChildProcess = spawn(
     process.execPath,
-    [join(root, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--home', home],
-    { env: cliEnv(home), stdio: ['ignore', 'pipe', 'pipe'] },
+    [
+      join(root, 'src', 'cli', 'main.ts'),
+      'serve',
+      '--port',
+      '0',
+      '--home',
+      home,
+      ...(opts.tls ? ['--tls', 'self-signed'] : []),
+    ],
+    { env: cliEnv(home, opts), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stderr!.pipe(log, { end: false });
+  let banner = '';
   const url = await new Promise<string>((resolveUrl, reject) => {
-    let text = '';
     child.stdout!.on('data', (d: Buffer) => {
       log.write(d);
-      text += d.toString();
-      const m = /serving on (http:\/\/\S+)/.exec(text);
+      banner += d.toString();
+      const m = /serving on (https?:\/\/\S+)/.exec(banner);
       if (m) resolveUrl(m[1]!);
     });
     child.once('exit', (code) =>
       reject(new Error(`cove serve exited ${code} before serving; see ${logFile}:\n${readTail(logFile)}`)),
     );
   });
-  const key = apiKey(root, home, url);
+  // The banner prints the SDK's settings (E2B_DOMAIN); this process trusts the CA for its own calls.
+  const caFile = opts.tls ? join(home, 'tls', 'ca.pem') : undefined;
+  const domain = opts.tls
+    ? (/export E2B_DOMAIN=(\S+)/.exec(banner)?.[1] ?? `cove.localhost:${new URL(url).port}`)
+    : undefined;
+  if (caFile)
+    tls.setDefaultCACertificates([...tls.getCACertificates('default'), readFileSync(caFile, 'utf8')]);
+  const key = apiKey(root, home, url, opts);
 
   async function killAll(): Promise<void> {
     const headers = { 'x-api-key': key };
@@ -102,6 +133,8 @@ export async function startServer(root: string, logFile: string): Promise<Server
 
   return {
     url,
+    ...(domain && { domain }),
+    ...(caFile && { caFile }),
     home,
     apiKey: key,
     logFile,

@@ -3,7 +3,7 @@
  * builds an E2B cloud URL (getHost() is `<port>-<id>.e2b.app` when the server names no domain)
  * fails at once with a clear message instead of sending anything off the machine. Names under
  * `localhost` resolve to the loopback, as RFC 6761 has it and curl and browsers do (Node asks
- * the system resolver, which usually does not): Cove's create reply names `localhost:<port>`
+ * the system resolver, which usually does not): Cove's create reply names `cove.localhost:<port>`
  * as the sandbox domain, so getHost() reaches Cove's gateway.
  */
 import dns from 'node:dns';

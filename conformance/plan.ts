@@ -35,8 +35,8 @@ export const rules: Rule[] = [
   { match: 'sandbox/lifecyclePayload.test.ts' },
   // Offline, but cheap, and part of the public surface (file URLs, signatures).
   { match: 'sandbox/urls.test.ts' },
-  // getHost() names `<port>-<id>.localhost:<port>` (Cove's reply domain), which guard.ts resolves
-  // to the loopback; the tests ask for https, which needs TLS (issue 4).
+  // getHost() names `<port>-<id>.cove.localhost:<port>` (Cove's reply domain with --tls), which
+  // guard.ts resolves to the loopback; the run serves https, as the tests ask.
   { match: 'sandbox/host.test.ts' },
   { match: 'sandbox/configPropagation.test.ts' },
   { match: 'sandbox/rpcHeaders.test.ts' },
@@ -66,8 +66,8 @@ export const rules: Rule[] = [
     match: 'sandbox/git/',
     skip: 'git helper (deprecated upstream): later; clone needs internet, validation.test needs SDK internals',
   },
-  // Templates (issue 9). Most upstream builds start from Docker Hub images (ubuntu, node),
-  // which Cove refuses by design (no registry reachable): those tests are expected failures.
+  // Templates (issue 9). Upstream's builds from `ubuntu:22.04` pull a Debian stand-in from a
+  // registry on the loopback (stand-ins.ts); stacktrace.test.ts gets a `devcontainer` template.
   { match: 'template/build.test.ts' },
   { match: 'template/backgroundBuild.test.ts' },
   { match: 'template/exists.test.ts' },

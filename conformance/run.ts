@@ -5,6 +5,7 @@
  *
  *   node conformance/run.ts [--sdk 2.51.0] [--update] [--only <text>]... [--workers N] [--keep]
  *                           [--verbose] [--no-setup] [--summary <file.json>] [--cove <checkout>] [--ref <commit>]
+ *                           [--http]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import {
@@ -17,10 +18,11 @@ import {
   writeFileSync,
   createWriteStream,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultRoot, INSTANCE, startServer, SUBNET } from './cove.ts';
+import { defaultRoot, INSTANCE, startServer, SUBNET, TEMPLATES_HOME } from './cove.ts';
+import { ensureTemplate, startRegistry } from './stand-ins.ts';
 import { classify } from './plan.ts';
 import {
   analyze,
@@ -83,6 +85,7 @@ const { values: args } = parseArgs({
     cove: { type: 'string' },
     ref: { type: 'string' },
     summary: { type: 'string' },
+    http: { type: 'boolean', default: false },
   },
 });
 const sdk = args.sdk;
@@ -203,15 +206,34 @@ if (args.ref) {
   root = dir;
   coveVersion = commitOf;
 } else if (!args['no-setup']) execFileSync('bash', [join(root, 'scripts', 'setup.sh')], { stdio: 'inherit' });
-const server = await startServer(root, join(runDir, 'cove.log'));
+// ubuntu:22.04 and a devcontainer template, on this machine (stand-ins.ts).
+const cacheRoot = process.env.COVE_CONFORMANCE_CACHE ?? join(homedir(), '.cache', 'cove-conformance');
+const registry = await startRegistry(cacheRoot, TEMPLATES_HOME, log);
+log(`Docker Hub stand-in: registry at ${registry.mirror} (COVE_REGISTRY_MIRROR)`);
+const server = await startServer(root, join(runDir, 'cove.log'), {
+  tls: !args.http,
+  registryMirror: registry.mirror,
+}).catch((err: unknown) => {
+  registry.stop();
+  throw err;
+});
 log(`\nCove ${coveVersion} at ${server.url} (instance ${INSTANCE}, subnet ${SUBNET}), log ${server.logFile}`);
 const env: NodeJS.ProcessEnv = Object.fromEntries(
   Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')),
 );
-Object.assign(env, { E2B_API_URL: server.url, E2B_SANDBOX_URL: server.url, E2B_API_KEY: server.apiKey });
+// With TLS the SDK builds its own URLs, as against E2B: https://api.<domain>, https://<port>-<id>.<domain>.
+if (server.domain && server.caFile)
+  Object.assign(env, {
+    E2B_DOMAIN: server.domain,
+    NODE_EXTRA_CA_CERTS: server.caFile,
+    E2B_API_KEY: server.apiKey,
+  });
+else Object.assign(env, { E2B_API_URL: server.url, E2B_SANDBOX_URL: server.url, E2B_API_KEY: server.apiKey });
 
 let vitestExit: number | null;
+let removeDevcontainer = async () => {};
 try {
+  removeDevcontainer = await ensureTemplate(server.url, server.apiKey, 'devcontainer');
   const vitestLog = join(runDir, 'vitest.log');
   log(`running ${toRun.length} files with vitest (output in ${vitestLog})...`);
   const child = spawn(process.execPath, [join(sdkDir, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], {
@@ -230,7 +252,8 @@ try {
   vitestExit = await new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   clearTimeout(limit);
 } finally {
-  const left = await server.stop();
+  await removeDevcontainer().catch(() => {});
+  const left = await server.stop().finally(() => registry.stop());
   if (left.length) log(`warning: sandbox directories left in ${server.home}: ${left.join(' ')}`);
 }
 if (!existsSync(resultsFile)) {

@@ -323,6 +323,9 @@ describe('sandbox routes', () => {
     expect(forks.status).toBe(201);
     expect(forks.body).toHaveLength(2);
     expect((await call('POST', `/sandboxes/${id}/fork`, { count: 0 })).status).toBe(400);
+    // The body's bounds come first, as upstream's API validates them: 400 even for an unknown id.
+    expect((await call('POST', '/sandboxes/sbx-test/fork', { count: 0 })).body).toMatchObject({ code: 400 });
+    expect((await call('POST', '/sandboxes/sbx-test/fork', { count: 1 })).status).toBe(404);
     expect((await call('GET', '/snapshots')).body).toEqual([]);
   });
 

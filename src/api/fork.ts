@@ -6,9 +6,10 @@ import type { ApiEnv } from './auth.ts';
 import { body, sandboxId } from './validate.ts';
 import { sandboxReply } from './wire.ts';
 
+/** Upstream's SandboxForkRequest bounds: its API refuses a body outside them (400) before it looks the source up. */
 const forkSchema = z.looseObject({
-  timeout: z.number().int().optional(),
-  count: z.number().int().optional(),
+  timeout: z.number().int().min(0).optional(),
+  count: z.number().int().min(1).max(100).optional(),
 });
 
 /** Upstream's defaults when the body leaves them out (2.51 sends only what the caller set). */
@@ -24,9 +25,9 @@ export function forkRoutes(deps: ApiDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
   app.post('/sandboxes/:id/fork', async (c) => {
-    const id = sandboxId(c);
     const { timeout = FORK_DEFAULT_TIMEOUT, count = FORK_DEFAULT_COUNT } = await body(c, forkSchema);
-    manager.get(id); // an unknown source is a 404 before the count is judged
+    const id = sandboxId(c);
+    manager.get(id); // an unknown source is a 404 (after the body's bounds, as upstream)
     const results = await manager.fork(id, { count, timeoutMs: timeout * 1000, owner: c.get('keyId') });
     sandboxLog.append(id, 'info', 'forked', {
       forks: results.map((r) => ('sandbox' in r ? r.sandbox.id : r.error.code)).join(','),

@@ -126,7 +126,7 @@ describe.skipIf(!canRunSandboxes)('templates built with the E2B Template SDK', (
     await expect(Sandbox.create(`${name}:prod`)).rejects.toThrow();
   });
 
-  it('gives sandboxes the build’s cpuCount and memoryMB; a start command that dies fails create clearly', async () => {
+  it('gives sandboxes the build’s cpuCount and memoryMB; a start command that dies fails the build clearly', async () => {
     await build(Template().fromTemplate('base'), `${name}-small`, { cpuCount: 1, memoryMB: 512 });
     const sbx = await Sandbox.create(`${name}-small`);
     try {
@@ -134,8 +134,9 @@ describe.skipIf(!canRunSandboxes)('templates built with the E2B Template SDK', (
     } finally {
       await sbx.kill();
     }
-    await build(Template().fromTemplate('base').setStartCmd('echo dying; exit 7', 'false'), `${name}-dies`);
-    await expect(Sandbox.create(`${name}-dies`)).rejects.toThrow(/exited \(status 7\)[\s\S]*dying/);
+    // As E2B: the build runs the start command (templates-start.test.ts has the rest).
+    const dies = Template().fromTemplate('base').setStartCmd('echo dying; exit 7', 'false');
+    await expect(build(dies, `${name}-dies`)).rejects.toThrow(/exited with status 7[\s\S]*dying/);
   });
 
   it('fails a build whose RUN fails with BuildError naming the step and its output', async () => {
@@ -145,6 +146,11 @@ describe.skipIf(!canRunSandboxes)('templates built with the E2B Template SDK', (
     expect((err as Error).message).toMatch(/step 2 \(RUN\) failed/);
     expect((err as Error).message).toMatch(/exit code 3[\s\S]*oops-output/);
     expect(await Template.exists(`${name}-fail`)).toBe(false);
+    // An unknown user: E2B's wording, which upstream's runCmd test matches.
+    const nobody = Template().fromTemplate('base').runCmd('whoami', { user: 'root123' });
+    await expect(build(nobody, `${name}-fail`)).rejects.toThrow(
+      "failed to run command 'whoami': command failed: unauthenticated: invalid username: 'root123'",
+    );
   });
 
   it('refuses an unknown base and an image registry at once', async () => {

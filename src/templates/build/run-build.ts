@@ -24,6 +24,7 @@ import {
 } from './spec.ts';
 
 export { StepError };
+import { checkStart } from './start-check.ts';
 import { envStep, runFileStep, STEP_RUNNER, type StepContext } from './steps.ts';
 
 /** A layer: the state after a step. `layers/<key>/layer.json`, and `rootfs/` when the step changed files. */
@@ -193,6 +194,16 @@ export async function runBuild(
   } else if (spec.readyCmd && start) {
     start = { ...start, readyCmd: spec.readyCmd, readyTimeoutMs: READY_TIMEOUT_MS };
   }
+  // As E2B: the start command this build sets runs once before the template is published.
+  if ((spec.startCmd || spec.readyCmd) && start?.readyCmd !== undefined)
+    await checkStart(deps.open, {
+      name: input.name,
+      layer,
+      start: { ...start, readyCmd: start.readyCmd },
+      limits,
+      runtime,
+      log,
+    });
   return { layer, chain, limits, ...(start && { start }), ...(runtime && { runtime }) };
 }
 

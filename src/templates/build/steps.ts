@@ -125,7 +125,17 @@ export async function runFileStep(r: StepRun): Promise<StepContext> {
   switch (step.type) {
     case 'RUN': {
       const cmd = args[0] ?? '';
-      await run(['/bin/bash', '-c', cmd], args[1] || ctx.user.name, `command '${cmd}'`);
+      const user = args[1] || ctx.user.name;
+      await run(['/bin/bash', '-c', cmd], user, `command '${cmd}'`).catch((err: unknown) => {
+        // E2B's wording (envd refuses the user), which upstream's runCmd test matches.
+        if (err instanceof CoveError && /does not exist in the sandbox/.test(err.message))
+          throw new CoveError(
+            'invalid_argument',
+            `failed to run command '${cmd}': command failed: unauthenticated: invalid username: '${user}'`,
+            { cause: err },
+          );
+        throw err;
+      });
       return ctx;
     }
     case 'COPY': {
