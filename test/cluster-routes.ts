@@ -11,7 +11,8 @@ import { until, type ClusterContext } from './cluster-resources.ts';
  * What `cove serve` offers beyond sandboxes and their resources, through `cove api`: secrets
  * (kept in the cluster store; a node's egress proxy gets a value only for its own sandbox),
  * the console's key management, its page and its `/cove/v1` reads gathered over the nodes
- * (sandbox events merged, host figures summed, builds, pools, audit, metrics), the CLI's exec
+ * (sandbox events merged, host figures summed, builds, pools, audit, metrics, usage), the
+ * nodes' Prometheus metrics and workload identity keys through a replica, the CLI's exec
  * and Cove's MCP server (a session on one node, reached through either replica, its sandboxes
  * placed). Runs inside cluster.test.ts, on its cluster (src/cluster/gathered.ts, mcp.ts).
  */
@@ -112,6 +113,21 @@ export function routeCases(ctx: ClusterContext & { clusterSecret: string }): voi
     expect((await api(0, '/cove/v1/pools')).status).toBe(200);
     expect(Array.isArray(await (await api(0, '/cove/v1/builds')).json())).toBe(true);
     expect((await api(0, '/cove/v1/templates')).status).toBe(200);
+    // Prometheus through a replica (nodes admit only replicas): each family once, every node's samples.
+    const metrics = await (await api(1, '/metrics')).text();
+    expect(metrics.match(/^# TYPE cove_sandboxes gauge$/gm)).toHaveLength(1);
+    for (const n of up) expect(metrics).toMatch(new RegExp(`^cove_sandboxes\\{node="${n}"`, 'm'));
+    const usage = (await (await api(0, '/cove/v1/usage')).json()) as { keyId: string; requests: number };
+    expect(usage).toMatchObject({ keyId: 'key_test', requests: 0 });
+    // Workload identity's keys, without a key: every node signs with its own.
+    const jwks = (await (await fetch(`${ctx.useApi(0)}/.well-known/jwks.json`)).json()) as {
+      keys: unknown[];
+    };
+    expect(jwks.keys.length).toBeGreaterThanOrEqual(up.length);
+    const discovery = await fetch(`${ctx.useApi(0)}/.well-known/openid-configuration`);
+    expect(((await discovery.json()) as { jwks_uri: string }).jwks_uri).toMatch(
+      /\/\.well-known\/jwks\.json$/,
+    );
 
     // Events: one stream through replica 0, sandboxes made on different nodes through replica 1.
     const abort = new AbortController();
@@ -137,8 +153,8 @@ export function routeCases(ctx: ClusterContext & { clusterSecret: string }): voi
     }
     for (const s of made) await seen(new RegExp(`event: created\\ndata: \\{"sandboxID":"${s.sandboxId}"\\}`));
     // Metrics of sandboxes on several nodes in one call; one sandbox's audit trail from its node.
-    const metrics = await api(0, `/sandboxes/metrics?sandbox_ids=${made.map((s) => s.sandboxId).join(',')}`);
-    expect(metrics.status).toBe(200);
+    const latest = await api(0, `/sandboxes/metrics?sandbox_ids=${made.map((s) => s.sandboxId).join(',')}`);
+    expect(latest.status).toBe(200);
     const audit = (await (await api(0, `/cove/v1/audit?sandbox=${made[0]!.sandboxId}`)).json()) as {
       events: Array<{ action: string }>;
     };

@@ -10,8 +10,10 @@ import { CoveError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { currentRequest } from '../core/request-context.ts';
 import type { HostHealth } from '../metrics/host.ts';
+import type { UsageSummary } from '../services/usage.ts';
 import type { createForwarder, NodeReply } from './forward.ts';
 import { clusterKeys } from './keys.ts';
+import { mergePrometheus, sumUsage } from './merge.ts';
 import type { ClusterSecrets } from './secrets.ts';
 import type { ClusterStore, NodeRecord } from './store.ts';
 
@@ -40,7 +42,8 @@ const PING_MS = 15_000;
  * src/api/secrets.ts and keys.ts, over the cluster's store); the console's page; and the
  * console's `/cove/v1` reads gathered from every live node (sandbox events merged into one
  * stream, the host figures summed with each node's beside them, builds, pools, audit records,
- * sandbox metrics). A route none of these serves is answered 400, "not supported behind cove
+ * sandbox metrics, service usage), the nodes' Prometheus metrics (merge.ts) and their workload
+ * identity keys. A route none of these serves is answered 400, "not supported behind cove
  * api yet" (docs/scale-out.md lists them).
  */
 export function gatheredRoutes(deps: Deps) {
@@ -58,6 +61,19 @@ export function gatheredRoutes(deps: Deps) {
   );
   // The page and its scripts carry no key (the page asks for one).
   app.route('/', consoleRoutes());
+  // Workload identity (src/identity), without a key as on one host: every node signs with its
+  // own key, so the key set is all of theirs; the discovery document is any node's (set
+  // COVE_IDENTITY_ISSUER on the nodes to the replicas' public URL: docs/scale-out.md).
+  app.get('/.well-known/jwks.json', async (c) => {
+    const keys = new Map<string, unknown>();
+    for (const { r } of await eachRaw(c, '/.well-known/jwks.json', ''))
+      for (const k of (JSON.parse(r.body.toString('utf8')) as { keys: Array<{ kid?: string }> }).keys)
+        keys.set(k.kid ?? JSON.stringify(k), k);
+    return c.json({ keys: [...keys.values()] });
+  });
+  app.get('/.well-known/openid-configuration', async (c) =>
+    replyOf(c, await forward.call(await deps.anyNode(), 'GET', pathOf(c), incoming(c), '')),
+  );
   // The replica checked the key (routes.ts) and put its id in the request's context.
   app.use('*', async (c, next) => {
     const keyId = currentRequest()?.keyId;
@@ -74,19 +90,27 @@ export function gatheredRoutes(deps: Deps) {
     return u.pathname + u.search;
   };
   /** Every live node's answer to the same GET (a node that fails is left out, and logged). */
-  async function each(c: Context<Env>, path: string): Promise<Array<{ node: NodeRecord; body: unknown }>> {
+  async function eachRaw(
+    c: Context<Env>,
+    path: string,
+    keyId: string = c.get('keyId'),
+  ): Promise<Array<{ node: NodeRecord; r: NodeReply }>> {
     const nodes = await deps.live();
     const replies = await Promise.all(
       nodes.map(async (node) => {
         const r: NodeReply | undefined = await forward
-          .call(node, 'GET', path, incoming(c), c.get('keyId'))
+          .call(node, 'GET', path, incoming(c), keyId)
           .catch((err: unknown) => void deps.log.warn({ node: node.name, err }, 'node left out of a gather'));
-        if (!r || r.status !== 200) return undefined;
-        return { node, body: JSON.parse(r.body.toString('utf8')) as unknown };
+        return r?.status === 200 ? { node, r } : undefined;
       }),
     );
     return replies.filter((r) => r !== undefined);
   }
+  const each = async (c: Context<Env>, path: string) =>
+    (await eachRaw(c, path)).map(({ node, r }) => ({
+      node,
+      body: JSON.parse(r.body.toString('utf8')) as unknown,
+    }));
   const replyOf = (c: Context<Env>, r: NodeReply) =>
     c.body(
       new Uint8Array(r.body),
@@ -167,6 +191,27 @@ export function gatheredRoutes(deps: Deps) {
     for (const { body } of await each(c, path))
       Object.assign(sandboxes, (body as { sandboxes: Record<string, unknown> }).sandboxes);
     return c.json({ sandboxes });
+  });
+
+  // Nodes admit only replicas, so their metrics are scraped here, each sample labelled by node.
+  app.get('/metrics', async (c) => {
+    const parts = (await eachRaw(c, '/metrics')).map(({ node, r }) => ({
+      node: node.name,
+      text: r.body.toString('utf8'),
+    }));
+    return c.body(mergePrometheus(parts), 200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    });
+  });
+
+  // Runtime services' usage: each node keeps the ledger of its sandboxes' calls; summed here.
+  app.get('/cove/v1/usage', async (c) => {
+    const sandbox = c.req.query('sandboxId');
+    const owner = sandbox ? await deps.ownerOf(sandbox) : undefined;
+    if (owner) return replyOf(c, await forward.call(owner, 'GET', pathOf(c), incoming(c), c.get('keyId')));
+    const parts = await each(c, pathOf(c));
+    const who = sandbox ? { sandboxId: sandbox } : { keyId: c.req.query('keyId') ?? c.get('keyId') };
+    return c.json({ ...who, ...sumUsage(parts.map((p) => p.body as UsageSummary)) });
   });
 
   app.get('/cove/v1/sandbox-events', (c) =>

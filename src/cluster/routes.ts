@@ -250,8 +250,10 @@ export function clusterRoutes(deps: Deps) {
     async api(req: IncomingMessage, res: ServerResponse): Promise<void> {
       const unkeyed = new URL(req.url ?? '/', 'http://api').pathname;
       if (await resources.withoutKey(req, res, unkeyed)) return;
-      // The console's page and scripts (they carry no key; the page asks for one).
-      if (unkeyed === '/console' || unkeyed.startsWith('/console/')) return gathered(req, res);
+      // The console's page and scripts (they carry no key; the page asks for one), and the
+      // workload identity's discovery document and keys.
+      if (unkeyed === '/console' || unkeyed.startsWith('/console/') || unkeyed.startsWith('/.well-known/'))
+        return gathered(req, res);
       const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
       const key = req.headers['x-api-key'] ?? bearer;
       const record = typeof key === 'string' ? await store.apiKeyByHash(hashApiKey(key)) : undefined;
