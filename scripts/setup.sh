@@ -91,8 +91,11 @@ fi
 
 # 3d. The microVM backend's guest kernel and initramfs (~20 s the first time: a 27 MB kernel
 #     package download; cached by recipe in <templates home>/microvm/guest, where the server
-#     looks: COVE_TEMPLATES_HOME, else COVE_HOME, else /var/lib/cove, as for templates).
-bash scripts/microvm-guest.sh "${COVE_TEMPLATES_HOME:-${COVE_HOME:-/var/lib/cove}}"
+#     looks: COVE_TEMPLATES_HOME, else COVE_HOME, else /var/lib/cove, as for templates). Only
+#     for the tests and a microvm default: otherwise the driver builds it at its first VM.
+if [[ ${COVE_SETUP_TESTS:-} == 1 || ${COVE_RUNTIME:-} == microvm ]]; then
+  bash scripts/microvm-guest.sh "${COVE_TEMPLATES_HOME:-${COVE_HOME:-/var/lib/cove}}"
+fi
 
 # 4. Templates (Debian rootfs): `base` (~1 minute the first time) and those named as
 #    arguments; `npm test` adds code-interpreter-v1 (~2 minutes, the scientific Python stack),

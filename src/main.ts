@@ -33,7 +33,7 @@ import { createPrometheus } from './metrics/prometheus.ts';
 import { createSandboxSampler } from './metrics/sandboxes.ts';
 import type { ReconcileReport } from './manager/reconcile.ts';
 import { createNetwork } from './network/network.ts';
-import { createDrivers } from './runtime/drivers.ts';
+import { acceleratorWarnings, createDrivers } from './runtime/drivers.ts';
 import { createRuntimeSet } from './runtime/set.ts';
 import { readSandboxFile } from './services/sandbox-file.ts';
 import { createServices } from './services/services.ts';
@@ -70,6 +70,8 @@ export interface Cove {
   apiKey?: string;
   /** Stops serving. Sandboxes keep running; the next start adopts them. */
   close(): Promise<void>;
+  /** What `cove serve` says beside its URL (software emulation under the microvm default). */
+  warnings?: string[];
 }
 
 /**
@@ -244,10 +246,10 @@ async function startLocked(
     sandboxes: () => manager.list(),
     pools: () => manager.pool.stats(),
     home: config.home,
+    microvm: () => microvm.info(),
   });
   const reconciled = await manager.start();
-  const accel = microvm.accelerator();
-  if (accel) log.info({ accelerator: accel.name, host: accel.host, why: accel.why }, 'microvm backend ready');
+  const warnings = acceleratorWarnings(microvm, config.runtime);
   await services.listen(`${config.subnet16}.0.1`, config.services.port);
   const stopDatabases = await startDatabases(manager, databases, databaseAccess, {
     address: `${config.subnet16}.0.1`,
@@ -373,6 +375,7 @@ async function startLocked(
     reconciled,
     url,
     domain,
+    warnings,
     ...(tls && { tls }),
     ...(apiKey !== undefined && { apiKey }),
     async close() {

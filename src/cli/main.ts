@@ -6,6 +6,7 @@ import { auditCommand } from './audit.ts';
 import { clusterCommands } from '../cluster/cli.ts';
 import { createClient } from './client.ts';
 import { dbCommands } from './db.ts';
+import { doctorCommand } from './doctor.ts';
 import { quotaCommands } from './quota.ts';
 import { keyCommands } from './keys.ts';
 import { sandboxCommands } from './sandbox.ts';
@@ -33,7 +34,7 @@ program
   .addOption(
     new Option(
       '--runtime <name>',
-      'default runtime of sandboxes: crun, runsc for gVisor, or microvm for a QEMU VM each (docs/runtimes.md)',
+      'default runtime of sandboxes: crun, runsc for gVisor, or microvm for a QEMU VM each (docs/runtimes.md; without usable KVM microVMs are emulated, slow for heavy computation: cove doctor says which)',
     ).choices(['crun', 'runsc', 'microvm']),
   )
   .option('--require-kvm', 'refuse the microvm backend where the host has no usable hardware KVM')
@@ -64,6 +65,7 @@ program
       `Cove is serving on ${cove.url}\n` +
         `  servers in sandboxes: ${scheme}://<port>-<id>.${cove.domain} (or E2b-Sandbox-Id/-Port headers)\n` +
         (cove.tls ? `  API: https://api.${cove.domain}\n` + trustHints(cove.tls, cove.domain) : '') +
+        (cove.warnings ?? []).map((w) => `  warning: ${w}\n`).join('') +
         `  adopted ${adopted.length} running sandboxes, removed ${removed.length} dead ones and ${orphans.length} orphans\n` +
         (cove.apiKey
           ? `  a first API key was made; it is shown only this once (more: cove keys create). For the E2B SDK and the CLI:\n` +
@@ -111,6 +113,7 @@ program.addCommand(
   ),
 );
 program.addCommand(keyCommands());
+program.addCommand(doctorCommand());
 program.addCommand(dbCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(quotaCommands(() => createClient(serverUrl(), clientApiKey())));
 program.addCommand(auditCommand(() => createClient(serverUrl(), clientApiKey())));

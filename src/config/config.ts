@@ -105,7 +105,7 @@ export interface Config {
   runtime: 'crun' | 'runsc' | 'microvm';
   runscRoot: string;
   /** The microvm backend's VMs (src/runtime/microvm) and whether it refuses to run without KVM (COVE_REQUIRE_KVM, `--require-kvm`). */
-  microvm: { stateRoot: string; cacheDir: string; requireKvm: boolean };
+  microvm: { stateRoot: string; cacheDir: string; requireKvm: boolean; readyTimeoutMs?: number };
 }
 
 export type ConfigOverrides = Partial<
@@ -216,6 +216,8 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessE
       stateRoot: `/run/${instance}/microvm`,
       cacheDir: join(overrides.templatesHome ?? env.COVE_TEMPLATES_HOME ?? home, 'microvm'),
       requireKvm: overrides.requireKvm ?? env.COVE_REQUIRE_KVM === '1',
+      // A VM not ready in this time is killed and retried once (src/runtime/microvm/ready.ts).
+      ...(env.COVE_MICROVM_READY_TIMEOUT_MS && { readyTimeoutMs: Number(env.COVE_MICROVM_READY_TIMEOUT_MS) }),
     },
   };
 }

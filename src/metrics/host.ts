@@ -44,6 +44,8 @@ export interface HostHealth {
   /** Sandboxes by backend, then by state. */
   sandboxes: Record<string, Record<string, number>>;
   pools: Record<string, { ready: number; target: number }>;
+  /** The microvm backend's accelerator and why (`decided`: chosen at its start, else the host's probe). */
+  microvm?: { name: 'kvm' | 'tcg'; host: string; why: string; decided: boolean };
 }
 
 export async function readHost(sources: PrometheusSources, busy: () => number): Promise<HostHealth> {
@@ -63,5 +65,6 @@ export async function readHost(sources: PrometheusSources, busy: () => number): 
     diskAvailableBytes: st.bavail * st.bsize,
     sandboxes,
     pools: sources.pools(),
+    ...(sources.microvm && { microvm: sources.microvm() }),
   };
 }

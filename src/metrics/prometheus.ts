@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { cpuBusy, memAvailable, readHost } from './host.ts';
+import { cpuBusy, memAvailable, readHost, type HostHealth } from './host.ts';
 
 /** What the gauges read at each scrape; main.ts wires them to the manager and its pool. */
 export interface PrometheusSources {
@@ -10,6 +10,8 @@ export interface PrometheusSources {
   pools: () => Record<string, { ready: number; target: number }>;
   /** Where sandboxes live: its filesystem's room is the disk headroom. */
   home: string;
+  /** The microvm backend's accelerator, for `GET /cove/v1/host`. */
+  microvm?: () => NonNullable<HostHealth['microvm']>;
 }
 
 /** Latency buckets, seconds: from a pool hit (~1 ms) to a cold create on a loaded host. */

@@ -1,6 +1,7 @@
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../core/log.ts';
-import { createMicrovmDriver } from './microvm/microvm.ts';
+import { TCG_WARNING } from './microvm/accel.ts';
+import { createMicrovmDriver, type MicrovmDriver } from './microvm/microvm.ts';
 import { createCrunDriver } from './oci/crun.ts';
 import { createRunscDriver } from './runsc/runsc.ts';
 
@@ -12,7 +13,14 @@ import { createRunscDriver } from './runsc/runsc.ts';
 export function createDrivers(
   config: Pick<
     Config,
-    'crunRoot' | 'runscRoot' | 'mountHelper' | 'instance' | 'statxShim' | 'microvm' | 'agentBinary'
+    | 'crunRoot'
+    | 'runscRoot'
+    | 'mountHelper'
+    | 'instance'
+    | 'statxShim'
+    | 'microvm'
+    | 'agentBinary'
+    | 'runtime'
   >,
   log?: Logger,
 ) {
@@ -20,6 +28,10 @@ export function createDrivers(
     ...config.microvm,
     agentBinary: config.agentBinary,
     ...(log && { log: (msg: string, fields: Record<string, unknown>) => log.info(fields, msg) }),
+    ...(log && { warn: (msg: string, fields: Record<string, unknown>) => log.warn(fields, msg) }),
+    // A Cove that never runs a microVM pays nothing for the backend at start (prepare.ts).
+    lazy: config.runtime !== 'microvm',
+    cgroupParent: config.instance,
   });
   const crun = createCrunDriver({
     stateRoot: config.crunRoot,
@@ -32,4 +44,12 @@ export function createDrivers(
     statxShim: config.statxShim,
   });
   return { drivers: [crun, runsc, microvm], microvm };
+}
+
+/**
+ * What `cove serve` says where microVMs are its default and run under software emulation:
+ * correct, but slow for heavy computation (the driver logs it, and its accelerator, as it starts).
+ */
+export function acceleratorWarnings(microvm: MicrovmDriver, runtime: string): string[] {
+  return runtime === 'microvm' && microvm.accelerator()?.name === 'tcg' ? [TCG_WARNING] : [];
 }

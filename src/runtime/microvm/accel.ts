@@ -40,25 +40,35 @@ export function probeHost(root = '/'): HostVirt {
   }
 }
 
+const SLOWER = 'correct but much slower for heavy computation';
+
+/**
+ * What the host's probe alone says (`cove doctor`, get-info before the backend's first use):
+ * PVM and no KVM are decided; hardware KVM is used only once a canary VM boots with it.
+ */
+export function describeAccelerator(host: HostVirt): Accelerator {
+  if (host === 'pvm')
+    return {
+      name: 'tcg',
+      host,
+      why: `/dev/kvm is PVM (software nested virtualisation), which Debian's kernels cannot use: QEMU's software CPU (TCG), ${SLOWER}`,
+    };
+  if (host === 'none')
+    return {
+      name: 'tcg',
+      host,
+      why: `no /dev/kvm with hardware virtualisation: QEMU's software CPU (TCG), ${SLOWER}`,
+    };
+  return { name: 'kvm', host, why: 'hardware KVM (a canary VM confirms it when the backend starts)' };
+}
+
 /**
  * Chooses the accelerator: KVM when the host has hardware KVM and `canary` (a VM booted with
  * it to a responding agent) succeeds, QEMU's software CPU otherwise. With `requireKvm` the
  * absence of KVM is an error (the caller refuses the backend).
  */
 export async function chooseAccelerator(host: HostVirt, canary: () => Promise<void>): Promise<Accelerator> {
-  const slower = 'correct but much slower for heavy computation';
-  if (host === 'pvm')
-    return {
-      name: 'tcg',
-      host,
-      why: `/dev/kvm is PVM (software nested virtualisation), which Debian's kernels cannot use: QEMU's software CPU (TCG), ${slower}`,
-    };
-  if (host === 'none')
-    return {
-      name: 'tcg',
-      host,
-      why: `no /dev/kvm with hardware virtualisation: QEMU's software CPU (TCG), ${slower}`,
-    };
+  if (host !== 'kvm') return describeAccelerator(host);
   try {
     await canary();
     return { name: 'kvm', host, why: 'hardware KVM: a canary VM booted to its agent' };
@@ -66,10 +76,19 @@ export async function chooseAccelerator(host: HostVirt, canary: () => Promise<vo
     return {
       name: 'tcg',
       host,
-      why: `hardware KVM is present but a canary VM did not boot with it (${String(err).slice(0, 200)}): QEMU's software CPU (TCG), ${slower}`,
+      why: `hardware KVM is present but a canary VM did not boot with it (${String(err).slice(0, 200)}): QEMU's software CPU (TCG), ${SLOWER}`,
     };
   }
 }
+
+/** What get-info and the console show: the backend's choice once made, the probe's answer before. */
+export function acceleratorInfo(chosen: Accelerator | undefined): Accelerator & { decided: boolean } {
+  return chosen ? { ...chosen, decided: true } : { ...describeAccelerator(probeHost()), decided: false };
+}
+
+/** Said where the microvm backend is chosen when it runs on QEMU's software CPU. */
+export const TCG_WARNING =
+  'microVMs run under software emulation (QEMU TCG, no usable KVM here): correct, but heavy computation in them is much slower than on crun or runsc';
 
 /** The host's TSC frequency in kHz (under TCG the guest reads the host's TSC). */
 export function hostTscKhz(): number | undefined {

@@ -34,7 +34,11 @@ export async function saveRunning(
     if (status !== 'running') throw new CoveError('conflict', `the VM of ${id} is ${status}, not running`);
     let failure: Error | undefined;
     try {
-      await saveState(q, join(imageDir, 'state'), { ignoreShared: false, timeoutMs: opts.timeoutMs });
+      await saveState(q, join(imageDir, 'state'), {
+        ignoreShared: false,
+        timeoutMs: opts.timeoutMs,
+        socketDir: vms.ioDir(id),
+      });
       await run('cp', ['--sparse=always', disk, join(imageDir, 'disk.qcow2')], { timeoutMs: opts.timeoutMs });
     } catch (err) {
       failure = err instanceof Error ? err : new Error(String(err));

@@ -1,17 +1,18 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
 import type { Capability, RuntimeDriver, SandboxSpec, SandboxStatus } from '../driver.ts';
-import { chooseAccelerator, hostTscKhz, probeHost, type Accelerator } from './accel.ts';
-import { guestDir, initrdWithAgent, templateImage } from './guest.ts';
+import { acceleratorInfo, hostTscKhz, type Accelerator } from './accel.ts';
+import { prepareBackend } from './prepare.ts';
+import { guestDir, templateImage } from './guest.ts';
 import { setIdentity } from './identity.ts';
 import { saveRunning } from './live-save.ts';
 import { loadState, saveState } from './migrate.ts';
 import { macFor, type VmArgs } from './qemu.ts';
-import { createTemplateVms, type BaseArgs } from './template-vm.ts';
+import { readyOrRetry } from './ready.ts';
+import type { BaseArgs } from './template-vm.ts';
 import { plumbTap, TAP } from './tap.ts';
 import { createVms, type VmState } from './vm.ts';
 
@@ -26,7 +27,14 @@ export interface MicrovmOptions {
   binary?: string;
   /** Boot every VM instead of cloning its template's saved VM (the benchmark's cold boot). */
   noClones?: boolean;
+  /** How long a VM may take to become ready (boot, or restore and identity) before it is killed and retried once. */
+  readyTimeoutMs?: number;
   log?: (msg: string, fields: Record<string, unknown>) => void;
+  warn?: (msg: string, fields: Record<string, unknown>) => void;
+  /** Sandbox VMs' QEMU goes into `<cgroupParent>/<id>`, where their metrics are read (the instance name). */
+  cgroupParent?: string;
+  /** Prepare at the first VM, not at init (a server whose default backend is another). */
+  lazy?: boolean;
 }
 
 /** How long a cold boot may take to the agent opening its port (software emulation on 2 busy cores). */
@@ -41,6 +49,8 @@ const SAVE_TIMEOUT_MS = 120_000;
 export interface MicrovmDriver extends RuntimeDriver {
   /** Known after init(): what QEMU runs with and why. */
   accelerator(): Accelerator | undefined;
+  /** The accelerator for get-info and the console: the chosen one, else what the host's probe says. */
+  info(): Accelerator & { decided: boolean };
 }
 
 /**
@@ -55,11 +65,45 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
   const initrd = join(opts.stateRoot, 'initrd.img');
   const vms = createVms(opts.stateRoot, qemu);
   let accel: Accelerator | undefined;
-  let templates: ReturnType<typeof createTemplateVms> | undefined;
-  /** Saved VMs that could not be made: their templates boot, until Cove restarts. */
-  const unsaved = new Map<string, string>();
+  let templates: Awaited<ReturnType<typeof prepareBackend>>['templates'] | undefined;
   /** The sweep of saved VMs of no more use (template-vm.ts, collect): at start and every minute. */
   let sweeper: NodeJS.Timeout | undefined;
+  let prepared: Promise<void> | undefined;
+  /** The backend's first use: guest, agent, accelerator, saved VMs (prepare.ts); once, retried after a failure. */
+  function prepare(): Promise<void> {
+    prepared ??= prepareBackend({
+      qemu,
+      vms,
+      stateRoot: opts.stateRoot,
+      cacheDir: opts.cacheDir,
+      guest,
+      initrd,
+      agentBinary: opts.agentBinary,
+      bootTimeoutMs: BOOT_TIMEOUT_MS,
+      ...(opts.requireKvm && { requireKvm: true }),
+      ...(opts.log && { log: opts.log }),
+      ...(opts.warn && { warn: opts.warn }),
+    }).then(
+      (r) => {
+        accel = r.accel;
+        templates = r.templates;
+        const sweep = () =>
+          r.templates.collect().then((removed) => {
+            if (removed.length > 0) opts.log?.('microvm: removed unused saved VMs', { removed });
+          });
+        clearInterval(sweeper);
+        sweeper = setInterval(() => void sweep().catch(() => undefined), SWEEP_MS).unref();
+        return sweep();
+      },
+      (err: unknown) => {
+        prepared = undefined;
+        throw err;
+      },
+    );
+    return prepared;
+  }
+  /** Saved VMs that could not be made: their templates boot, until Cove restarts. */
+  const unsaved = new Map<string, string>();
 
   function baseArgs(spec: Pick<SandboxSpec, 'limits'>): BaseArgs {
     if (!accel) throw new CoveError('internal', 'microvm driver used before init');
@@ -76,6 +120,7 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
   /** A sandbox's own part of the command line: its sockets, console, disk and NIC. */
   function ownArgs(spec: SandboxSpec, net: { address: string } | undefined) {
     return {
+      runAs: { uid: spec.uidBase, gid: spec.uidBase },
       agentSocket: join(spec.agentRunDir, 'agent.sock'),
       qmpSocket: vms.qmpPath(spec.id),
       consoleLog: join(spec.bundleDir, 'console.log'),
@@ -102,15 +147,19 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
    * frame of the saved VM's address or MAC leaves before start() has given it its own.
    */
   async function launchRestored(
-    spec: SandboxSpec,
+    id: string,
     args: VmArgs,
     state: VmState,
     from: { file: string; ignoreShared: boolean },
   ): Promise<number> {
-    const pid = await vms.launch(spec.id, state, { ...args, incoming: true, paused: true });
-    await vms.withQmp(spec.id, async (q) => {
+    const pid = await vms.launch(id, { ...state, from }, { ...args, incoming: true, paused: true });
+    await vms.withQmp(id, async (q) => {
       if (args.nic) await q.execute('set_link', { name: 'net', up: false });
-      await loadState(q, from.file, { ignoreShared: from.ignoreShared, timeoutMs: RESTORE_TIMEOUT_MS });
+      await loadState(q, from.file, {
+        ignoreShared: from.ignoreShared,
+        timeoutMs: RESTORE_TIMEOUT_MS,
+        socketDir: vms.ioDir(id),
+      });
     });
     return pid;
   }
@@ -135,65 +184,56 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
    * one: runs it, gives it its identity through its agent, then lets its NIC carry frames.
    */
   async function start(id: string): Promise<void> {
+    await prepare();
+    await readyOrRetry({
+      id,
+      ready: () => startOnce(id),
+      relaunch: () => relaunch(id),
+      ...(opts.log && { log: opts.log }),
+    });
+  }
+
+  async function startOnce(id: string): Promise<void> {
     const state = await vms.readState(id);
-    if (!state.restored) return vms.bootToAgent(id, BOOT_TIMEOUT_MS[accel?.name ?? 'tcg']);
+    if (!state.restored)
+      return vms.bootToAgent(id, opts.readyTimeoutMs ?? BOOT_TIMEOUT_MS[accel?.name ?? 'tcg']);
     await vms.withQmp(id, (q) => q.execute('cont'));
-    await setIdentity(join(state.bundleDir, 'run', 'agent.sock'), state.restored, RESTORE_TIMEOUT_MS);
+    await setIdentity(
+      join(state.bundleDir, 'run', 'agent.sock'),
+      state.restored,
+      opts.readyTimeoutMs ?? RESTORE_TIMEOUT_MS,
+    );
     if (state.restored.address)
       await vms.withQmp(id, (q) => q.execute('set_link', { name: 'net', up: true }));
     delete state.restored;
     await vms.writeState(id, state);
   }
 
+  /** Kills a VM that was not ready and launches it again as it was (booting, or loading its state). */
+  async function relaunch(id: string): Promise<void> {
+    const { args, from, ...state } = await vms.readState(id);
+    if (!args) throw new CoveError('internal', `VM ${id} has no launch arguments to start again`);
+    await vms.kill(id);
+    if (from) await launchRestored(id, args, state, from);
+    else await vms.launch(id, state, args);
+  }
+
   return {
     name: 'microvm',
     capabilities: new Set<Capability>(['guest-kernel', 'joins-netns', 'pause', 'checkpoint-memory']),
     accelerator: () => accel,
+    info: () => acceleratorInfo(accel),
 
+    /** Cheap: the state directory, so that list() finds the VMs to adopt; the rest at first use (prepare.ts). */
     async init() {
-      const version = await run(qemu, ['--version']).catch((err: unknown) => {
-        throw new CoveError(
-          'unavailable',
-          `QEMU is not installed (apt-get install qemu-system-x86 qemu-utils): ${String(err)}`,
-        );
-      });
-      await mkdir(opts.stateRoot, { recursive: true, mode: 0o700 });
-      await initrdWithAgent(guest, opts.agentBinary, initrd);
-      // Template VMs a crash left half-made (their saved VMs are published only when complete).
-      for (const name of await readdir(opts.stateRoot).catch(() => [] as string[])) {
-        if (!name.startsWith('.template-')) continue;
-        await vms.destroy(name).catch(() => undefined);
-        await rm(`/dev/shm/cove-vm-${name.slice('.template-'.length)}.mem`, { force: true });
-      }
-      if (!accel) {
-        const host = probeHost();
-        accel = await chooseAccelerator(host, () => canary());
-      }
-      if (opts.requireKvm && accel.name !== 'kvm')
-        throw new CoveError('unavailable', `--require-kvm: no usable KVM on this host (${accel.why})`);
-      const salt = createHash('sha256')
-        .update(version.stdout)
-        .update(await readFile(initrd))
-        .update(await readFile(join(guest, 'vmlinuz')))
-        .digest('hex');
-      templates = createTemplateVms({
-        vms,
-        cacheDir: opts.cacheDir,
-        salt,
-        bootTimeoutMs: BOOT_TIMEOUT_MS[accel.name],
-        onBuilt: (info) => opts.log?.('microvm: template VM saved', info),
-      });
-      const sweep = (vms: NonNullable<typeof templates>) =>
-        vms.collect().then((removed) => {
-          if (removed.length > 0) opts.log?.('microvm: removed unused saved VMs', { removed });
-        });
-      await sweep(templates);
-      clearInterval(sweeper);
-      const current = templates;
-      sweeper = setInterval(() => void sweep(current).catch(() => undefined), SWEEP_MS).unref();
+      // Walkable (not listable) down to each VM's io/ by QEMU's unprivileged user (vm.ts).
+      await mkdir(opts.stateRoot, { recursive: true, mode: 0o711 });
+      for (const dir of [opts.stateRoot, dirname(opts.stateRoot)]) await chmod(dir, 0o711);
+      if (!opts.lazy) await prepare();
     },
 
     async create(spec: SandboxSpec) {
+      await prepare();
       if (!spec.templateRootfs)
         throw new CoveError('internal', `sandbox ${spec.id}: the microvm driver needs the template's rootfs`);
       const image = await templateImage(opts.cacheDir, spec.templateRootfs);
@@ -206,13 +246,17 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
         await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', format, '-b', backing, disk]);
       }
       const net = spec.netns ? await plumbTap(spec.netns) : undefined;
-      const state: VmState = { bundleDir: spec.bundleDir, ...(spec.netns && { netns: spec.netns }) };
+      const state: VmState = {
+        bundleDir: spec.bundleDir,
+        ...(spec.netns && { netns: spec.netns }),
+        ...(opts.cgroupParent && { cgroup: opts.cgroupParent }),
+      };
       const args: VmArgs = { ...baseArgs(spec), append: [], ...ownArgs(spec, net) };
       if (saved) {
         await templates?.refer(saved.dir, spec.id, spec.bundleDir);
         const restored = { ...state, backing: saved.dir, restored: identityOf(spec, net) };
         const pid = await launchRestored(
-          spec,
+          spec.id,
           { ...args, memoryFile: { path: saved.memory, share: false } },
           restored,
           {
@@ -238,7 +282,11 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
     async checkpoint(id: string, imageDir: string, o: { withDisk?: boolean } = {}) {
       const state = await vms.readState(id);
       await vms.withQmp(id, (q) =>
-        saveState(q, join(imageDir, 'state'), { ignoreShared: false, timeoutMs: SAVE_TIMEOUT_MS }),
+        saveState(q, join(imageDir, 'state'), {
+          ignoreShared: false,
+          timeoutMs: SAVE_TIMEOUT_MS,
+          socketDir: vms.ioDir(id),
+        }),
       );
       await vms.kill(id);
       if (o.withDisk)
@@ -263,6 +311,7 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
      * own identity (start()).
      */
     async restore(spec: SandboxSpec, imageDir: string) {
+      await prepare();
       const meta = JSON.parse(await readFile(join(imageDir, 'vm.json'), 'utf8')) as { backing?: string };
       const disk = join(spec.bundleDir, 'disk.qcow2');
       if (!existsSync(disk)) {
@@ -275,11 +324,12 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
       const state: VmState = {
         bundleDir: spec.bundleDir,
         ...(spec.netns && { netns: spec.netns }),
+        ...(opts.cgroupParent && { cgroup: opts.cgroupParent }),
         ...(meta.backing && { backing: meta.backing }),
         restored: identityOf(spec, net),
       };
       const args: VmArgs = { ...baseArgs(spec), append: [], ...ownArgs(spec, net) };
-      const pid = await launchRestored(spec, args, state, {
+      const pid = await launchRestored(spec.id, args, state, {
         file: join(imageDir, 'state'),
         ignoreShared: false,
       });
@@ -313,33 +363,4 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
 
     destroy: (id: string) => vms.destroy(id),
   };
-
-  /** Boots a VM with -accel kvm to its agent: a vCPU that runs proves nothing (DESIGN.md). */
-  async function canary(): Promise<void> {
-    const id = `canary-${process.pid}`;
-    const dir = join(opts.stateRoot, id);
-    await mkdir(join(dir, 'run'), { recursive: true });
-    try {
-      await vms.launch(
-        id,
-        { bundleDir: dir },
-        {
-          accel: 'kvm',
-          cpus: 1,
-          memoryMiB: 256,
-          kernel: join(guest, 'vmlinuz'),
-          initrd,
-          append: ['cove.canary=1'],
-          agentSocket: join(dir, 'run', 'agent.sock'),
-          qmpSocket: vms.qmpPath(id),
-          consoleLog: join(dir, 'console.log'),
-          paused: true,
-        },
-      );
-      await vms.bootToAgent(id, BOOT_TIMEOUT_MS.kvm);
-    } finally {
-      await vms.destroy(id).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
 }

@@ -33,6 +33,12 @@ export interface VmArgs {
   incoming?: boolean;
   /** Start with the vCPUs stopped (`cont` over QMP starts them). */
   paused?: boolean;
+  /**
+   * The unprivileged user QEMU becomes once it has opened its files, sockets, tap and RAM as
+   * root (`-runas uid:gid`): the sandbox's own host uid (its range's base, used by nothing
+   * else for a VM), so a QEMU taken over by its guest holds no capability and reaches no other VM.
+   */
+  runAs?: { uid: number; gid: number };
 }
 
 export function qemuArgv(a: VmArgs): string[] {
@@ -59,9 +65,11 @@ export function qemuArgv(a: VmArgs): string[] {
     '-display',
     'none',
     '-no-reboot',
-    // QEMU's seccomp filter; `spawn` stays allowed for migration to a file (exec:).
+    // QEMU's seccomp filter, installed before -runas drops root: set*uid must stay allowed for
+    // that drop (it cannot raise anything afterwards, without capabilities); nothing is spawned
+    // (migration goes through Cove's socket: migrate.ts).
     '-sandbox',
-    'on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny',
+    `on,obsolete=deny,elevateprivileges=${a.runAs ? 'allow' : 'deny'},spawn=deny,resourcecontrol=deny`,
     '-chardev',
     `file,id=con,path=${a.consoleLog}`,
     '-serial',
@@ -81,10 +89,12 @@ export function qemuArgv(a: VmArgs): string[] {
     '-append',
     [...append, ...a.append].join(' '),
   ];
+  // auto-read-only off: a migration's end drops write access to the disk, and QEMU would
+  // reopen it read-only by name, which its unprivileged user (-runas) may not.
   if (a.disk)
     argv.push(
       '-drive',
-      `id=root,file=${a.disk},format=qcow2,if=none,cache=unsafe,discard=unmap`,
+      `id=root,file=${a.disk},format=qcow2,if=none,cache=unsafe,discard=unmap,auto-read-only=off`,
       '-device',
       'virtio-blk-device,drive=root',
     );
@@ -98,6 +108,7 @@ export function qemuArgv(a: VmArgs): string[] {
       '-device',
       `virtio-net-device,netdev=net,mac=${a.nic.mac},id=nic`,
     );
+  if (a.runAs) argv.push('-runas', `${a.runAs.uid}:${a.runAs.gid}`);
   if (a.paused) argv.push('-S');
   if (a.incoming) argv.push('-incoming', 'defer');
   return argv;

@@ -20,6 +20,8 @@ export interface SavedVm {
 export type BaseArgs = Pick<VmArgs, 'accel' | 'cpus' | 'memoryMiB' | 'kernel' | 'initrd' | 'tscKhz'>;
 
 const TEMPLATE_MAC = '52:54:00:00:00:01';
+/** The host user of template VMs' QEMU: just below the sandboxes' uid ranges (1,000,000 on), nobody's. */
+const TEMPLATE_VM_USER = { uid: 999_999, gid: 999_999 };
 const SETTLE_MS = 300;
 /** A saved VM no disk refers to and unused this long is removed (its RAM file holds host memory). */
 const UNUSED_MS = 600_000;
@@ -116,12 +118,13 @@ export function createTemplateVms(deps: {
           nic: { mac: TEMPLATE_MAC },
           memoryFile: { path: memory, share: true },
           paused: true,
+          runAs: TEMPLATE_VM_USER,
         },
       );
       await vms.bootToAgent(id, deps.bootTimeoutMs);
       await new Promise((r) => setTimeout(r, SETTLE_MS)); // the agent past its start
       await vms.withQmp(id, (q) =>
-        saveState(q, join(tmp, 'state'), { ignoreShared: true, timeoutMs: 60_000 }),
+        saveState(q, join(tmp, 'state'), { ignoreShared: true, timeoutMs: 60_000, socketDir: vms.ioDir(id) }),
       );
       await vms.destroy(id);
       await writeFile(join(tmp, 'meta.json'), JSON.stringify({ memory, key, image, createdAt: Date.now() }));

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
+import { joinCgroup, removeCgroup } from './cgroup.ts';
 import { Qmp, qemuArgv, type VmArgs } from './qemu.ts';
 
 /** What Cove keeps of one VM beside its QMP socket and pid (`<stateRoot>/<id>/vm.json`). */
@@ -13,6 +14,11 @@ export interface VmState {
   backing?: string;
   /** The VM was restored from a saved state: start() gives it its identity (identity.ts). */
   restored?: { hostname: string; address?: string; gateway?: string; mac?: string };
+  /** What QEMU was launched with, and the saved state it loaded: a VM not ready in time is launched again (ready.ts). */
+  args?: VmArgs;
+  from?: { file: string; ignoreShared: boolean };
+  /** A sandbox's VM: QEMU goes into the cgroup `<cgroup>/<id>` its metrics are read from (cgroup.ts). */
+  cgroup?: string;
 }
 
 /**
@@ -21,6 +27,8 @@ export interface VmState {
  */
 export function createVms(stateRoot: string, qemu: string) {
   const stateDir = (id: string) => join(stateRoot, id);
+  /** The one directory QEMU's own user may write (migration sockets): `-runas` took root from it. */
+  const ioDir = (id: string) => join(stateDir(id), 'io');
   const qmpPath = (id: string) => join(stateDir(id), 'qmp.sock');
 
   /** QEMU's pid when it still runs this VM (its command line names the QMP socket). */
@@ -62,8 +70,10 @@ export function createVms(stateRoot: string, qemu: string) {
   /** Starts QEMU for VM `id` (in `netns` when given) and waits for its QMP socket. */
   async function launch(id: string, state: VmState, args: VmArgs): Promise<number> {
     const dir = stateDir(id);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeState(id, state);
+    await mkdir(dir, { recursive: true, mode: 0o711 }); // QEMU's user walks through to io/
+    await mkdir(ioDir(id), { recursive: true, mode: 0o700 });
+    if (args.runAs) await chown(ioDir(id), args.runAs.uid, args.runAs.gid);
+    await writeState(id, { ...state, args });
     const argv = qemuArgv(args);
     const [file, full] = state.netns
       ? ['nsenter', [`--net=${state.netns}`, '--', qemu, ...argv]]
@@ -77,6 +87,7 @@ export function createVms(stateRoot: string, qemu: string) {
     const pid = child.pid;
     if (!pid) throw new CoveError('internal', `QEMU did not start: ${logTail(log)}`);
     await writeFile(join(dir, 'pid'), String(pid));
+    if (state.cgroup) await joinCgroup(state.cgroup, id, pid);
     // nsenter execs QEMU in place: the same pid. The QMP socket proves QEMU took its arguments.
     await Qmp.open(qmpPath(id), 10_000).then(
       (q) => q.close(),
@@ -118,11 +129,14 @@ export function createVms(stateRoot: string, qemu: string) {
   /** Kills the VM's QEMU (if it runs) and removes its state directory. Idempotent. */
   async function destroy(id: string): Promise<void> {
     await kill(id);
+    const { cgroup } = await readState(id).catch(() => ({}) as VmState);
+    if (cgroup) await removeCgroup(cgroup, id);
     await rm(stateDir(id), { recursive: true, force: true });
   }
 
   return {
     stateDir,
+    ioDir,
     qmpPath,
     livePid,
     withQmp,

@@ -59,6 +59,13 @@ export function HostPage() {
           </tbody>
         </table>
       )}
+      {h.microvm && (
+        <p class="accelerator" data-accelerator={h.microvm.name}>
+          MicroVM accelerator:{' '}
+          <strong>{h.microvm.name === 'kvm' ? 'KVM' : 'TCG (software emulation)'}</strong>
+          {h.microvm.decided ? '' : ' (not started yet)'} — {h.microvm.why}
+        </p>
+      )}
       <h3>Warm pools</h3>
       <PoolsTable pools={h.pools} />
     </section>
