@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { BlockList, connect, createServer, isIPv4, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { originalTarget } from './conntrack.ts';
+import { originalTarget, type Accepted } from './conntrack.ts';
 import { createInterception, type InterceptOptions } from './egress-intercept.ts';
 import { matchesDomain, type EgressPolicy } from './egress-policy.ts';
 import type { EgressPorts } from './egress-rules.ts';
@@ -157,7 +157,7 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
       return intercept(target);
     }
     // Here only for its rules or its upstream: to where it was sent, as without the proxy.
-    const sent = (await originalTarget(source, client.remotePort ?? 0))?.address;
+    const sent = (await originalTarget(accepted(client, source)))?.address;
     if (sent === undefined || denied.check(sent, 'ipv4') || !addressAllowed(policy, sent))
       return refuse(client);
     if (up) return tunnel(client, up, sent, port, head);
@@ -172,7 +172,7 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     client.pause();
     const policy = opts.policyOf(source);
     const up = policy?.upstream;
-    void originalTarget(source, client.remotePort ?? 0)
+    void originalTarget(accepted(client, source))
       .then((sent) => {
         if (
           !up ||
@@ -315,6 +315,16 @@ async function startDnsRelay(opts: EgressProxyOptions): Promise<{ port: number; 
       for (const s of inflight) s.close();
       server.close();
     },
+  };
+}
+
+/** The socket's own four addresses: what its conntrack entry is found by (conntrack.ts). */
+function accepted(client: Socket, source: string): Accepted {
+  return {
+    source,
+    sourcePort: client.remotePort ?? 0,
+    proxy: client.localAddress ?? '',
+    proxyPort: client.localPort ?? 0,
   };
 }
 
