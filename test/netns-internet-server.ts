@@ -1,7 +1,8 @@
 /**
  * The stand-in internet's servers, run by netns-internet.ts inside its network namespace:
  * HTTP on :80 and HTTPS on :443 on every address there (each answers with the address and
- * Host it was reached at; under /headers, the request's headers too), and a DNS server that
+ * Host it was reached at; under /headers, the request's headers too; WebSockets on /ws,
+ * websocket-echo.ts), and a DNS server that
  * knows only the test names. Usage:
  * `node netns-internet-server.ts <dir with cert.pem, key.pem> <dns address> <names json>`.
  */
@@ -10,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { join } from 'node:path';
+import { websocketEcho } from './websocket-echo.ts';
 
 const [dir, dnsAddress, namesJson] = process.argv.slice(2) as [string, string, string];
 const names = JSON.parse(namesJson) as Record<string, string>;
@@ -20,11 +22,13 @@ function answer(req: IncomingMessage, res: ServerResponse): void {
   res.end(JSON.stringify(req.url?.startsWith('/headers') ? { ...echo, headers: req.headers } : echo));
 }
 
-const http = createServer(answer).listen(80, '0.0.0.0');
+const http = createServer(answer).on('upgrade', websocketEcho).listen(80, '0.0.0.0');
 const https = createTlsServer(
   { cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) },
   answer,
-).listen(443, '0.0.0.0');
+)
+  .on('upgrade', websocketEcho)
+  .listen(443, '0.0.0.0');
 
 // DNS: A records for the test names; NOERROR without answers for other types of a known
 // name; NXDOMAIN for everything else. Queries carry one question (RFC 1035 §4.1).

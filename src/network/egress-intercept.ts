@@ -11,6 +11,7 @@ import { PassThrough, type Duplex } from 'node:stream';
 import { connect as tlsConnect, createSecureContext, rootCertificates, TLSSocket } from 'node:tls';
 import { CoveError } from '../core/errors.ts';
 import type { EgressCa } from './egress-ca.ts';
+import { forwardUpgrade, refuseUpgrade } from './egress-upgrade.ts';
 import { placeholders, type Placeholder, type TransformRule } from './transform-rules.ts';
 
 /**
@@ -95,16 +96,34 @@ export function createInterception(opts: InterceptOptions): Interception {
     if (!target) return void res.destroy();
     void forward(req, res, target);
   });
-  // WebSockets and other upgrades are not rewritten: refused rather than passed unmodified.
-  server.on('upgrade', (_req, socket: Socket) => {
-    socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  // WebSockets (and any other upgrade): the request rewritten as any other, then both ways
+  // spliced byte for byte once the server agrees (egress-upgrade.ts).
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const target = targets.get(req.socket);
+    if (!target) return void socket.destroy();
+    prepare(req, target).then(
+      (prepared) => {
+        if ('status' in prepared) return refuseUpgrade(socket, prepared.status, prepared.message);
+        const headers = { ...prepared.headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? '' };
+        forwardUpgrade(socket, head, upstreamRequest(req, target, headers, { pooled: false }), target.name);
+      },
+      () => socket.destroy(),
+    );
   });
   server.on('clientError', (_err, socket: Socket) => socket.destroy());
 
-  async function forward(req: IncomingMessage, res: ServerResponse, target: Target): Promise<void> {
+  /**
+   * The request's headers for upstream: hop-by-hop ones dropped, the rules' set with their
+   * placeholders resolved now, the injection recorded; or the status and message that answer
+   * the sandbox instead (nothing is sent on).
+   */
+  async function prepare(
+    req: IncomingMessage,
+    target: Target,
+  ): Promise<{ headers: Record<string, string | string[]> } | { status: number; message: string }> {
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase().replace(/\.$/, '');
     if (host !== target.name)
-      return fail(res, 421, `this connection is for ${target.name}, not ${host || 'no host'}`);
+      return { status: 421, message: `this connection is for ${target.name}, not ${host || 'no host'}` };
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers))
       if (v !== undefined && !HOP.has(k) && !k.startsWith('proxy-')) headers[k] = v;
@@ -138,22 +157,42 @@ export function createInterception(opts: InterceptOptions): Interception {
       const code = err instanceof CoveError ? err.code : 'internal';
       opts.record(target.source, event(code));
       const why = err instanceof CoveError ? err.message : 'resolving a placeholder failed';
-      return fail(res, 502, `the request was not sent: ${why}`);
+      return { status: 502, message: `the request was not sent: ${why}` };
     }
     opts.record(target.source, event('ok'));
-    if (res.destroyed) return; // the sandbox gave up meanwhile
+    return { headers };
+  }
+
+  /**
+   * The request to the real server, over a kept-alive connection (`pooled`) or a fresh one of
+   * its own (an upgrade takes its connection away for good).
+   */
+  function upstreamRequest(
+    req: IncomingMessage,
+    target: Target,
+    headers: Record<string, string | string[]>,
+    { pooled }: { pooled: boolean },
+  ) {
     const tls = target.port === 443;
-    const upstream = (tls ? httpsRequest : httpRequest)({
+    return (tls ? httpsRequest : httpRequest)({
       host: target.address,
       port: target.port,
       method: req.method,
       path: req.url,
       headers,
       ...(tls && { servername: target.name }),
+      ...(tls && !pooled && ca && { ca }), // the pooled agent has it
       ...(target.upstream
         ? { createConnection: viaUpstream(target.upstream, tls && target.name, ca) } // no agent: it wins
-        : { agent: tls ? https : http }),
+        : { agent: pooled ? (tls ? https : http) : false }),
     });
+  }
+
+  async function forward(req: IncomingMessage, res: ServerResponse, target: Target): Promise<void> {
+    const prepared = await prepare(req, target);
+    if ('status' in prepared) return fail(res, prepared.status, prepared.message);
+    if (res.destroyed) return; // the sandbox gave up meanwhile
+    const upstream = upstreamRequest(req, target, prepared.headers, { pooled: true });
     upstream.on('response', (answer) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
