@@ -45,6 +45,8 @@ import { createDatabases } from './services/databases/databases.ts';
 import { startDatabases, wireDatabases } from './services/databases/wiring.ts';
 import { loadSecret } from './services/tokens.ts';
 import { createSqliteStore } from './store/sqlite.ts';
+import { loadSecretsKey } from './secrets/seal.ts';
+import { networkSealer } from './secrets/sealed-network.ts';
 import type { ClusterAdmission } from './cluster/admission.ts';
 import { createTemplateStore } from './templates/index.ts';
 import { createTemplateBuilder } from './templates/build/index.ts';
@@ -137,7 +139,9 @@ async function startLocked(
     await chmod(config.home, (mode & 0o7777) | 0o001);
   }
 
-  const store = createSqliteStore(join(config.home, 'cove.db'));
+  // The upstream egress proxy's password is sealed in it with the secrets' key (src/secrets/sealed-network.ts).
+  const sealer = networkSealer(await loadSecretsKey(config.secretsKeyFile), (m) => log.warn(m));
+  const store = createSqliteStore(join(config.home, 'cove.db'), { network: sealer });
   const keys = createKeyring(store);
   let apiKey = opts.apiKey;
   if (apiKey !== undefined) keys.seed(apiKey);

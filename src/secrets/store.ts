@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
+import { loadSecretsKey } from './seal.ts';
 
 /** What the API shows of a secret (`Secret`, spec 2.16): never its value. */
 export interface SecretInfo {
@@ -40,12 +41,7 @@ export class SecretStore {
 
   static async open(dir: string, keyFile: string): Promise<SecretStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    let key = await readFile(keyFile).catch(() => undefined);
-    if (key === undefined) {
-      await writeFile(keyFile, randomBytes(32), { mode: 0o600, flag: 'wx' }).catch(() => undefined);
-      key = await readFile(keyFile);
-    }
-    if (key.length !== 32) throw new CoveError('invalid_argument', `${keyFile}: not a 32-byte key`);
+    const key = await loadSecretsKey(keyFile);
     const store = new SecretStore(dir, key);
     for (const entry of await readdir(dir)) {
       if (!entry.endsWith('.json')) {

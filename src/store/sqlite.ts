@@ -39,6 +39,7 @@ const migrations = [
   snapshotsTable,
   `ALTER TABLE sandboxes ADD COLUMN volume_mounts TEXT`,
   `ALTER TABLE api_keys ADD COLUMN created_by TEXT`,
+  `ALTER TABLE snapshots ADD COLUMN volume_mounts TEXT`,
 ];
 
 interface Row {
@@ -79,11 +80,18 @@ interface KeyRow {
  * Several processes may share the file (`cove serve` and `cove keys`): WAL lets readers run
  * beside the one writer, and busy_timeout makes a writer wait for the other instead of failing.
  */
-export function createSqliteStore(path: string): Store {
+export function createSqliteStore(path: string, opts: { network?: NetworkCodec } = {}): Store {
   const db = new DatabaseSync(path);
   // busy_timeout first: switching to WAL needs a lock another process may hold.
   db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
   migrate(db);
+  const codec = opts.network;
+  if (codec) sealNetworks(db, codec);
+  const networkJson = (n: SandboxNetwork) => JSON.stringify(codec ? codec.seal(n) : n);
+  const read = (row: Row): SandboxRecord => {
+    const record = fromRow(row);
+    return codec && record.network ? { ...record, network: codec.open(record.network) } : record;
+  };
 
   const insert = db.prepare(
     `INSERT INTO sandboxes (id, template_name, template_hash, state, slot, agent_token, envd_access_token, limits, metadata, env_vars, started_at, end_at, runtime, network, traffic_access_token, lifecycle, volume_mounts)
@@ -127,7 +135,7 @@ export function createSqliteStore(path: string): Store {
           record.startedAt,
           record.endAt,
           record.runtime ?? null,
-          record.network ? JSON.stringify(record.network) : null,
+          record.network ? networkJson(record.network) : null,
           record.trafficAccessToken ?? null,
           record.lifecycle ? JSON.stringify(record.lifecycle) : null,
           record.volumeMounts?.length ? JSON.stringify(record.volumeMounts) : null,
@@ -142,11 +150,11 @@ export function createSqliteStore(path: string): Store {
 
     getSandbox(id) {
       const row = byId.get(id) as Row | undefined;
-      return row && fromRow(row);
+      return row && read(row);
     },
 
     listSandboxes() {
-      return (all.all() as unknown as Row[]).map(fromRow);
+      return (all.all() as unknown as Row[]).map(read);
     },
 
     updateSandbox(id, patch) {
@@ -162,7 +170,7 @@ export function createSqliteStore(path: string): Store {
       if (patch.envVars !== undefined) set('env_vars', JSON.stringify(patch.envVars));
       if (patch.startedAt !== undefined) set('started_at', patch.startedAt);
       if (patch.envdAccessToken !== undefined) set('envd_access_token', patch.envdAccessToken);
-      if (patch.network !== undefined) set('network', JSON.stringify(patch.network));
+      if (patch.network !== undefined) set('network', networkJson(patch.network));
       if (patch.trafficAccessToken !== undefined) set('traffic_access_token', patch.trafficAccessToken);
       if (patch.paused !== undefined) set('paused', patch.paused);
       if (patch.lifecycle !== undefined) set('lifecycle', JSON.stringify(patch.lifecycle));
@@ -217,6 +225,38 @@ export function createSqliteStore(path: string): Store {
       db.close();
     },
   };
+}
+
+/**
+ * How the `network` column is written and read (main.ts: src/secrets/sealed-network.ts seals
+ * the upstream proxy's password). `seal` returns its argument itself when it has nothing to seal.
+ */
+export interface NetworkCodec {
+  seal(network: SandboxNetwork): SandboxNetwork;
+  open(stored: SandboxNetwork): SandboxNetwork;
+}
+
+/**
+ * Seals what rows of an older Cove hold in clear. secure_delete zeroes what a write frees
+ * (here and from now on), VACUUM rewrites the file without the old pages (rows of sandboxes
+ * deleted before held their passwords too), and the checkpoint empties the WAL of them.
+ */
+function sealNetworks(db: DatabaseSync, codec: NetworkCodec): void {
+  db.exec('PRAGMA secure_delete = ON');
+  const rows = db.prepare('SELECT id, network FROM sandboxes WHERE network IS NOT NULL').all() as Array<{
+    id: string;
+    network: string;
+  }>;
+  const update = db.prepare('UPDATE sandboxes SET network = ? WHERE id = ? AND network = ?');
+  let changed = 0;
+  for (const row of rows) {
+    const stored = JSON.parse(row.network) as SandboxNetwork;
+    const sealed = codec.seal(stored);
+    if (sealed !== stored) changed += Number(update.run(JSON.stringify(sealed), row.id, row.network).changes);
+  }
+  if (changed === 0) return;
+  db.exec('VACUUM');
+  db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
 }
 
 /** Applies the migrations this file lacks. Each one re-reads the version inside its write
