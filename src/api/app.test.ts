@@ -90,6 +90,7 @@ function fakeManager() {
     },
     listSnapshots: () => [],
     hasSnapshot: () => false,
+    getSnapshot: () => undefined,
     deleteSnapshot: (id: string) => Promise.reject(new CoveError('not_found', `snapshot ${id} not found`)),
     fork(id: string, { count }: { count: number }) {
       const s = get(id);

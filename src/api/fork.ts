@@ -4,6 +4,7 @@ import { httpStatus } from '../core/errors.ts';
 import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
 import { body, sandboxId } from './validate.ts';
+import { inheritedVolumeMounts } from './volume-mounts.ts';
 import { sandboxReply } from './wire.ts';
 
 /** Upstream's SandboxForkRequest bounds: its API refuses a body outside them (400) before it looks the source up. */
@@ -27,7 +28,9 @@ export function forkRoutes(deps: ApiDeps): Hono<ApiEnv> {
   app.post('/sandboxes/:id/fork', async (c) => {
     const { timeout = FORK_DEFAULT_TIMEOUT, count = FORK_DEFAULT_COUNT } = await body(c, forkSchema);
     const id = sandboxId(c);
-    manager.get(id); // an unknown source is a 404 (after the body's bounds, as upstream)
+    const source = manager.get(id); // an unknown source is a 404 (after the body's bounds, as upstream)
+    // Forks mount the source's volumes (manager/snapshot.ts forkInput): all still there, or no fork.
+    inheritedVolumeMounts(deps.volumes?.store, c.get('keyId'), source.volumeMounts, `sandbox ${id}`);
     const results = await manager.fork(id, { count, timeoutMs: timeout * 1000, owner: c.get('keyId') });
     sandboxLog.append(id, 'info', 'forked', {
       forks: results.map((r) => ('sandbox' in r ? r.sandbox.id : r.error.code)).join(','),

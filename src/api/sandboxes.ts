@@ -5,7 +5,7 @@ import type { ApiDeps } from './app.ts';
 import type { ApiEnv } from './auth.ts';
 import { createNetwork } from './network.ts';
 import { parseIam } from '../identity/iam.ts';
-import { createVolumeMounts } from './volume-mounts.ts';
+import { createVolumeMounts, inheritedVolumeMounts } from './volume-mounts.ts';
 import { body, envMap, sandboxId, stringMap } from './validate.ts';
 import { sandboxDetail, sandboxReply } from './wire.ts';
 
@@ -85,7 +85,16 @@ export function sandboxRoutes(deps: ApiDeps): Hono<ApiEnv> {
         },
         iam,
       );
-      const volumeMounts = createVolumeMounts(deps.volumes?.store, c.get('keyId'), req.volumeMounts);
+      // None named: a snapshot's own are mounted again (docs/secrets-and-volumes.md).
+      const snapshot = req.volumeMounts == null ? manager.getSnapshot(req.templateID) : undefined;
+      const volumeMounts = snapshot
+        ? inheritedVolumeMounts(
+            deps.volumes?.store,
+            c.get('keyId'),
+            snapshot.volumeMounts,
+            `snapshot ${snapshot.id}`,
+          )
+        : createVolumeMounts(deps.volumes?.store, c.get('keyId'), req.volumeMounts);
       const info = await manager.create({
         template: req.templateID,
         timeoutMs: timeout * 1000,

@@ -23,3 +23,26 @@ export function createVolumeMounts(
     return volume.id;
   });
 }
+
+/**
+ * Mounts a new sandbox takes over from where it starts (a fork's source, a snapshot), checked
+ * again for the caller: each volume must still exist and be one of the caller's. A volume
+ * that is gone is a clear 400 before anything is made, never a mount silently dropped.
+ */
+export function inheritedVolumeMounts(
+  store: VolumeStore | undefined,
+  owner: string,
+  mounts: ReadonlyArray<VolumeMountRecord> | undefined,
+  from: string,
+): VolumeMountRecord[] | undefined {
+  if (!mounts?.length) return undefined;
+  const mine = new Set(store?.list(owner).map((v) => v.id));
+  for (const m of mounts)
+    if (!mine.has(m.volumeId))
+      throw new CoveError(
+        'invalid_argument',
+        `volumeMounts: volume ${JSON.stringify(m.name)}, mounted at ${m.path} in ${from}, no longer exists` +
+          ' (or is not one of yours): name the volumes to mount with volumeMounts',
+      );
+  return mounts.map(({ name, path, volumeId }) => ({ name, path, volumeId }));
+}

@@ -117,6 +117,7 @@ export function createPausing(
       listSnapshots: (filter: { sandboxId?: string; name?: string } = {}) => snapshots.list(filter),
       deleteSnapshot: snapshots.remove,
       hasSnapshot: (idOrName: string) => store.getSnapshot(idOrName) !== undefined,
+      getSnapshot: (idOrName: string) => store.getSnapshot(idOrName),
       /** With memory where the runtime can save the source (fork-memory.ts), else its files. */
       async fork(id: string, input: ForkRequest) {
         const entry = core.find(id);

@@ -84,6 +84,9 @@ export function forkInput(
     // included), as E2B's are: without it, a fork of a locked-down sandbox had open internet.
     ...(record.network && { network: record.network }),
     ...(record.lifecycle && { lifecycle: record.lifecycle }),
+    // The same volumes at the same paths, as E2B's forks (infra: a fork resumes its source's
+    // snapshot config): a volume is shared storage, not part of the files copied.
+    ...(record.volumeMounts?.length && { volumeMounts: record.volumeMounts }),
   };
 }
 
@@ -212,6 +215,7 @@ export function createSnapshotOps(deps: {
           envVars: record.envVars,
           sizeBytes,
           createdAt: Date.now(),
+          ...(record.volumeMounts?.length && { volumeMounts: record.volumeMounts }),
         };
         store.insertSnapshot(snapshot);
         const ref = await templateRef(record.templateName, record.templateHash, id);

@@ -29,6 +29,7 @@ interface Row {
   env_vars: string;
   size_bytes: number;
   created_at: number;
+  volume_mounts: string | null;
 }
 
 type SnapshotMethods = Pick<Store, 'insertSnapshot' | 'getSnapshot' | 'listSnapshots' | 'deleteSnapshot'>;
@@ -36,8 +37,8 @@ type SnapshotMethods = Pick<Store, 'insertSnapshot' | 'getSnapshot' | 'listSnaps
 /** The snapshot half of the SQLite store (sqlite.ts spreads it in). */
 export function sqliteSnapshots(db: DatabaseSync): SnapshotMethods {
   const insert = db.prepare(
-    `INSERT INTO snapshots (id, name, sandbox_id, template_name, template_hash, uid_base, limits, metadata, env_vars, size_bytes, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO snapshots (id, name, sandbox_id, template_name, template_hash, uid_base, limits, metadata, env_vars, size_bytes, created_at, volume_mounts)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const byIdOrName = db.prepare('SELECT * FROM snapshots WHERE id = ? OR name = ? LIMIT 1');
   const all = db.prepare('SELECT * FROM snapshots ORDER BY created_at, id');
@@ -57,6 +58,7 @@ export function sqliteSnapshots(db: DatabaseSync): SnapshotMethods {
           JSON.stringify(r.envVars),
           r.sizeBytes,
           r.createdAt,
+          r.volumeMounts?.length ? JSON.stringify(r.volumeMounts) : null,
         );
       } catch (err) {
         if (
@@ -99,5 +101,8 @@ function fromRow(row: Row): SnapshotRecord {
     envVars: JSON.parse(row.env_vars) as Record<string, string>,
     sizeBytes: row.size_bytes,
     createdAt: row.created_at,
+    ...(row.volume_mounts !== null && {
+      volumeMounts: JSON.parse(row.volume_mounts) as NonNullable<SnapshotRecord['volumeMounts']>,
+    }),
   };
 }

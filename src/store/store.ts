@@ -76,6 +76,8 @@ export interface SnapshotRecord {
   sizeBytes: number;
   /** Epoch milliseconds. */
   createdAt: number;
+  /** The source's volumes: a sandbox created from it mounts them again unless it names its own. */
+  volumeMounts?: VolumeMountRecord[];
 }
 
 /**
