@@ -2,6 +2,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Config } from '../src/config/config.ts';
+import { pointSdkAt, startTestCove, stopTestCove, testConfig } from './helpers.ts';
 
 /**
  * A stand-in "internet" for egress tests, so that no test packet can leave the machine even
@@ -21,6 +23,8 @@ export interface FakeInternet {
   names: Record<string, string>;
   /** The test CA (PEM): sandboxes pass it to curl with --cacert. */
   ca: string;
+  /** The namespace the test hosts live in (`ip -n <namespace>` adds more). */
+  namespace: string;
   /** The certificate and key the servers present (also usable by a server in a sandbox). */
   cert: string;
   key: string;
@@ -111,6 +115,7 @@ export async function startFakeInternet(opts: { instance: string; bridge: string
   return {
     hosts,
     names,
+    namespace: ns,
     ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
     cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
     key: readFileSync(join(dir, 'key.pem'), 'utf8'),
@@ -133,4 +138,62 @@ function makeCertificates(dir: string): void {
   ssl(
     'x509 -req -in csr.pem -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf',
   );
+}
+
+const loadE2b = () => import('e2b');
+
+/** What an egress test runs against: the stand-in internet, a Cove that uses it, the SDK. */
+export interface EgressWorld {
+  net: FakeInternet;
+  cove: Awaited<ReturnType<typeof startTestCove>>;
+  e2b: Awaited<ReturnType<typeof loadE2b>>;
+  /** Stops Cove, leaving its sandboxes running, and starts it again on the same state (`cove` is the new one). */
+  restart(): Promise<EgressWorld['cove']>;
+  /** Stops Cove (killing its sandboxes), then the stand-in internet. */
+  close(): Promise<void>;
+}
+
+/**
+ * The egress tests' common start: the stand-in internet, then a Cove whose DNS is its DNS
+ * server and whose egress proxy trusts its test CA for intercepted HTTPS (as an operator
+ * would a private CA, COVE_EGRESS_TRUST_CA), then the SDK pointed at that Cove. `beforeCove`
+ * runs in between, for servers of the test's own inside the namespace. A failed start undoes
+ * what it made.
+ */
+export async function startEgressWorld(
+  opts: { config?: Partial<Config>; beforeCove?: (net: FakeInternet) => Promise<void> | void } = {},
+): Promise<EgressWorld> {
+  const dir = mkdtempSync(join(tmpdir(), 'cove-egress-'));
+  const config = testConfig({ dns: [hosts.dns], egressTrustCa: join(dir, 'ca.pem'), ...opts.config });
+  let net: FakeInternet | undefined;
+  let cove: EgressWorld['cove'] | undefined;
+  const close = async () => {
+    if (cove) await stopTestCove(cove);
+    net?.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
+    writeFileSync(join(dir, 'ca.pem'), net.ca);
+    await opts.beforeCove?.(net);
+    cove = await startTestCove(config);
+    pointSdkAt(cove);
+    const world: EgressWorld = {
+      net,
+      cove,
+      e2b: await loadE2b(),
+      async restart() {
+        await world.cove.close();
+        cove = undefined;
+        world.cove = cove = await startTestCove(config);
+        pointSdkAt(cove);
+        return cove;
+      },
+      close,
+    };
+    return world;
+  } catch (err) {
+    await close().catch(() => {});
+    throw err;
+  }
 }

@@ -1,14 +1,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
-import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
+import { canRunSandboxes } from '../helpers.ts';
+import { startEgressWorld, type EgressWorld, type FakeInternet } from '../netns-internet.ts';
 
-const loadE2b = () => import('e2b');
-type E2b = Awaited<ReturnType<typeof loadE2b>>;
+type E2b = EgressWorld['e2b'];
 type Sandbox = InstanceType<E2b['Sandbox']>;
 type Connect = { atyp?: string; host?: string; port?: number; refused?: string };
 
@@ -19,13 +18,12 @@ type Connect = { atyp?: string; host?: string; port?: number; refused?: string }
  * domains, after the sandbox's filtering; a broken upstream fails closed.
  */
 describe.skipIf(!canRunSandboxes)('egress through an upstream SOCKS5 proxy', () => {
-  let cove: Awaited<ReturnType<typeof startTestCove>>;
+  let world: EgressWorld;
+  let cove: EgressWorld['cove'];
   let net: FakeInternet;
   let e2b: E2b;
-  let socks: ChildProcess;
+  let socks: ChildProcess | undefined;
   const seen: Connect[] = [];
-  const dir = mkdtempSync(join(tmpdir(), 'cove-socks-'));
-  const config = testConfig({ dns: ['198.51.100.53'], egressTrustCa: join(dir, 'ca.pem') });
   const proxy = { address: '198.51.100.80:1080', username: 'sbx-user', password: 'socks-pass-7f3a' };
 
   async function run(sbx: Sandbox, cmd: string): Promise<string> {
@@ -37,33 +35,41 @@ describe.skipIf(!canRunSandboxes)('egress through an upstream SOCKS5 proxy', () 
 s = socket.create_connection(('198.51.100.10', 2222), 20)
 print(s.recv(100).decode().strip())`;
 
-  beforeAll(async () => {
-    net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
-    writeFileSync(join(dir, 'ca.pem'), net.ca);
-    const ns = `inet-${config.instance}`;
+  /** The SOCKS5 server, inside the stand-in internet: it reports each request on a line. */
+  async function startSocks(inet: FakeInternet): Promise<void> {
     // .80 the proxy, .81 an address where nothing listens (a connection there is reset)
     for (const a of ['198.51.100.80/32', '198.51.100.81/32'])
-      execFileSync('ip', ['-n', ns, 'addr', 'add', a, 'dev', 'lo']);
+      execFileSync('ip', ['-n', inet.namespace, 'addr', 'add', a, 'dev', 'lo']);
     const node = join(import.meta.dirname, '..', '..', 'node_modules', '.bin', 'node');
     const server = join(import.meta.dirname, '..', 'socks5-server.ts');
     const args = [proxy.address.split(':')[0]!, '1080', proxy.username, proxy.password];
     socks = spawn(
       'ip',
-      ['netns', 'exec', ns, node, server, ...args, JSON.stringify(net.names), '198.51.100.10:2222'],
+      [
+        'netns',
+        'exec',
+        inet.namespace,
+        node,
+        server,
+        ...args,
+        JSON.stringify(inet.names),
+        '198.51.100.10:2222',
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const lines = createInterface({ input: socks.stdout! });
     await new Promise<void>((resolve) =>
       lines.on('line', (line) => (line === 'ready' ? resolve() : seen.push(JSON.parse(line) as Connect))),
     );
-    cove = await startTestCove(config);
-    pointSdkAt(cove);
-    e2b = await loadE2b();
+  }
+
+  beforeAll(async () => {
+    world = await startEgressWorld({ beforeCove: startSocks });
+    ({ cove, net, e2b } = world);
   });
   afterAll(async () => {
-    if (cove) await stopTestCove(cove);
+    await world?.close();
     socks?.kill('SIGKILL');
-    net?.close();
   });
 
   it('tunnels every TCP connection of an open sandbox; get-info shows no password', async () => {
@@ -92,6 +98,32 @@ print(s.recv(100).decode().strip())`;
     const trail = await audit.text();
     expect(trail).toContain(proxy.address); // recorded, but never its password
     expect(trail).not.toContain(proxy.password);
+  });
+
+  it('keeps the password sealed in the state database, and opens it again after a restart', async () => {
+    const password = `socks-pass-${randomBytes(6).toString('hex')}`;
+    const sbx = await e2b.Sandbox.create('base', { network: { egressProxy: { ...proxy, password } } });
+    await sbx.files.write('/tmp/ca.pem', net.ca);
+    // The SOCKS server takes only its own password: a new one makes it refuse, which shows
+    // which password the proxy sent without the test reading any Cove state.
+    seen.length = 0;
+    expect(await curl(sbx, 'http://198.51.100.20/')).not.toMatch(/ exit=0/);
+    expect(seen).toEqual([{ refused: 'bad credentials', user: proxy.username }]);
+    await sbx.updateNetwork({ egressProxy: proxy });
+    const files = ['cove.db', 'cove.db-wal']
+      .map((f) => join(cove.config.home, f))
+      .filter((f) => existsSync(f));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      expect(readFileSync(f).includes(password), f).toBe(false);
+      expect(readFileSync(f).includes(proxy.password), f).toBe(false);
+    }
+    cove = await world.restart(); // adopts the sandbox, its record read back from the database
+    const again = await e2b.Sandbox.connect(sbx.sandboxId);
+    seen.length = 0;
+    expect(await curl(again, 'http://198.51.100.20/')).toMatch(/ exit=0/);
+    expect(seen).toEqual([{ cmd: 1, atyp: 'ipv4', host: '198.51.100.20', port: 80 }]);
+    expect(JSON.stringify(await again.getInfo())).not.toContain(proxy.password);
   });
 
   it('asks for allowed domains by name, filters first, and applies header rules before the tunnel', async () => {

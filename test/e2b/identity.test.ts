@@ -1,13 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
-import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
+import { canRunSandboxes } from '../helpers.ts';
+import { startEgressWorld, type EgressWorld } from '../netns-internet.ts';
 
-const loadE2b = () => import('e2b');
-type E2b = Awaited<ReturnType<typeof loadE2b>>;
+type E2b = EgressWorld['e2b'];
 type Sandbox = InstanceType<E2b['Sandbox']>;
 
 /**
@@ -17,11 +13,9 @@ type Sandbox = InstanceType<E2b['Sandbox']>;
  * The test plays the relying party: OIDC discovery on Cove's port, then its JWKS.
  */
 describe.skipIf(!canRunSandboxes)('workload identity tokens', () => {
-  let cove: Awaited<ReturnType<typeof startTestCove>>;
-  let net: FakeInternet;
+  let world: EgressWorld;
+  let cove: EgressWorld['cove'];
   let e2b: E2b;
-  const dir = mkdtempSync(join(tmpdir(), 'cove-iam-'));
-  const config = testConfig({ dns: ['198.51.100.53'], egressTrustCa: join(dir, 'ca.pem') });
   const aws = { audience: 'sts.amazonaws.com', tokenType: 'JWT-SVID' } as const;
 
   /** The Authorization header allowed.test received, as curl in the sandbox sees the echo. */
@@ -31,16 +25,10 @@ describe.skipIf(!canRunSandboxes)('workload identity tokens', () => {
   }
 
   beforeAll(async () => {
-    net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
-    writeFileSync(join(dir, 'ca.pem'), net.ca);
-    cove = await startTestCove(config);
-    pointSdkAt(cove);
-    e2b = await loadE2b();
+    world = await startEgressWorld();
+    ({ cove, e2b } = world);
   });
-  afterAll(async () => {
-    if (cove) await stopTestCove(cove);
-    net?.close();
-  });
+  afterAll(() => world?.close());
 
   it('mints a token per request that a relying party verifies through OIDC discovery', async () => {
     const sbx = await e2b.Sandbox.create('base', {

@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig, pointSdkAt } from '../helpers.ts';
-import { startFakeInternet, type FakeInternet } from '../netns-internet.ts';
+import { canRunSandboxes } from '../helpers.ts';
+import { startEgressWorld, type EgressWorld, type FakeInternet } from '../netns-internet.ts';
 
-const loadE2b = () => import('e2b');
-type E2b = Awaited<ReturnType<typeof loadE2b>>;
+type E2b = EgressWorld['e2b'];
 type Sandbox = InstanceType<E2b['Sandbox']>;
 
 /**
@@ -17,10 +16,10 @@ type Sandbox = InstanceType<E2b['Sandbox']>;
  * after the first bytes, 35/52/56; a hang would be 28 (its timeout).
  */
 describe.skipIf(!canRunSandboxes)('egress policy and public traffic', () => {
-  let cove: Awaited<ReturnType<typeof startTestCove>>;
+  let world: EgressWorld;
+  let cove: EgressWorld['cove'];
   let net: FakeInternet;
   let e2b: E2b;
-  const config = testConfig({ dns: ['198.51.100.53'] });
 
   async function create(opts: Parameters<E2b['Sandbox']['create']>[1] = {}): Promise<Sandbox> {
     const sbx = await e2b.Sandbox.create('base', opts);
@@ -70,15 +69,10 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
 `;
 
   beforeAll(async () => {
-    net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });
-    cove = await startTestCove(config);
-    pointSdkAt(cove);
-    e2b = await loadE2b();
+    world = await startEgressWorld();
+    ({ cove, net, e2b } = world);
   });
-  afterAll(async () => {
-    if (cove) await stopTestCove(cove);
-    net?.close();
-  });
+  afterAll(() => world?.close());
 
   it('by default a sandbox reaches the stand-in internet, and only it', async () => {
     const sbx = await create();
@@ -284,7 +278,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
   });
 
   it('kill removes the rules; a restart re-applies them to the sandboxes it adopts', async () => {
-    const chains = () => execFileSync('nft', ['list', 'table', 'inet', config.instance]).toString();
+    const chains = () => execFileSync('nft', ['list', 'table', 'inet', cove.config.instance]).toString();
     const kept = await create({ network: { denyOut: [net.hosts.other] } });
     const gone = await create({ allowInternetAccess: false });
     const before = (chains().match(/chain egress-\d+/g) ?? []).length;
@@ -294,9 +288,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
       interval: 100,
     });
 
-    await cove.close();
-    cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
+    cove = await world.restart();
     const again = await e2b.Sandbox.connect(kept.sandboxId);
     await refused(again, `http://${net.hosts.other}/`);
     await reached(again, `http://${net.hosts.web}/`);
