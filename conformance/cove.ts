@@ -52,7 +52,6 @@ function cliEnv(home: string, opts?: ServeOptions): NodeJS.ProcessEnv {
   return {
     ...process.env,
     ...(opts?.registryMirror && { COVE_REGISTRY_MIRROR: opts.registryMirror }),
-    ...(opts?.tls && { NODE_EXTRA_CA_CERTS: join(home, 'tls', 'ca.pem') }),
     COVE_INSTANCE: INSTANCE,
     COVE_SUBNET: SUBNET,
     COVE_TEMPLATES_HOME: TEMPLATES_HOME,
@@ -70,7 +69,12 @@ function apiKey(root: string, home: string, url: string, opts: ServeOptions): st
   const help = execFileSync(process.execPath, [cli, '--help'], { env: cliEnv(home, opts) }).toString();
   if (!/^\s+keys\b/m.test(help)) return PLACEHOLDER_KEY;
   const out = execFileSync(process.execPath, [cli, 'keys', 'create', '--name', 'conformance'], {
-    env: { ...cliEnv(home, opts), COVE_URL: url },
+    env: {
+      ...cliEnv(home, opts),
+      COVE_URL: url,
+      // The server makes its CA at start: the CLI that calls it trusts it (not the server itself).
+      ...(opts.tls && { NODE_EXTRA_CA_CERTS: join(home, 'tls', 'ca.pem') }),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   }).toString();
   const key = /\be2b_[0-9a-f]+\b/.exec(out)?.[0];
