@@ -26,6 +26,8 @@ export interface MemoryForkDeps extends ManagerCore {
   newProcesses: (entry: Live) => ProcessRegistry;
   /** pause.ts boot(): restores a sandbox from `imageDir`, or boots it from its files if that fails. */
   boot: (entry: Live, as: 'memory') => Promise<void>;
+  /** pause.ts: what a checkpoint leaves released (the mount and namespace kept where they can be). */
+  settleCheckpointed: (entry: Live) => Promise<void>;
   createFrom: (from: Seed, input: CreateSandboxInput) => Promise<SandboxInfo>;
 }
 
@@ -73,6 +75,8 @@ export async function forkWithMemory(
         log.info({ sandbox: id, err: String(err) }, 'fork: the source cannot be saved, forking its files');
         return false;
       }
+      // Beside the copies: the source's runtime state goes, its mount and namespace stay for boot().
+      const settled = deps.settleCheckpointed(entry);
       try {
         await copyLayer(upper, join(dir, 'upper'), {
           fromBase: uidBase(record.slot),
@@ -82,6 +86,7 @@ export async function forkWithMemory(
         // Hard links: a restore only reads the image, and boot() removes the source's names.
         await run('cp', ['-a', '--link', image, join(dir, 'image')], { timeoutMs: 60_000 });
       } finally {
+        await settled.catch(() => {}); // boot() releases whatever this did not
         await deps.boot(entry, 'memory');
       }
       log.info({ sandbox: id, ms: Date.now() - started }, 'fork: source saved and restored');

@@ -131,6 +131,7 @@ export function createPausing(
               dir: storage.dir,
               newProcesses: opts.newProcesses,
               boot: pauses.boot,
+              settleCheckpointed: pauses.settleCheckpointed,
               createFrom,
             },
             entry,

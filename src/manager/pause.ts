@@ -136,8 +136,11 @@ export function createPauseOps(deps: PauseDeps) {
       try {
         await mkdir(image, { recursive: true, mode: 0o700 });
         await host.runtime.checkpoint(id, image);
-        const keep = host.runtime.get(entry.record.runtime).capabilities.has('restore-in-place');
-        const tail = (keep ? keepInPlace(entry) : release(entry)).catch((err: unknown) =>
+        const tail = (async () => {
+          await settleCheckpointed(entry);
+          await holdTemplate(entry.record);
+          deps.storage.track(id, await keptBytes(id));
+        })().catch((err: unknown) =>
           log.warn({ err, sandbox: id }, 'releasing a paused sandbox failed: its resume retries'),
         );
         later(tail);
@@ -152,12 +155,19 @@ export function createPauseOps(deps: PauseDeps) {
     return kept;
   }
 
-  /** A checkpointed sandbox's volumes and runtime state released, kept in place for its resume. */
-  async function keepInPlace(entry: Live): Promise<void> {
-    await releaseKeepingPlace(host, entry.record.id);
-    inPlace.add(entry);
-    await holdTemplate(entry.record);
-    deps.storage.track(entry.record.id, await keptBytes(entry.record.id));
+  /**
+   * After a checkpoint (a pause's, a fork's): the volumes and runtime state released, the mount
+   * and namespace kept for a restore in place where the runtime can; everything else.
+   */
+  async function settleCheckpointed(entry: Live): Promise<void> {
+    const { id, slot, runtime } = entry.record;
+    if (host.runtime.get(runtime).capabilities.has('restore-in-place')) {
+      await releaseKeepingPlace(host, id);
+      inPlace.add(entry);
+    } else {
+      await stopKeepingDisk(host, id, slot);
+      released.add(entry);
+    }
   }
 
   /** A paused sandbox's host objects released but its directory; its share of the disk budget. */
@@ -280,6 +290,7 @@ export function createPauseOps(deps: PauseDeps) {
     pause,
     resume,
     boot,
+    settleCheckpointed,
 
     /** lifecycle.onTimeout 'pause'. A pause that fails leaves the sandbox running and tries again in a minute. */
     onTimeout(entry: Live): void {
