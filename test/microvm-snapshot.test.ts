@@ -117,6 +117,22 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('snapshots and forks of micr
     expect(await told(sbx)).toBe(value);
     expect(await sbx.files.read('/home/user/file.txt')).toBe('before');
   });
+
+  it('a snapshot of a VM paused with its memory: a sandbox from it has its processes, and it resumes', async () => {
+    await sbx.pause();
+    const snapshot = await e2b.Sandbox.createSnapshot(sbx.sandboxId);
+    const from = await e2b.Sandbox.create(snapshot.snapshotId, { timeoutMs: 600_000 });
+    try {
+      expect(await pids(from)).toContain(holderPid);
+      expect(await told(from)).toBe(value);
+    } finally {
+      await from.kill();
+    }
+    const resumed = await e2b.Sandbox.connect(sbx.sandboxId, { timeoutMs: 600_000 });
+    expect(await pids(resumed)).toContain(holderPid);
+    expect(await told(resumed)).toBe(value);
+    expect(await e2b.Sandbox.deleteSnapshot(snapshot.snapshotId)).toBe(true);
+  });
 });
 
 describe.skipIf(!canRunSandboxes || !qemuInstalled)('the disk budget counts a microVM disk layer', () => {

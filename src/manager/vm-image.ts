@@ -1,9 +1,11 @@
+import { existsSync } from 'node:fs';
 import { chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
 import { sandboxDir, uidBase, type HostDeps } from './host.ts';
 import { layerBytes } from './layers.ts';
 import type { Live } from './manager.ts';
+import { imageDir } from './pause.ts';
 import type { Storage } from './snapshot.ts';
 
 /** Whether the sandbox's runtime saves it whole, memory and disk, while it runs (a microVM). */
@@ -16,7 +18,8 @@ export function savesWhole(host: HostDeps, entry: Live): boolean {
  * its own disk, not in an overlay's upper directory, so `dir` gets the VM's memory and a copy
  * of its disk layer in `dir/image`, taken at one instant while it stands still, and it goes on
  * (its processes and connections with it). A sandbox made from the image is restored with
- * them (provision's restoreFrom). `dir/upper` is an empty layer: the seed every create from a
+ * them (provision's restoreFrom). A VM paused with its memory is saved from its pause's image
+ * and disk, as they are. `dir/upper` is an empty layer: the seed every create from a
  * snapshot copies (the VM's overlay mount holds only what Cove writes for it).
  * Admitted against the disk budget at the layer's size plus the VM's memory (the state's bound).
  */
@@ -30,16 +33,21 @@ export async function saveVmImage(
   if (entry.killing) throw new CoveError('not_found', `sandbox ${id} not found`);
   const driver = deps.host.runtime.get(runtime);
   if (!driver.snapshot) throw new CoveError('internal', `the ${runtime} backend cannot save a sandbox whole`);
-  if (state !== 'running')
+  // Paused with its memory: the pause's image and the disk layer are that instant already.
+  const bundleDir = sandboxDir(deps.host, id);
+  const pausedImage = imageDir(deps.host, id);
+  const paused = state === 'paused' && existsSync(join(pausedImage, 'state'));
+  if (state !== 'running' && !paused)
     throw new CoveError(
       'conflict',
-      `${what}: on the ${runtime} backend a sandbox is saved while it runs (connect resumes a paused one)`,
+      `${what}: on the ${runtime} backend a sandbox is saved with its memory (connect resumes one paused without)`,
     );
-  const disk = await layerBytes(join(sandboxDir(deps.host, id), 'disk.qcow2'));
-  await deps.storage.admit(disk + entry.record.limits.memoryMiB * 2 ** 20, what);
+  const disk = await layerBytes(join(bundleDir, 'disk.qcow2'));
+  const memory = paused ? await layerBytes(pausedImage) : entry.record.limits.memoryMiB * 2 ** 20;
+  await deps.storage.admit(disk + memory, what);
   await mkdir(join(dir, 'image'), { recursive: true, mode: 0o700 });
   await mkdir(join(dir, 'upper'), { mode: 0o755 });
   await chown(join(dir, 'upper'), uidBase(slot), uidBase(slot));
-  await driver.snapshot(id, join(dir, 'image'));
+  await driver.snapshot(id, join(dir, 'image'), paused ? { image: pausedImage, bundleDir } : undefined);
   return layerBytes(dir);
 }

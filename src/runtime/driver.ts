@@ -84,8 +84,9 @@ export interface RuntimeDriver {
    * A running sandbox's memory and own disk saved into `imageDir` while it goes on (a VM's
    * snapshot or fork source, where the disk is the runtime's): restore() takes the image as
    * another sandbox. Absent: snapshots copy the writable layer, forks checkpoint the source.
+   * `paused`: the sandbox is paused into its checkpoint image `image` (its disk in `bundleDir`).
    */
-  snapshot?(id: string, imageDir: string): Promise<void>;
+  snapshot?(id: string, imageDir: string, paused?: { image: string; bundleDir: string }): Promise<void>;
 }
 
 /** Where the agent sits inside every sandbox. */

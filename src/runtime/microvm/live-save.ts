@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, link, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { run } from '../../core/exec.ts';
@@ -50,8 +50,34 @@ export async function saveRunning(
     if (failure) throw failure;
   });
   await writeFile(join(imageDir, 'vm.json'), JSON.stringify({ backing: state.backing }));
-  if (state.backing) {
-    const owner = `image-${createHash('sha256').update(imageDir).digest('hex').slice(0, 16)}`;
-    await opts.refer?.(state.backing, owner, imageDir);
-  }
+  if (state.backing) await opts.refer?.(state.backing, ownerOf(imageDir), imageDir);
+}
+
+/** The name an image's reference to its saved template VM goes by (template-vm.ts, refs/). */
+const ownerOf = (imageDir: string) =>
+  `image-${createHash('sha256').update(imageDir).digest('hex').slice(0, 16)}`;
+
+/**
+ * A VM paused with its memory (its checkpoint image `pausedImage`, its layer `disk`) saved
+ * into `imageDir` as a running one would be: the state hard-linked (a resume removes only its
+ * own name; nothing writes a state once saved), the layer copied, the saved VM under it kept.
+ */
+export async function copyPaused(
+  pausedImage: string,
+  disk: string,
+  imageDir: string,
+  refer?: (backing: string, owner: string, holder: string) => Promise<void>,
+): Promise<void> {
+  const { backing } = JSON.parse(await readFile(join(pausedImage, 'vm.json'), 'utf8')) as {
+    backing?: string;
+  };
+  await link(join(pausedImage, 'state'), join(imageDir, 'state')).catch(
+    async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EXDEV') throw err;
+      await copyFile(join(pausedImage, 'state'), join(imageDir, 'state')); // snapshots on another filesystem
+    },
+  );
+  await run('cp', ['--sparse=always', disk, join(imageDir, 'disk.qcow2')], { timeoutMs: 600_000 });
+  await writeFile(join(imageDir, 'vm.json'), JSON.stringify({ backing }));
+  if (backing) await refer?.(backing, ownerOf(imageDir), imageDir);
 }

@@ -8,7 +8,7 @@ import { acceleratorInfo, hostTscKhz, type Accelerator } from './accel.ts';
 import { prepareBackend } from './prepare.ts';
 import { guestDir, templateImage } from './guest.ts';
 import { setIdentity } from './identity.ts';
-import { saveRunning } from './live-save.ts';
+import { copyPaused, saveRunning } from './live-save.ts';
 import { loadState, saveState } from './migrate.ts';
 import { macFor, type VmArgs } from './qemu.ts';
 import { readyOrRetry } from './ready.ts';
@@ -299,11 +299,12 @@ export function createMicrovmDriver(opts: MicrovmOptions): MicrovmDriver {
     },
 
     /** A running VM's memory and disk into `imageDir` while it goes on (live-save.ts): snapshots, forks. */
-    snapshot: (id: string, imageDir: string) =>
-      saveRunning(vms, id, imageDir, {
-        timeoutMs: SAVE_TIMEOUT_MS,
-        ...(templates && { refer: (b: string, o: string, h: string) => templates!.refer(b, o, h) }),
-      }),
+    snapshot: (id: string, imageDir: string, paused?: { image: string; bundleDir: string }) => {
+      const refer = (b: string, o: string, h: string) => templates!.refer(b, o, h);
+      return paused
+        ? copyPaused(paused.image, join(paused.bundleDir, 'disk.qcow2'), imageDir, refer)
+        : saveRunning(vms, id, imageDir, { timeoutMs: SAVE_TIMEOUT_MS, refer });
+    },
 
     /**
      * Restores a checkpoint image as the sandbox `spec` describes (the same id: a resume, on
