@@ -85,7 +85,7 @@ export async function coveBench(opts: {
   /** Another instance name (two Coves at once: bench/runsc.ts); BENCH_INSTANCE by default. */
   instance?: string;
   /** The runtime backend of its sandboxes (crun by default). */
-  runtime?: 'crun' | 'runsc';
+  runtime?: 'crun' | 'runsc' | 'microvm';
   /** The audit trail on (the default) or off: bench/audit.ts compares the two. */
   audit?: boolean;
   /** Cove's logger (default: COVE_LOG_LEVEL, warn, to stderr): bench/pause.ts reads its lines. */
@@ -299,6 +299,7 @@ export async function coveBench(opts: {
         await sh('nft', ['delete', 'table', 'inet', INSTANCE]);
         await rm(config.crunRoot, { recursive: true, force: true });
         await rm(config.runscRoot, { recursive: true, force: true });
+        await rm(config.microvm.stateRoot, { recursive: true, force: true });
         await rmdir(join(config.crunRoot, '..')).catch(() => undefined);
         for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [])) {
           await rmdir(join('/sys/fs/cgroup', hierarchy, INSTANCE)).catch(() => undefined);

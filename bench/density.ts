@@ -26,6 +26,8 @@ export interface DensityResult {
   cgroupKiBPer?: number;
   /** The server's own RSS growth per sandbox (Cove in-process only), KiB. */
   serverRssKiBPer?: number;
+  /** What `own` counts per sandbox while all are alive (a VM's QEMU PSS: bench/microvm.ts), KiB. */
+  ownKiBPer?: number;
   /** `true` run in every one afterwards: how many exited 0, and how long all took. */
   answered: number;
   answerMs: number;
@@ -103,6 +105,8 @@ export async function coveDensity(opts: {
   cgroupParent: string;
   leaks: () => Promise<string[]>;
   progress: (msg: string) => void;
+  /** The sandboxes' own memory in all, KiB, read while they are alive (beside the host's). */
+  own?: () => Promise<number>;
 }): Promise<DensityResult> {
   const { manager, n } = opts;
   const errors: string[] = [];
@@ -129,6 +133,7 @@ export async function coveDensity(opts: {
   const hostAfter = await hostUsedSteadyKiB();
   const cgAfter = await cgroupKiB(opts.cgroupParent);
   const rssAfter = process.memoryUsage().rss;
+  const own = opts.own ? (await opts.own()) / Math.max(1, alive) : undefined;
   opts.progress(`  density: ${alive} alive; running true in each`);
   const answered = await each(ids, 16, (id) => execTrue(manager, id), errors);
   opts.progress(`  density: ${answered.ok} answered; killing`);
@@ -143,6 +148,7 @@ export async function coveDensity(opts: {
     hostKiBPer: (hostAfter - hostBefore) / Math.max(1, alive),
     cgroupKiBPer: (cgAfter - cgBefore) / Math.max(1, alive),
     serverRssKiBPer: (rssAfter - rssBefore) / 1024 / Math.max(1, alive),
+    ...(own !== undefined && { ownKiBPer: own }),
     answered: answered.ok,
     answerMs: answered.ms,
     killMs: killed.ms,

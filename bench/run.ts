@@ -45,6 +45,7 @@ const HELP = `usage: npm run bench -- [options]   (each option also reads an env
                     or code-interpreter alone: bench/code-interpreter.ts (its own options: BENCH_CI_*)
                     or templates alone: bench/templates.ts (BENCH_TEMPLATES_N)
                     or runsc alone: bench/runsc.ts (gVisor beside crun; BENCH_RUNSC_*)
+                    or microvm alone: bench/microvm.ts (QEMU VMs beside crun and runsc; BENCH_MICROVM_*)
                     or computer-use alone: bench/computer-use.ts (desktop and browser; BENCH_CU_RUNS)
                     or services alone: bench/services.ts (BENCH_SVC_RUNS, _ENTRIES, _QUERIES)
                     or audit alone: the audit trail on vs off (bench/audit.ts, BENCH_AUDIT_*);
@@ -69,6 +70,8 @@ const SOLO: Record<string, () => Promise<number | void>> = {
   templates: async () => (await import('./templates.ts')).templatesMain(),
   // The gVisor backend beside crun, and its checkpoint/restore (issue 6), BENCH_RUNSC_*.
   runsc: async () => (await import('./runsc.ts')).runscMain(),
+  // The QEMU microVM backend beside crun and runsc (issue 10), BENCH_MICROVM_*.
+  microvm: async () => (await import('./microvm.ts')).microvmMain(),
   // Pause, resume, snapshot and fork latencies (issue 6).
   pause: async () => (await import('./pause.ts')).pauseMain(),
   // Model gateway overhead and memory recall (issue 14), BENCH_SVC_*.
