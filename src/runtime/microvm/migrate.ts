@@ -84,6 +84,7 @@ export async function loadState(q: Qmp, file: string, opts: MigrateOptions): Pro
   await setCapabilities(q, opts.ignoreShared);
   const sock = join(opts.socketDir, 'load.sock');
   await rm(sock, { force: true });
+  let sent: Promise<unknown> = Promise.resolve();
   try {
     await finished(
       q,
@@ -93,11 +94,18 @@ export async function loadState(q: Qmp, file: string, opts: MigrateOptions): Pro
           const c = connect(sock, () => resolve(c));
           c.once('error', reject);
         });
-        await pipeline(createReadStream(file), conn);
+        // Not awaited: QEMU closes its end once it has read the state, which may come before
+        // this side's 'finish' (a premature close that is a success); its MIGRATION event says.
+        sent = pipeline(createReadStream(file), conn).catch((err: unknown) => err);
       },
       opts.timeoutMs,
       'restoring the VM',
     );
+  } catch (err) {
+    const streamErr = await sent;
+    throw streamErr instanceof Error
+      ? new CoveError('internal', `${String(err)} (sending ${file}: ${streamErr.message})`, { cause: err })
+      : err;
   } finally {
     await rm(sock, { force: true });
   }
