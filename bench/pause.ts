@@ -147,7 +147,8 @@ export async function pauseMain(): Promise<number> {
   // the pause's background work), template or release (boot: the build looked up; host objects
   // a pause did not keep released), restore (mounts, network and the runtime's restore),
   // agent (its channel back), stored (record and timer).
-  const names = [...new Set(stepRows.flatMap(([, by]) => Object.keys(by)))];
+  const seen = new Set(stepRows.flatMap(([, by]) => Object.keys(by)));
+  const names = ['queued', 'template', 'release', 'restore', 'agent', 'stored'].filter((n) => seen.has(n));
   console.log(`\nWhere a resume with memory goes (ms from the call, p50 of when each step ended):\n`);
   console.log(
     markdownTable(
