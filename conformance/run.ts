@@ -9,6 +9,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -197,6 +198,9 @@ let coveVersion = describeCheckout(root);
 if (args.ref) {
   const commitOf = execFileSync('git', ['-C', root, 'rev-parse', '--short', args.ref]).toString().trim();
   const dir = join(runDir, 'cove');
+  // gVisor's sandboxes reach the agent binary in it as a mapped root: the run directory
+  // (mkdtemp's 0700) must be searchable, as the server's home is (cove.ts).
+  chmodSync(runDir, 0o711);
   mkdirSync(dir);
   execFileSync('tar', ['-x', '-C', dir], {
     input: execFileSync('git', ['-C', root, 'archive', commitOf], { maxBuffer: 1 << 30 }),
