@@ -41,9 +41,7 @@ import { databaseRoutes } from './api/databases.ts';
 import { quotaRoutes } from './api/quotas.ts';
 import { keyRoutes } from './api/keys.ts';
 import { createDatabaseAccess } from './services/databases/access.ts';
-import { createDatabases } from './services/databases/databases.ts';
-import { startDatabases, wireDatabases } from './services/databases/wiring.ts';
-import { loadSecret } from './services/tokens.ts';
+import { databasesOf, startDatabases, wireDatabases } from './services/databases/wiring.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { loadSecretsKey } from './secrets/seal.ts';
 import { networkSealer } from './secrets/sealed-network.ts';
@@ -163,17 +161,7 @@ async function startLocked(
     readSandboxFile: (id, path, max) => readSandboxFile(manager, id, path, max),
   });
   // Agents' PostgreSQL databases: a cluster of Cove's own on the bridge address, started on first use.
-  const databases = createDatabases({
-    home: config.home,
-    address: `${config.subnet16}.0.1`,
-    subnet: `${config.subnet16}.0.0/16`,
-    port: config.databases.port,
-    ...(config.databases.externalUrl && { externalUrl: config.databases.externalUrl }),
-    maxSizeMB: config.databases.maxSizeMB,
-    checkMs: config.databases.checkMs,
-    secret: loadSecret(join(config.home, 'services.secret')),
-    log,
-  });
+  const databases = databasesOf(config, log);
   const databaseAccess = createDatabaseAccess(databases.records, config.instance);
   const templates = createTemplateStore({ home: config.templatesHome, recipesDir: config.recipesDir });
   for (const name of opts.ensureTemplates ?? [])

@@ -1,9 +1,27 @@
+import { join } from 'node:path';
+import type { Config } from '../../config/config.ts';
 import { CoveError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Manager } from '../../manager/manager.ts';
 import type { DatabaseAccess } from './access.ts';
-import type { Databases } from './databases.ts';
+import { createDatabases, type Databases } from './databases.ts';
+import { loadSecret } from '../tokens.ts';
 import { createForwarder } from './proxy.ts';
+
+/** Agents' databases as the server's config sets them up: on the sandboxes' bridge address. */
+export function databasesOf(config: Config, log: Logger): Databases {
+  return createDatabases({
+    home: config.home,
+    address: `${config.subnet16}.0.1`,
+    subnet: `${config.subnet16}.0.0/16`,
+    port: config.databases.port,
+    ...(config.databases.externalUrl && { externalUrl: config.databases.externalUrl }),
+    maxSizeMB: config.databases.maxSizeMB,
+    checkMs: config.databases.checkMs,
+    secret: loadSecret(join(config.home, 'services.secret')),
+    log,
+  });
+}
 
 /** The create option: the metadata key naming the database (by name or id) a sandbox gets. */
 export const DATABASE_METADATA = 'cove-database';
