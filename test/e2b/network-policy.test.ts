@@ -277,6 +277,15 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     ]);
   });
 
+  it('a pause to disk and its resume keep the rules (the namespace is made again)', async () => {
+    const sbx = await create({ network: { denyOut: [net.hosts.other] } });
+    await refused(sbx, `http://${net.hosts.other}/`);
+    await sbx.pause({ keepMemory: false });
+    const again = await e2b.Sandbox.connect(sbx.sandboxId);
+    await refused(again, `http://${net.hosts.other}/`);
+    await reached(again, `http://${net.hosts.web}/`);
+  });
+
   it('kill removes the rules; a restart re-applies them to the sandboxes it adopts', async () => {
     const chains = () => execFileSync('nft', ['list', 'table', 'inet', cove.config.instance]).toString();
     const kept = await create({ network: { denyOut: [net.hosts.other] } });
