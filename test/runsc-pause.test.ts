@@ -1,28 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunSandboxes, startTestCove, stopTestCove, testConfig, runscInstalled } from './helpers.ts';
+import { KEEPALIVE_SERVER } from './keepalive-server.ts';
 
 const loadE2b = () => import('e2b');
 type E2b = Awaited<ReturnType<typeof loadE2b>>;
 type Sandbox = InstanceType<E2b['Sandbox']>;
-
-/** HTTP/1.1 with keep-alive: answers every request on a connection until the client leaves. */
-const SERVER = `import socketserver
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            while self.rfile.readline() not in (b"\\r\\n", b"\\n", b""):
-                pass
-            self.wfile.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
-            self.wfile.flush()
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S(("0.0.0.0", 8000), H).serve_forever()
-`;
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -72,7 +55,7 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('pause and resume with memo
     // A server that waits with poll() (socketserver), which this gVisor can save (Node's epoll
     // it cannot), and lets the client close first: a server that closes first leaves a
     // TIME_WAIT in the sandbox for 60 s, which gVisor cannot save either (docs/runtimes.md).
-    await sbx.files.write('/home/user/server.py', SERVER);
+    await sbx.files.write('/home/user/server.py', KEEPALIVE_SERVER);
     const server = await sbx.commands.run('python3 /home/user/server.py', { background: true });
     await until(async () => (await port(sbx, 8000)).status === 200);
     const bootId = async (s: InstanceType<E2b['Sandbox']>) =>

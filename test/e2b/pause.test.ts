@@ -5,12 +5,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Sandbox, SandboxNotFoundError } from 'e2b';
 import { canRunSandboxes, startTestCove, stopTestCove } from '../helpers.ts';
+import { KEEPALIVE_SERVER } from '../keepalive-server.ts';
 
 type TestCove = Awaited<ReturnType<typeof startTestCove>>;
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** COVE_TEST_RUNTIME=microvm (npm run test:microvm): a memory pause saves the VM to disk instead of freezing it. */
 const onMicrovm = process.env.COVE_TEST_RUNTIME === 'microvm';
+/** COVE_TEST_RUNTIME=runsc: a memory pause is a gVisor checkpoint on disk (docs/runtimes.md). */
+const onRunsc = process.env.COVE_TEST_RUNTIME === 'runsc';
+/** Where a memory pause is written to disk, a restart of the host loses nothing. */
+const memoryOnDisk = onMicrovm || onRunsc;
 
 /** Polls `check` until it holds (or `ms` pass): pauses on timeout come from a timer. */
 async function eventually(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
@@ -22,8 +27,9 @@ async function eventually(check: () => Promise<boolean>, ms = 20_000): Promise<v
 }
 
 /**
- * Pause and resume (spec 2.9, 2.4, 2.18) through the unmodified SDK, on the crun runtime: a
- * memory pause freezes the sandbox in place, `keepMemory: false` keeps its files and reboots
+ * Pause and resume (spec 2.9, 2.4, 2.18) through the unmodified SDK, on crun (and on runsc and
+ * microvm by COVE_TEST_RUNTIME, where a memory pause is saved to disk): a memory pause freezes
+ * the sandbox in place, `keepMemory: false` keeps its files and reboots
  * it, and both survive a restart of Cove.
  */
 describe.skipIf(!canRunSandboxes)('pause and resume through the e2b SDK', () => {
@@ -60,8 +66,11 @@ describe.skipIf(!canRunSandboxes)('pause and resume through the e2b SDK', () => 
   const bootId = async (sbx: Sandbox) =>
     (await sbx.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout.trim();
 
+  // On runsc a server this gVisor can checkpoint (test/keepalive-server.ts says why).
   async function startServer(sbx: Sandbox): Promise<void> {
-    await sbx.commands.run('python3 -m http.server 8000 --bind 0.0.0.0', { background: true });
+    if (onRunsc) await sbx.files.write('/home/user/server.py', KEEPALIVE_SERVER);
+    const server = onRunsc ? 'python3 /home/user/server.py' : 'python3 -m http.server 8000 --bind 0.0.0.0';
+    await sbx.commands.run(server, { background: true });
     await eventually(async () => (await port(sbx, 8000).catch(() => undefined))?.status === 200);
   }
 
@@ -195,7 +204,7 @@ describe.skipIf(!canRunSandboxes)('pause and resume through the e2b SDK', () => 
 
     await cove.close();
     const { instance, crunRoot } = cove.config;
-    if (!onMicrovm) {
+    if (!memoryOnDisk) {
       writeFileSync(`/sys/fs/cgroup/freezer/${instance}/${lost.sandboxId}/freezer.state`, 'THAWED');
       execFileSync('crun', ['--root', crunRoot, 'delete', '--force', lost.sandboxId]);
     }
@@ -213,7 +222,7 @@ describe.skipIf(!canRunSandboxes)('pause and resume through the e2b SDK', () => 
     expect((await Sandbox.getInfo(lost.sandboxId)).state).toBe('paused');
     const c = await Sandbox.connect(lost.sandboxId); // handles made before the restart name the old URL
     expect(await c.files.read('/home/user/c.txt')).toBe('lost memory');
-    if (onMicrovm) expect(await bootId(c)).toBe(lostBoot);
+    if (memoryOnDisk) expect(await bootId(c)).toBe(lostBoot);
     else expect(await bootId(c)).not.toBe(lostBoot);
   });
 });
