@@ -26,6 +26,24 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
   const adminPassword = randomBytes(12).toString('hex');
   const pg = sandboxPsql(() => cove.manager);
   const psql = pg.run;
+  /**
+   * Waits until the database is frozen with the table `big` the test's fill made. A check
+   * during the fill freezes the database before the fill commits, so the table escapes that
+   * freeze (its owner is still the database's role) and is frozen by the next check, which
+   * also takes the size then as the frozen size (limits.ts).
+   */
+  const frozenWithBig = async () => {
+    await vi.waitFor(
+      async () =>
+        expect(((await (await api('/databases/app')).json()) as { frozen: boolean }).frozen).toBe(true),
+      { timeout: 60_000, interval: 500 },
+    );
+    const owned = "SELECT pg_get_userbyid(relowner) = current_user FROM pg_class WHERE relname = 'big'";
+    await vi.waitFor(async () => expect((await psql(mine, owned)).stdout.trim()).toBe('f'), {
+      timeout: 30_000,
+      interval: 500,
+    });
+  };
 
   const api = (path: string, init: RequestInit = {}) =>
     fetch(`${cove.url}${path}`, {
@@ -166,10 +184,7 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
     expect(fill.stderr).toBe('');
     const state = async () =>
       (await (await api('/databases/app')).json()) as { frozen: boolean; sizeBytes: number };
-    await vi.waitFor(async () => expect((await state()).frozen).toBe(true), {
-      timeout: 60_000,
-      interval: 500,
-    });
+    await frozenWithBig();
     expect((await state()).sizeBytes).toBeGreaterThan(16 * 2 ** 20);
     const refused = await psql(mine, 'INSERT INTO notes VALUES (1)');
     expect(refused.exitCode).not.toBe(0);
@@ -205,18 +220,7 @@ describe.skipIf(!canRunSandboxes)('databases on an operator server', () => {
     const fill =
       'CREATE TABLE big AS SELECT g, md5(random()::text) || md5(random()::text) AS pad FROM generate_series(1, 150000) g';
     expect((await psql(mine, fill)).exitCode).toBe(0);
-    await vi.waitFor(async () => expect((await state()).frozen).toBe(true), {
-      timeout: 60_000,
-      interval: 500,
-    });
-    // A check during the fill froze the database before the fill committed: the next check
-    // freezes the table it made and takes the size then as the frozen size. Growth is counted
-    // from there, so the large object must come after it.
-    const owned = "SELECT pg_get_userbyid(relowner) = current_user FROM pg_class WHERE relname = 'big'";
-    await vi.waitFor(async () => expect((await psql(mine, owned)).stdout.trim()).toBe('f'), {
-      timeout: 30_000,
-      interval: 500,
-    });
+    await frozenWithBig(); // growth is counted from the frozen size: the large object comes after
     // 8 MB more of random bytes in a large object: no privilege stops making one (its session
     // may be ended by the lock before it returns)
     const made = await psql(mine, blob(500_000));
