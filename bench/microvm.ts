@@ -19,16 +19,15 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAgent } from '../src/agent-channel/client.ts';
-import { agentSocket, provision, teardown, type HostDeps } from '../src/manager/host.ts';
+import { agentSocket, provision, teardown } from '../src/manager/host.ts';
 import type { Manager } from '../src/manager/manager.ts';
-import { createNetwork } from '../src/network/network.ts';
 import { probeHost } from '../src/runtime/microvm/accel.ts';
 import { createMicrovmDriver } from '../src/runtime/microvm/microvm.ts';
 import { createRuntimeSet } from '../src/runtime/set.ts';
 import { createTemplateStore } from '../src/templates/index.ts';
 import { coveBench, execTrue } from './cove.ts';
 import { coveDensity, type DensityResult } from './density.ts';
-import { BENCH_INSTANCE } from './instance.ts';
+import { BENCH_INSTANCE, benchHost } from './instance.ts';
 import { describeMachine } from './machine.ts';
 import { since, summarize, type Summary } from './stats.ts';
 import { markdownTable, ms } from './table.ts';
@@ -226,8 +225,6 @@ async function resume(manager: Manager, id: string): Promise<void> {
  * Cove's bridge in slots of their own: create and start to the agent, then `true`.
  */
 async function coldBoots(templatesHome: string, repo: string) {
-  const home = join('/tmp', `coveb-microvm-${randomBytes(4).toString('hex')}`);
-  await mkdir(join(home, 'sandboxes'), { recursive: true, mode: 0o711 });
   const driver = createMicrovmDriver({
     stateRoot: `/run/${INSTANCE}/microvm`,
     cacheDir: join(templatesHome, 'microvm'),
@@ -236,13 +233,7 @@ async function coldBoots(templatesHome: string, repo: string) {
   });
   const runtime = createRuntimeSet([driver], 'microvm');
   await runtime.init();
-  const deps: HostDeps = {
-    runtime,
-    network: createNetwork({ name: INSTANCE, prefix16: SUBNET }),
-    sandboxesDir: join(home, 'sandboxes'),
-    agentBinary: join(repo, 'agent', 'build', 'cove-agent'),
-    mountHelper: join(repo, 'agent', 'build', 'cove-mount'),
-  };
+  const { deps, home } = await benchHost('microvm', runtime, { instance: INSTANCE, subnet16: SUBNET }, repo);
   const template = await createTemplateStore({
     home: templatesHome,
     recipesDir: join(repo, 'templates'),

@@ -13,22 +13,14 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAgent, type AgentClient } from '../src/agent-channel/client.ts';
-import {
-  agentSocket,
-  provision,
-  sandboxDir,
-  teardown,
-  UID_COUNT,
-  uidBase,
-  type HostDeps,
-} from '../src/manager/host.ts';
-import { createNetwork, NETNS_DIR } from '../src/network/network.ts';
+import { agentSocket, provision, sandboxDir, teardown, UID_COUNT, uidBase } from '../src/manager/host.ts';
+import { NETNS_DIR } from '../src/network/network.ts';
 import type { SandboxSpec } from '../src/runtime/driver.ts';
 import { createRunscDriver } from '../src/runtime/runsc/runsc.ts';
 import { createRuntimeSet } from '../src/runtime/set.ts';
 import { createTemplateStore } from '../src/templates/index.ts';
 import { coveBench } from './cove.ts';
-import { BENCH_INSTANCE } from './instance.ts';
+import { BENCH_INSTANCE, benchHost } from './instance.ts';
 import { describeMachine } from './machine.ts';
 import { since, summarize, type Summary } from './stats.ts';
 import { markdownTable, ms } from './table.ts';
@@ -124,8 +116,6 @@ async function checkpoints(
   repo: string,
   images: Record<string, string>,
 ): Promise<Record<string, Summary>> {
-  const home = join('/tmp', `coveb-runsc-${randomBytes(4).toString('hex')}`);
-  await mkdir(join(home, 'sandboxes'), { recursive: true, mode: 0o711 });
   const runtime = createRuntimeSet(
     [
       createRunscDriver({
@@ -137,13 +127,7 @@ async function checkpoints(
     'runsc',
   );
   await runtime.init();
-  const deps: HostDeps = {
-    runtime,
-    network: createNetwork({ name: instance, prefix16: subnet16 }),
-    sandboxesDir: join(home, 'sandboxes'),
-    agentBinary: join(repo, 'agent', 'build', 'cove-agent'),
-    mountHelper: join(repo, 'agent', 'build', 'cove-mount'),
-  };
+  const { deps, home } = await benchHost('runsc', runtime, { instance, subnet16 }, repo);
   const templateRootfs = (
     await createTemplateStore({ home: templatesHome, recipesDir: join(repo, 'templates') }).get('base')
   ).rootfs;

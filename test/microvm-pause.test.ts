@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { canRunSandboxes, pointSdkAt, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { CONNECTED_HOLDER, startHolder, told } from './memory-holder.ts';
 import { microvmReady } from './microvm-host.ts';
 
 const loadE2b = () => import('e2b');
@@ -10,26 +11,6 @@ type Sandbox = InstanceType<E2b['Sandbox']>;
 
 const config = testConfig({ runtime: 'microvm' });
 const qemuInstalled = microvmReady(config);
-
-/**
- * A process whose state lives only in its memory (a number drawn at start, told on SIGUSR1),
- * holding a TCP connection to itself over the loopback: after /tmp/go appears it sends over
- * it and writes what arrived.
- */
-const HOLDER = `import os, random, signal, socket, time
-value = random.getrandbits(64)
-def tell(*_):
-    open('/tmp/told', 'w').write(str(value))
-signal.signal(signal.SIGUSR1, tell)
-server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen(1)
-client = socket.create_connection(server.getsockname()); accepted, _ = server.accept()
-open('/tmp/holder-ready', 'w').close()
-while not os.path.exists('/tmp/go'):
-    time.sleep(0.2)
-client.sendall(b'still connected'); open('/tmp/got', 'w').write(accepted.recv(64).decode())
-while True:
-    time.sleep(3600)
-`;
 
 /**
  * Pause with memory and fork on the microvm backend through the unmodified SDK, under whatever
@@ -43,23 +24,13 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('pause and fork of microVMs'
   let sbx: Sandbox;
   let holderPid: number;
 
-  const told = async (s: Sandbox) => {
-    await s.commands.run(
-      'rm -f /tmp/told; pkill -USR1 -f ^python3.*holde[r]; for i in $(seq 100); do [ -s /tmp/told ] && break; sleep 0.1; done',
-    );
-    return (await s.commands.run('cat /tmp/told')).stdout;
-  };
-
   beforeAll(async () => {
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
     sbx = await e2b.Sandbox.create('base', { timeoutMs: 600_000 });
-    await sbx.files.write('/home/user/holder.py', HOLDER);
     await sbx.files.write('/home/user/file.txt', 'before');
-    holderPid = (await sbx.commands.run('python3 /home/user/holder.py', { background: true })).pid;
-    await sbx.commands.run('for i in $(seq 600); do [ -e /tmp/holder-ready ] && break; sleep 0.1; done');
+    holderPid = await startHolder(sbx, CONNECTED_HOLDER);
   }, 600_000);
 
   afterAll(async () => {

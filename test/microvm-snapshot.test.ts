@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunSandboxes, pointSdkAt, startTestCove, stopTestCove, testConfig } from './helpers.ts';
+import { startHolder, told } from './memory-holder.ts';
 import { microvmReady } from './microvm-host.ts';
 
 const loadE2b = () => import('e2b');
@@ -10,24 +11,6 @@ type Sandbox = InstanceType<E2b['Sandbox']>;
 
 const config = testConfig({ runtime: 'microvm' });
 const qemuInstalled = microvmReady(config);
-
-/** A process whose state is only in its memory: a number drawn at start, written on SIGUSR1. */
-const HOLDER = `import random, signal, time
-value = random.getrandbits(64)
-def tell(*_):
-    open('/tmp/told', 'w').write(str(value))
-signal.signal(signal.SIGUSR1, tell)
-open('/tmp/holder-ready', 'w').close()
-while True:
-    time.sleep(3600)
-`;
-
-const told = async (s: Sandbox) => {
-  await s.commands.run(
-    'rm -f /tmp/told; pkill -USR1 -f ^python3.*holde[r]; for i in $(seq 100); do [ -s /tmp/told ] && break; sleep 0.1; done',
-  );
-  return (await s.commands.run('cat /tmp/told')).stdout;
-};
 
 const pids = async (s: Sandbox) => (await s.commands.list()).map((p) => p.pid);
 
@@ -49,10 +32,8 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('snapshots and forks of micr
     pointSdkAt(cove);
     e2b = await loadE2b();
     sbx = await e2b.Sandbox.create('base', { timeoutMs: 600_000 });
-    await sbx.files.write('/home/user/holder.py', HOLDER);
     await sbx.files.write('/home/user/file.txt', 'before');
-    holderPid = (await sbx.commands.run('python3 /home/user/holder.py', { background: true })).pid;
-    await sbx.commands.run('for i in $(seq 600); do [ -e /tmp/holder-ready ] && break; sleep 0.1; done');
+    holderPid = await startHolder(sbx);
     value = await told(sbx);
     expect(value).toMatch(/^\d+$/);
   }, 600_000);

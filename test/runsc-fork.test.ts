@@ -1,21 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig, runscInstalled } from './helpers.ts';
+import {
+  canRunSandboxes,
+  pointSdkAt,
+  startTestCove,
+  stopTestCove,
+  testConfig,
+  runscInstalled,
+} from './helpers.ts';
+import { startHolder, told } from './memory-holder.ts';
 
 const loadE2b = () => import('e2b');
 type E2b = Awaited<ReturnType<typeof loadE2b>>;
 type Sandbox = InstanceType<E2b['Sandbox']>;
-
-/** A process whose state lives only in its memory: a number drawn at start, served on request. */
-const HOLDER = `import os, random, signal, time
-value = random.getrandbits(64)
-def tell(*_):
-    open('/tmp/told', 'w').write(str(value))
-signal.signal(signal.SIGUSR1, tell)
-open('/tmp/holder-ready', 'w').close()
-while True:
-    time.sleep(3600)
-`;
 
 /**
  * Fork with memory on gVisor through the unmodified SDK (spec 2.10): the forks get the source's
@@ -29,8 +26,7 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('fork with memory on gVisor
 
   beforeAll(async () => {
     cove = await startTestCove(testConfig({ runtime: 'runsc' }));
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     e2b = await loadE2b();
   });
 
@@ -38,24 +34,14 @@ describe.skipIf(!canRunSandboxes || !runscInstalled)('fork with memory on gVisor
     if (cove) expect(await stopTestCove(cove)).toEqual([]);
   });
 
-  /** What the holder process remembers, asked by signal (no file holds it before). */
-  const told = async (sbx: Sandbox) => {
-    await sbx.commands.run(
-      'rm -f /tmp/told; pkill -USR1 -f ^python3.*holde[r]; for i in $(seq 50); do [ -s /tmp/told ] && break; sleep 0.1; done',
-    );
-    return (await sbx.commands.run('cat /tmp/told')).stdout;
-  };
-
   it('forks with the running processes and their memory; the source runs on', async () => {
     const sbx = await e2b.Sandbox.create('base', {
       timeoutMs: 300_000,
       envs: { FORK_VAR: 'inherited' },
       metadata: { test: randomUUID() },
     });
-    await sbx.files.write('/home/user/holder.py', HOLDER);
     await sbx.files.write('/home/user/file.txt', 'before the fork');
-    const holder = await sbx.commands.run('python3 /home/user/holder.py', { background: true });
-    await sbx.commands.run('for i in $(seq 100); do [ -e /tmp/holder-ready ] && break; sleep 0.1; done');
+    const holder = { pid: await startHolder(sbx) };
     const value = await told(sbx);
     expect(value).toMatch(/^\d+$/);
     const endAt = (await sbx.getInfo()).endAt;
