@@ -44,7 +44,7 @@ import { createDatabaseAccess } from './services/databases/access.ts';
 import { databasesOf, startDatabases, wireDatabases } from './services/databases/wiring.ts';
 import { createSqliteStore } from './store/sqlite.ts';
 import { loadSecretsKey } from './secrets/seal.ts';
-import { networkSealer } from './secrets/sealed-network.ts';
+import { storeSealing } from './secrets/sealed-tokens.ts';
 import type { ClusterAdmission } from './cluster/admission.ts';
 import { createTemplateStore } from './templates/index.ts';
 import { createTemplateBuilder } from './templates/build/index.ts';
@@ -137,9 +137,9 @@ async function startLocked(
     await chmod(config.home, (mode & 0o7777) | 0o001);
   }
 
-  // The upstream egress proxy's password is sealed in it with the secrets' key (src/secrets/sealed-network.ts).
-  const sealer = networkSealer(await loadSecretsKey(config.secretsKeyFile), (m) => log.warn(m));
-  const store = createSqliteStore(join(config.home, 'cove.db'), { network: sealer });
+  // Sandbox tokens and the upstream proxy's password are sealed in it with the secrets' key (src/secrets/sealed-tokens.ts).
+  const sealing = storeSealing(await loadSecretsKey(config.secretsKeyFile), (m) => log.warn(m));
+  const store = createSqliteStore(join(config.home, 'cove.db'), sealing);
   const keys = createKeyring(store);
   let apiKey = opts.apiKey;
   if (apiKey !== undefined) keys.seed(apiKey);

@@ -1,4 +1,4 @@
-import type { NetworkCodec } from '../store/sqlite.ts';
+import type { NetworkCodec } from '../store/sqlite-sealing.ts';
 import { openString, sealString } from './seal.ts';
 
 /** How the state database holds an upstream proxy: the password sealed, under its own field. */

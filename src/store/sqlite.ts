@@ -7,6 +7,7 @@ import {
   SQLITE_CONSTRAINT_PRIMARYKEY,
   SQLITE_CONSTRAINT_UNIQUE,
 } from './sqlite-snapshots.ts';
+import { sealOldRows, type StoreCodecs } from './sqlite-sealing.ts';
 import type { ApiKeyRecord, SandboxRecord, Store } from './store.ts';
 
 const migrations = [
@@ -80,16 +81,24 @@ interface KeyRow {
  * Several processes may share the file (`cove serve` and `cove keys`): WAL lets readers run
  * beside the one writer, and busy_timeout makes a writer wait for the other instead of failing.
  */
-export function createSqliteStore(path: string, opts: { network?: NetworkCodec } = {}): Store {
+export function createSqliteStore(path: string, opts: StoreCodecs = {}): Store {
   const db = new DatabaseSync(path);
   // busy_timeout first: switching to WAL needs a lock another process may hold.
   db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
   migrate(db);
+  sealOldRows(db, opts);
   const codec = opts.network;
-  if (codec) sealNetworks(db, codec);
   const networkJson = (n: SandboxNetwork) => JSON.stringify(codec ? codec.seal(n) : n);
+  const seal = (token: string) => (opts.tokens ? opts.tokens.seal(token) : token);
+  const open = (token: string | null) => (token !== null && opts.tokens ? opts.tokens.open(token) : token);
   const read = (row: Row): SandboxRecord => {
-    const record = fromRow(row);
+    const opened = {
+      ...row,
+      agent_token: open(row.agent_token)!,
+      envd_access_token: open(row.envd_access_token),
+      traffic_access_token: open(row.traffic_access_token),
+    };
+    const record = fromRow(opened);
     return codec && record.network ? { ...record, network: codec.open(record.network) } : record;
   };
 
@@ -127,8 +136,8 @@ export function createSqliteStore(path: string, opts: { network?: NetworkCodec }
           record.templateHash,
           record.state,
           slot,
-          record.agentToken,
-          record.envdAccessToken ?? null,
+          seal(record.agentToken),
+          record.envdAccessToken !== undefined ? seal(record.envdAccessToken) : null,
           JSON.stringify(record.limits),
           JSON.stringify(record.metadata),
           JSON.stringify(record.envVars),
@@ -136,7 +145,7 @@ export function createSqliteStore(path: string, opts: { network?: NetworkCodec }
           record.endAt,
           record.runtime ?? null,
           record.network ? networkJson(record.network) : null,
-          record.trafficAccessToken ?? null,
+          record.trafficAccessToken !== undefined ? seal(record.trafficAccessToken) : null,
           record.lifecycle ? JSON.stringify(record.lifecycle) : null,
           record.volumeMounts?.length ? JSON.stringify(record.volumeMounts) : null,
         );
@@ -169,9 +178,9 @@ export function createSqliteStore(path: string, opts: { network?: NetworkCodec }
       if (patch.metadata !== undefined) set('metadata', JSON.stringify(patch.metadata));
       if (patch.envVars !== undefined) set('env_vars', JSON.stringify(patch.envVars));
       if (patch.startedAt !== undefined) set('started_at', patch.startedAt);
-      if (patch.envdAccessToken !== undefined) set('envd_access_token', patch.envdAccessToken);
+      if (patch.envdAccessToken !== undefined) set('envd_access_token', seal(patch.envdAccessToken));
       if (patch.network !== undefined) set('network', networkJson(patch.network));
-      if (patch.trafficAccessToken !== undefined) set('traffic_access_token', patch.trafficAccessToken);
+      if (patch.trafficAccessToken !== undefined) set('traffic_access_token', seal(patch.trafficAccessToken));
       if (patch.paused !== undefined) set('paused', patch.paused);
       if (patch.lifecycle !== undefined) set('lifecycle', JSON.stringify(patch.lifecycle));
       if (sets.length === 0) return;
@@ -225,38 +234,6 @@ export function createSqliteStore(path: string, opts: { network?: NetworkCodec }
       db.close();
     },
   };
-}
-
-/**
- * How the `network` column is written and read (main.ts: src/secrets/sealed-network.ts seals
- * the upstream proxy's password). `seal` returns its argument itself when it has nothing to seal.
- */
-export interface NetworkCodec {
-  seal(network: SandboxNetwork): SandboxNetwork;
-  open(stored: SandboxNetwork): SandboxNetwork;
-}
-
-/**
- * Seals what rows of an older Cove hold in clear. secure_delete zeroes what a write frees
- * (here and from now on), VACUUM rewrites the file without the old pages (rows of sandboxes
- * deleted before held their passwords too), and the checkpoint empties the WAL of them.
- */
-function sealNetworks(db: DatabaseSync, codec: NetworkCodec): void {
-  db.exec('PRAGMA secure_delete = ON');
-  const rows = db.prepare('SELECT id, network FROM sandboxes WHERE network IS NOT NULL').all() as Array<{
-    id: string;
-    network: string;
-  }>;
-  const update = db.prepare('UPDATE sandboxes SET network = ? WHERE id = ? AND network = ?');
-  let changed = 0;
-  for (const row of rows) {
-    const stored = JSON.parse(row.network) as SandboxNetwork;
-    const sealed = codec.seal(stored);
-    if (sealed !== stored) changed += Number(update.run(JSON.stringify(sealed), row.id, row.network).changes);
-  }
-  if (changed === 0) return;
-  db.exec('VACUUM');
-  db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
 }
 
 /** Applies the migrations this file lacks. Each one re-reads the version inside its write
