@@ -9,17 +9,22 @@ import { pointSdkAt, startTestCove, stopTestCove, testConfig } from './helpers.t
  * A stand-in "internet" for egress tests, so that no test packet can leave the machine even
  * when a policy under test is broken:
  * - a network namespace `inet-<instance>` (not `<instance>-…`: reconcile would take that for
- *   a sandbox's) joined to the host by a veth on TEST-NET-1 (192.0.2.0/30);
- * - test hosts on TEST-NET-2/3 addresses inside it, serving HTTP and HTTPS (a test CA made
- *   here with openssl) and DNS for the `*.test` names below, and nothing else: it has no
- *   route onwards, so whatever else enters it is dropped there;
+ *   a sandbox's) joined to the host by a veth;
+ * - test hosts inside it, serving HTTP and HTTPS (a test CA made here with openssl) and DNS for
+ *   the `*.test` names below, and nothing else: it has no route onwards, so whatever else
+ *   enters it is dropped there;
  * - on the host, a policy routing rule that sends everything the instance's bridge forwards
- *   (every sandbox's egress) into it instead of the real uplink, and routes for the test
- *   addresses so that the egress proxy and DNS relay (host processes) reach them too.
+ *   (every sandbox's egress) into it instead of the real uplink, routes for the test addresses
+ *   so that the egress proxy and DNS relay (host processes) reach them too, and a guard that
+ *   drops (and counts, `leaked()`) whatever the bridge forwards anywhere else.
+ * Each instance has its own addresses, routing table and link (`internetAddresses`), so that
+ * two test runs of different instances on one host never take each other's routes.
  */
 export interface FakeInternet {
   /** HTTP and HTTPS hosts; `web` answers for allowed.test, `other` for denied.test. */
   hosts: { web: string; other: string; far: string; dns: string; metadata: string };
+  /** The two /24s the hosts are in (`near`: web, other, dns; `far`: far). */
+  nets: { near: string; far: string };
   names: Record<string, string>;
   /** The test CA (PEM): sandboxes pass it to curl with --cacert. */
   ca: string;
@@ -28,17 +33,42 @@ export interface FakeInternet {
   /** The certificate and key the servers present (also usable by a server in a sandbox). */
   cert: string;
   key: string;
+  /** Packets the instance's bridge forwarded anywhere but into the namespace (dropped): 0. */
+  leaked(): number;
   close(): void;
 }
 
-const hosts = {
-  web: '198.51.100.10',
-  other: '198.51.100.20',
-  far: '203.0.113.10',
-  dns: '198.51.100.53',
-  // a cloud metadata endpoint: answers, so that only Cove's firewall can keep a sandbox from it
-  metadata: '169.254.169.254',
-};
+/**
+ * The stand-in internet of the test instance with this /16 (`10.N`): hosts in the benchmarking
+ * range 198.18.0.0/15 (public for Cove's checks, never routed on the internet), in 198.18.N/24
+ * ("near") and 198.19.N/24 ("far", the veth link at its top), routing table 43000+N
+ * and rule priority 4100+N.
+ * Subnets are unique among an host's running instances (Cove refuses an overlap), so these are too.
+ */
+export function internetAddresses(subnet16 = process.env.COVE_TEST_SUBNET ?? '10.12') {
+  const n = Number(subnet16.split('.')[1]);
+  if (!Number.isInteger(n) || n < 0 || n > 255) throw new Error(`not a /16 prefix: ${subnet16}`);
+  const near = `198.18.${n}`;
+  const far = `198.19.${n}`;
+  return {
+    hosts: {
+      web: `${near}.10`,
+      other: `${near}.20`,
+      far: `${far}.10`,
+      dns: `${near}.53`,
+      // a cloud metadata endpoint: answers, so that only Cove's firewall can keep a sandbox from it
+      metadata: '169.254.169.254',
+    },
+    nets: { near: `${near}.0/24`, far: `${far}.0/24` },
+    /** Another address in the near /24 (for a test's own servers). */
+    near: (last: number) => `${near}.${last}`,
+    link: { host: `${far}.253`, ns: `${far}.254` },
+    table: String(43000 + n),
+    // before the main table's rule (32766), or the main table's routes would win
+    priority: String(4100 + n),
+  };
+}
+const { hosts, nets, link, table: TABLE, priority: PRIORITY } = internetAddresses();
 const names: Record<string, string> = {
   'allowed.test': hosts.web,
   'api.allowed.test': hosts.web,
@@ -47,9 +77,8 @@ const names: Record<string, string> = {
   // an allowed name must never lead to the host or a private network
   'loopback.test': '127.0.0.1',
 };
-const LINK_HOST = '192.0.2.1';
-const LINK_NS = '192.0.2.2';
-const TABLE = '4342';
+const LINK_HOST = link.host;
+const LINK_NS = link.ns;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 const quiet = (f: () => unknown) => {
@@ -63,11 +92,12 @@ const quiet = (f: () => unknown) => {
 export async function startFakeInternet(opts: { instance: string; bridge: string }): Promise<FakeInternet> {
   const ns = `inet-${opts.instance}`;
   const veth = `vi-${opts.instance}`;
+  const guard = `inet-${opts.instance}`;
   const undo = () => {
+    quiet(() => execFileSync('nft', ['delete', 'table', 'inet', guard], { stdio: 'ignore' }));
     quiet(() => ip('rule', 'del', 'iif', opts.bridge, 'lookup', TABLE));
     quiet(() => ip('route', 'flush', 'table', TABLE));
-    for (const net of ['198.51.100.0/24', '203.0.113.0/24'])
-      quiet(() => ip('route', 'del', net, 'via', LINK_NS));
+    for (const net of Object.values(nets)) quiet(() => ip('route', 'del', net, 'via', LINK_NS));
     quiet(() => ip('link', 'del', veth));
     quiet(() => ip('netns', 'del', ns));
   };
@@ -88,9 +118,18 @@ export async function startFakeInternet(opts: { instance: string; bridge: string
   // packets (the gateway's, the egress proxy's) keep the main table, where only the test
   // addresses lead here.
   ip('route', 'replace', 'default', 'via', LINK_NS, 'dev', veth, 'table', TABLE);
-  ip('rule', 'add', 'iif', opts.bridge, 'lookup', TABLE, 'priority', TABLE);
-  for (const net of ['198.51.100.0/24', '203.0.113.0/24'])
-    ip('route', 'replace', net, 'via', LINK_NS, 'dev', veth);
+  ip('rule', 'add', 'iif', opts.bridge, 'lookup', TABLE, 'priority', PRIORITY);
+  for (const net of Object.values(nets)) ip('route', 'replace', net, 'via', LINK_NS, 'dev', veth);
+  // Should the rule above ever miss a packet, it still does not leave: counted, then dropped.
+  const nft = [
+    `table inet ${guard} {`,
+    '  chain leaks {',
+    '    type filter hook postrouting priority 0; policy accept;',
+    `    iifname "${opts.bridge}" oifname != { "${veth}", "${opts.bridge}" } counter drop`,
+    '  }',
+    '}',
+  ].join('\n');
+  execFileSync('nft', ['-f', '-'], { input: nft, stdio: ['pipe', 'ignore', 'pipe'] });
 
   const node = join(import.meta.dirname, '..', 'node_modules', '.bin', 'node');
   const server: ChildProcess = spawn(
@@ -114,11 +153,16 @@ export async function startFakeInternet(opts: { instance: string; bridge: string
 
   return {
     hosts,
+    nets,
     names,
     namespace: ns,
     ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
     cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
     key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+    leaked() {
+      const listing = execFileSync('nft', ['list', 'chain', 'inet', guard, 'leaks']).toString();
+      return Number(/counter packets (\d+)/.exec(listing)?.[1] ?? NaN);
+    },
     close() {
       server.kill('SIGKILL');
       undo();

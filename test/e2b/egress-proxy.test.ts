@@ -5,11 +5,17 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunSandboxes } from '../helpers.ts';
-import { startEgressWorld, type EgressWorld, type FakeInternet } from '../netns-internet.ts';
+import {
+  internetAddresses,
+  startEgressWorld,
+  type EgressWorld,
+  type FakeInternet,
+} from '../netns-internet.ts';
 
 type E2b = EgressWorld['e2b'];
 type Sandbox = InstanceType<E2b['Sandbox']>;
 type Connect = { atyp?: string; host?: string; port?: number; refused?: string };
+const { hosts, near } = internetAddresses();
 
 /**
  * A sandbox's own upstream proxy (`network.egressProxy`, issue 13) through the real SDK: a
@@ -24,7 +30,7 @@ describe.skipIf(!canRunSandboxes)('egress through an upstream SOCKS5 proxy', () 
   let e2b: E2b;
   let socks: ChildProcess | undefined;
   const seen: Connect[] = [];
-  const proxy = { address: '198.51.100.80:1080', username: 'sbx-user', password: 'socks-pass-7f3a' };
+  const proxy = { address: `${near(80)}:1080`, username: 'sbx-user', password: 'socks-pass-7f3a' };
 
   async function run(sbx: Sandbox, cmd: string): Promise<string> {
     return (await sbx.commands.run(`${cmd}; echo " exit=$?"`)).stdout;
@@ -32,13 +38,13 @@ describe.skipIf(!canRunSandboxes)('egress through an upstream SOCKS5 proxy', () 
   const curl = (sbx: Sandbox, url: string) =>
     run(sbx, `curl -sS --connect-timeout 20 --max-time 30 --cacert /tmp/ca.pem ${url}`);
   const bannerPy = `import socket
-s = socket.create_connection(('198.51.100.10', 2222), 20)
+s = socket.create_connection(('${hosts.web}', 2222), 20)
 print(s.recv(100).decode().strip())`;
 
   /** The SOCKS5 server, inside the stand-in internet: it reports each request on a line. */
   async function startSocks(inet: FakeInternet): Promise<void> {
     // .80 the proxy, .81 an address where nothing listens (a connection there is reset)
-    for (const a of ['198.51.100.80/32', '198.51.100.81/32'])
+    for (const a of [`${near(80)}/32`, `${near(81)}/32`])
       execFileSync('ip', ['-n', inet.namespace, 'addr', 'add', a, 'dev', 'lo']);
     const node = join(import.meta.dirname, '..', '..', 'node_modules', '.bin', 'node');
     const server = join(import.meta.dirname, '..', 'socks5-server.ts');
@@ -53,7 +59,7 @@ print(s.recv(100).decode().strip())`;
         server,
         ...args,
         JSON.stringify(inet.names),
-        '198.51.100.10:2222',
+        `${hosts.web}:2222`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -76,15 +82,17 @@ print(s.recv(100).decode().strip())`;
     const sbx = await e2b.Sandbox.create('base', { network: { egressProxy: proxy } });
     await sbx.files.write('/tmp/ca.pem', net.ca);
     seen.length = 0;
-    expect(await curl(sbx, 'https://www.other.test/')).toMatch(/"address":"203\.0\.113\.10".* exit=0/s);
-    expect(await curl(sbx, 'http://198.51.100.20/')).toMatch(/ exit=0/);
+    const far = await curl(sbx, 'https://www.other.test/');
+    expect(far).toContain(`"address":"${hosts.far}"`);
+    expect(far).toMatch(/ exit=0/);
+    expect(await curl(sbx, `http://${hosts.other}/`)).toMatch(/ exit=0/);
     await sbx.files.write('/tmp/banner.py', bannerPy);
     expect(await run(sbx, 'python3 /tmp/banner.py')).toContain('banner from the far side');
     // not allowed by name: the address the sandbox dialled
     expect(seen).toEqual([
-      { cmd: 1, atyp: 'ipv4', host: '203.0.113.10', port: 443 },
-      { cmd: 1, atyp: 'ipv4', host: '198.51.100.20', port: 80 },
-      { cmd: 1, atyp: 'ipv4', host: '198.51.100.10', port: 2222 },
+      { cmd: 1, atyp: 'ipv4', host: hosts.far, port: 443 },
+      { cmd: 1, atyp: 'ipv4', host: hosts.other, port: 80 },
+      { cmd: 1, atyp: 'ipv4', host: hosts.web, port: 2222 },
     ]);
     const info = await sbx.getInfo();
     expect(info.network?.egressProxy).toEqual({ address: proxy.address, username: proxy.username });
@@ -107,7 +115,7 @@ print(s.recv(100).decode().strip())`;
     // The SOCKS server takes only its own password: a new one makes it refuse, which shows
     // which password the proxy sent without the test reading any Cove state.
     seen.length = 0;
-    expect(await curl(sbx, 'http://198.51.100.20/')).not.toMatch(/ exit=0/);
+    expect(await curl(sbx, `http://${hosts.other}/`)).not.toMatch(/ exit=0/);
     expect(seen).toEqual([{ refused: 'bad credentials', user: proxy.username }]);
     await sbx.updateNetwork({ egressProxy: proxy });
     const files = ['cove.db', 'cove.db-wal']
@@ -121,8 +129,8 @@ print(s.recv(100).decode().strip())`;
     cove = await world.restart(); // adopts the sandbox, its record read back from the database
     const again = await e2b.Sandbox.connect(sbx.sandboxId);
     seen.length = 0;
-    expect(await curl(again, 'http://198.51.100.20/')).toMatch(/ exit=0/);
-    expect(seen).toEqual([{ cmd: 1, atyp: 'ipv4', host: '198.51.100.20', port: 80 }]);
+    expect(await curl(again, `http://${hosts.other}/`)).toMatch(/ exit=0/);
+    expect(seen).toEqual([{ cmd: 1, atyp: 'ipv4', host: hosts.other, port: 80 }]);
     expect(JSON.stringify(await again.getInfo())).not.toContain(proxy.password);
   });
 
@@ -153,11 +161,11 @@ print(s.recv(100).decode().strip())`;
     seen.length = 0;
     expect(await curl(sbx, 'https://www.other.test/')).not.toMatch(/ exit=0/);
     expect(seen).toEqual([{ refused: 'bad credentials', user: proxy.username }]);
-    await sbx.updateNetwork({ egressProxy: { ...proxy, address: '198.51.100.81:1080' } });
+    await sbx.updateNetwork({ egressProxy: { ...proxy, address: `${near(81)}:1080` } });
     expect(await curl(sbx, 'https://www.other.test/')).not.toMatch(/ exit=0/); // nothing listens there
     await sbx.updateNetwork({});
     seen.length = 0;
-    expect(await curl(sbx, 'https://203.0.113.10/')).toMatch(/ exit=0/); // open now: its own DNS, so no name
+    expect(await curl(sbx, `https://${hosts.far}/`)).toMatch(/ exit=0/); // open now: its own DNS, so no name
     expect(seen).toEqual([]);
     expect((await sbx.getInfo()).network?.egressProxy).toBeUndefined();
   });

@@ -94,7 +94,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
 
   it('allowOut wins over denyOut: CIDRs', async () => {
     const sbx = await create({
-      network: { denyOut: [e2b.ALL_TRAFFIC], allowOut: [net.hosts.web, '203.0.113.0/24'] },
+      network: { denyOut: [e2b.ALL_TRAFFIC], allowOut: [net.hosts.web, net.nets.far] },
     });
     await reached(sbx, `http://${net.hosts.web}/`);
     await reached(sbx, `https://${net.hosts.far}/`);
@@ -112,7 +112,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     const sbx = await create({
       network: {
         denyOut: [e2b.ALL_TRAFFIC],
-        allowOut: ['169.254.0.0/16', '10.0.0.0/8', '198.51.100.0/24'],
+        allowOut: ['169.254.0.0/16', '10.0.0.0/8', net.nets.near],
       },
     });
     await reached(sbx, `http://${net.hosts.web}/`); // the allow list works…
@@ -132,7 +132,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     });
     // names resolve in the sandbox through Cove's DNS relay
     expect((await sbx.commands.run('getent hosts api.allowed.test allowed.test')).stdout).toMatch(
-      /198\.51\.100\.10\s+allowed\.test/,
+      new RegExp(`${net.hosts.web.replaceAll('.', '\\.')}\\s+allowed\\.test`),
     );
     expect(await reached(sbx, 'https://allowed.test/')).toEqual({
       address: net.hosts.web,
@@ -163,7 +163,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     await sbx.updateNetwork({ denyOut: [net.hosts.other] });
     await refused(sbx, `http://${net.hosts.other}/`);
     await reached(sbx, `http://${net.hosts.web}/`);
-    expect((await sbx.getInfo()).network).toMatchObject({ denyOut: ['198.51.100.20/32'], allowOut: [] });
+    expect((await sbx.getInfo()).network).toMatchObject({ denyOut: [`${net.hosts.other}/32`], allowOut: [] });
     await sbx.updateNetwork({ allowInternetAccess: false });
     await refused(sbx, `http://${net.hosts.web}/`);
     await sbx.updateNetwork({});
@@ -196,7 +196,7 @@ http.server.ThreadingHTTPServer(('${bind}', ${port}), H).serve_forever()
     const sbx = await create({ network: { denyOut: [net.hosts.other] } });
     await expect(sbx.updateNetwork({ denyOut: ['1.2.3.4/40'] })).rejects.toThrow(/400.*not a valid IPv4/);
     await refused(sbx, `http://${net.hosts.other}/`);
-    expect((await sbx.getInfo()).network?.denyOut).toEqual(['198.51.100.20/32']);
+    expect((await sbx.getInfo()).network?.denyOut).toEqual([`${net.hosts.other}/32`]);
   });
 
   it('allowPublicTraffic: false wants the traffic access token at the port proxy; envd keeps its own', async () => {
