@@ -49,3 +49,18 @@ export async function told(sbx: Sandbox): Promise<string> {
   );
   return (await sbx.commands.run('cat /tmp/told')).stdout;
 }
+
+/**
+ * A sandbox of `base` (for 10 min) with /home/user/file.txt saying 'before' and the holder
+ * running: what the memory tests save and restore.
+ */
+export async function holdingSandbox(e2b: {
+  Sandbox: typeof Sandbox;
+}): Promise<{ sbx: Sandbox; holderPid: number; value: string }> {
+  const sbx = await e2b.Sandbox.create('base', { timeoutMs: 600_000 });
+  await sbx.files.write('/home/user/file.txt', 'before');
+  const holderPid = await startHolder(sbx);
+  const value = await told(sbx);
+  if (!/^\d+$/.test(value)) throw new Error(`the holder told ${JSON.stringify(value)}, not a number`);
+  return { sbx, holderPid, value };
+}

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunSandboxes, pointSdkAt, startTestCove, stopTestCove, testConfig } from './helpers.ts';
-import { startHolder, told } from './memory-holder.ts';
+import { holdingSandbox, told } from './memory-holder.ts';
 import { microvmReady } from './microvm-host.ts';
 
 const loadE2b = () => import('e2b');
@@ -31,11 +31,7 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('snapshots and forks of micr
     cove = await startTestCove(config);
     pointSdkAt(cove);
     e2b = await loadE2b();
-    sbx = await e2b.Sandbox.create('base', { timeoutMs: 600_000 });
-    await sbx.files.write('/home/user/file.txt', 'before');
-    holderPid = await startHolder(sbx);
-    value = await told(sbx);
-    expect(value).toMatch(/^\d+$/);
+    ({ sbx, holderPid, value } = await holdingSandbox(e2b));
   }, 600_000);
 
   afterAll(async () => {

@@ -97,7 +97,11 @@ export async function forkWithMemory(
     const seed: Seed = {
       template,
       seed: { upper: join(dir, 'upper'), uidBase: uidBase(entry.record.slot) },
-      restore: { image: join(dir, 'image'), agentToken: entry.record.agentToken },
+      restore: {
+        image: join(dir, 'image'),
+        agentToken: entry.record.agentToken,
+        runtime: entry.record.runtime,
+      },
     };
     const settled = await Promise.allSettled(
       Array.from({ length: input.count }, () => deps.createFrom(seed, create)),

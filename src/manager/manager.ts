@@ -140,7 +140,8 @@ export function createManager(opts: ManagerOptions) {
         ...(input?.secure && { envdAccessToken: newToken() }),
         ...networkFields(input),
         limits: template.limits,
-        runtime: template.runtime ?? host.runtime.defaultName,
+        // A memory image runs on the backend that saved it (vm-image.ts), not the default's.
+        runtime: input?.restore?.runtime ?? template.runtime ?? host.runtime.defaultName,
         metadata: input?.metadata ?? {},
         envVars: input ? { ...opts.sandboxEnv?.(id, input.owner), ...input.envVars } : {},
         startedAt: now,

@@ -12,7 +12,7 @@ import { copyLayer, layerBytes } from './layers.ts';
 import type { Live } from './manager.ts';
 import { exclusive } from './pause.ts';
 import type { CreateSandboxInput, SandboxInfo } from './types.ts';
-import { saveVmImage, savesWhole } from './vm-image.ts';
+import { imageRuntime, saveVmImage, savesWhole } from './vm-image.ts';
 
 export interface StorageOptions {
   /** Where snapshots' layers live (COVE_HOME/snapshots). */
@@ -43,8 +43,11 @@ const mib = (bytes: number) => Math.ceil(bytes / 2 ** 20);
 export interface Seed {
   template: Template;
   seed: { upper: string; uidBase: number };
-  /** A memory image to restore instead of booting, and the channel token its agent holds (fork-memory.ts). */
-  restore?: { image: string; agentToken: string };
+  /**
+   * A memory image to restore instead of booting, the channel token its agent holds
+   * (fork-memory.ts), and the backend that saved it: the one it runs on, whatever the default.
+   */
+  restore?: { image: string; agentToken: string; runtime?: string | undefined };
 }
 
 /** What a fork is created with: the source's template, metadata, env, lifecycle and security. */
@@ -267,11 +270,13 @@ export function createSnapshotOps(deps: {
       const snapshot = store.getSnapshot(idOrName);
       if (!snapshot) return undefined;
       const image = join(options.dir, snapshot.id, 'image'); // a VM's memory and disk (vm-image.ts)
-      return buildOf(snapshot.templateName, snapshot.templateHash).then((template) => ({
+      return buildOf(snapshot.templateName, snapshot.templateHash).then(async (template) => ({
         template,
         seed: { upper: join(options.dir, snapshot.id, 'upper'), uidBase: snapshot.uidBase },
         // The agent on a VM's port takes any token (src/runtime/microvm/README.md).
-        ...(existsSync(image) && { restore: { image, agentToken: newToken() } }),
+        ...(existsSync(image) && {
+          restore: { image, agentToken: newToken(), runtime: await imageRuntime(host, image) },
+        }),
       }));
     },
 
@@ -298,7 +303,9 @@ export function createSnapshotOps(deps: {
         const seed: Seed = {
           template,
           seed: { upper, uidBase: uidBase(record.slot) },
-          ...(whole && { restore: { image: join(dir, 'image'), agentToken: record.agentToken } }),
+          ...(whole && {
+            restore: { image: join(dir, 'image'), agentToken: record.agentToken, runtime: record.runtime },
+          }),
         };
         const settled = await Promise.allSettled(
           Array.from({ length: input.count }, () => createFrom(seed, create)),

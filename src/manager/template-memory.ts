@@ -100,7 +100,7 @@ export function createTemplateMemory(deps: {
         return {
           ...input,
           seed: { upper: join(dir, 'upper'), uidBase: meta.uidBase },
-          restore: { image: join(dir, 'image'), agentToken: meta.agentToken },
+          restore: { image: join(dir, 'image'), agentToken: meta.agentToken, runtime },
         };
       }
       if (!existsSync(`${dir}.no`) && !capturing.has(dir)) {

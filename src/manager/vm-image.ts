@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chown, mkdir } from 'node:fs/promises';
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
 import { sandboxDir, uidBase, type HostDeps } from './host.ts';
@@ -49,5 +49,28 @@ export async function saveVmImage(
   await mkdir(join(dir, 'upper'), { mode: 0o755 });
   await chown(join(dir, 'upper'), uidBase(slot), uidBase(slot));
   await driver.snapshot(id, join(dir, 'image'), paused ? { image: pausedImage, bundleDir } : undefined);
+  await writeFile(join(dir, 'image', RUNTIME_FILE), driver.name);
   return layerBytes(dir);
+}
+
+/** Names the backend an image was saved by: only that one can restore it. */
+const RUNTIME_FILE = 'runtime';
+
+/**
+ * The backend that restores the image `image` (saveVmImage), whatever the server's default
+ * or the template says now: the one it was saved by. Images saved before that was written
+ * are of the one backend that saves whole. A backend this server does not have is refused:
+ * a sandbox must never start without the memory and disk it was made of.
+ */
+export async function imageRuntime(host: HostDeps, image: string): Promise<string> {
+  const whole = host.runtime.names.filter((n) => host.runtime.get(n).snapshot !== undefined);
+  const runtime = await readFile(join(image, RUNTIME_FILE), 'utf8').catch(() =>
+    whole.length === 1 ? whole[0]! : '',
+  );
+  if (!whole.includes(runtime))
+    throw new CoveError(
+      'unavailable',
+      `the image ${image} was saved by the ${runtime || 'unknown'} backend, which this server cannot restore`,
+    );
+  return runtime;
 }

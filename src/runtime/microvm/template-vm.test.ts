@@ -67,3 +67,37 @@ describe('saved template VMs of no more use', () => {
     expect(existsSync(current)).toBe(true);
   });
 });
+
+describe('a template VM saved again', () => {
+  it('never touches the generation whose RAM a reboot lost: its disk backs paused layers', async () => {
+    const img = image('rebooted', join(base, 'build-current'));
+    const holder = join(base, 'paused-sandbox');
+    mkdirSync(holder, { recursive: true });
+    const cacheDir = join(base, 'cache');
+    const launched: string[] = [];
+    const vms = createTemplateVms({
+      vms: {
+        stateDir: (id: string) => join(base, 'run', id),
+        qmpPath: (id: string) => join(base, 'run', id, 'qmp.sock'),
+        ioDir: (id: string) => join(base, 'run', id, 'io'),
+        launch: (id: string) => {
+          launched.push(id); // `.template-<key>-<nonce>`
+          return Promise.reject(new Error('no QEMU in a unit test'));
+        },
+        destroy: () => Promise.resolve(),
+      } as unknown as Vms,
+      cacheDir,
+      salt: 'x',
+      bootTimeoutMs: 1000,
+    });
+    const base0 = { accel: 'tcg' as const, cpus: 1, memoryMiB: 256, kernel: 'k', initrd: 'i' };
+    // The key get() computes, learnt from the build it starts; then saved as before a reboot.
+    await vms.get(base0, img).catch(() => undefined);
+    const key = launched[0]!.split('-')[1]!;
+    const old = savedVm(key, img, { ram: false, holder });
+    await expect(vms.get(base0, img)).rejects.toThrow();
+    for (const f of ['disk.qcow2', 'state', 'meta.json']) expect(existsSync(join(old.dir, f))).toBe(true);
+    await vms.collect();
+    expect(existsSync(join(old.dir, 'disk.qcow2'))).toBe(true); // still referred to by the paused sandbox
+  });
+});

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, utimesSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../core/exec.ts';
@@ -34,9 +34,10 @@ const ABANDONED_MS = 3_600_000;
  * /dev/shm, without an address (eth0 down), and saved with `x-ignore-shared` (a few KB: its
  * RAM is that file). Every VM of the template is then a clone: QEMU maps the file privately,
  * loads the state and goes on from there, on a qcow2 layer over the saved VM's disk. Cached
- * in `<cacheDir>/vm-snapshots/<key>` (published by a rename; shared by the Coves of a host),
- * where the key hashes everything the saved state depends on. /dev/shm is lost with the host:
- * a snapshot whose RAM file is gone is built again. Each clone's disk is named in `refs/`
+ * in `<cacheDir>/vm-snapshots/<key>-<nonce>` (published by a rename; shared by the Coves of a
+ * host), where the key hashes everything the saved state depends on. /dev/shm is lost with the
+ * host: a key whose RAM file is gone gets a new generation beside the old one, whose disk stays
+ * as long as a layer is made on it (a reboot never breaks a paused sandbox or a snapshot). Each clone's disk is named in `refs/`
  * (its qcow2 layer needs the saved disk as long as it exists, a paused sandbox's included);
  * a saved VM no existing disk names is removed (`collect`, at start and every minute: its
  * RAM file takes 100-500 MB of host memory) once its template build is gone (deleted or
@@ -81,14 +82,34 @@ export function createTemplateVms(deps: {
     }
   }
 
+  /**
+   * The saved VM of `key` whose RAM file is there: one generation `<key>-<nonce>` of it (or
+   * `<key>`, as made before generations). A generation whose RAM a reboot lost is never
+   * rebuilt in place: its disk backs the layers of paused sandboxes and snapshots (refs/).
+   */
+  function current(key: string): SavedVm | undefined {
+    let names: string[];
+    try {
+      names = readdirSync(root);
+    } catch {
+      return undefined;
+    }
+    for (const name of names) {
+      if (name !== key && !(name.startsWith(`${key}-`) && !name.includes('.tmp-'))) continue;
+      const vm = saved(join(root, name));
+      if (vm) return vm;
+    }
+    return undefined;
+  }
+
   async function build(key: string, base: BaseArgs, image: string): Promise<SavedVm> {
-    const dir = join(root, key);
-    const found = saved(dir);
+    const found = current(key);
     if (found) return found;
-    await rm(dir, { recursive: true, force: true }); // a RAM file lost with a reboot
     const started = Date.now();
     const nonce = randomBytes(6).toString('hex');
-    const tmp = `${dir}.tmp-${nonce}`;
+    // A new generation: nothing another generation holds (its disk above all) is touched.
+    const dir = join(root, `${key}-${nonce}`);
+    const tmp = join(root, `${key}.tmp-${nonce}`);
     const memory = `/dev/shm/cove-vm-${key}-${nonce}.mem`;
     const id = `.template-${key}-${nonce}`; // a dot: never listed as a sandbox (microvm.ts)
     let published = false;
@@ -128,10 +149,8 @@ export function createTemplateVms(deps: {
       );
       await vms.destroy(id);
       await writeFile(join(tmp, 'meta.json'), JSON.stringify({ memory, key, image, createdAt: Date.now() }));
-      await rename(tmp, dir).then(
-        () => (published = true),
-        () => undefined, // another Cove of this host published it first: use theirs
-      );
+      await rename(tmp, dir);
+      published = true;
       deps.onBuilt?.({ key, ms: Date.now() - started });
       const vm = saved(dir);
       if (!vm) throw new Error(`the saved VM ${dir} is incomplete`);
@@ -224,7 +243,7 @@ export function createTemplateVms(deps: {
       const key = keyOf(base, image);
       const pending = building.get(key);
       if (pending) return pending;
-      const found = saved(join(root, key));
+      const found = current(key);
       if (found) {
         // Used now: the sweep (collect) keeps it until the clone has named its disk in refs/.
         const now = new Date();
