@@ -99,7 +99,8 @@ export async function startServer(root: string, logFile: string, opts: ServeOpti
       home,
       ...(opts.tls ? ['--tls', 'self-signed'] : []),
     ],
-    { env: cliEnv(home, opts), stdio: ['ignore', 'pipe', 'pipe'] },
+    // its own process group: Ctrl-C stops the run, whose cleanup then stops the server in order
+    { env: cliEnv(home, opts), stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   child.stderr!.pipe(log, { end: false });
   let banner = '';
@@ -144,7 +145,10 @@ export async function startServer(root: string, logFile: string, opts: ServeOpti
     logFile,
     async stop() {
       await killAll();
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      const exited =
+        child.exitCode !== null || child.signalCode !== null
+          ? Promise.resolve()
+          : new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;

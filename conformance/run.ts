@@ -22,7 +22,15 @@ import {
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultRoot, INSTANCE, startServer, SUBNET, TEMPLATES_HOME } from './cove.ts';
+import {
+  cleanup,
+  onCleanup,
+  removeNetwork,
+  removeTemplates,
+  templatesBuiltIn,
+  trapSignals,
+} from './cleanup.ts';
+import { defaultRoot, INSTANCE, startServer, SUBNET, TEMPLATES_HOME, type Server } from './cove.ts';
 import { ensureTemplate, startRegistry } from './stand-ins.ts';
 import { classify } from './plan.ts';
 import {
@@ -212,32 +220,36 @@ if (args.ref) {
 } else if (!args['no-setup']) execFileSync('bash', [join(root, 'scripts', 'setup.sh')], { stdio: 'inherit' });
 // ubuntu:22.04 and a devcontainer template, on this machine (stand-ins.ts).
 const cacheRoot = process.env.COVE_CONFORMANCE_CACHE ?? join(homedir(), '.cache', 'cove-conformance');
-const registry = await startRegistry(cacheRoot, TEMPLATES_HOME, log);
-log(`Docker Hub stand-in: registry at ${registry.mirror} (COVE_REGISTRY_MIRROR)`);
-const server = await startServer(root, join(runDir, 'cove.log'), {
-  tls: !args.http,
-  registryMirror: registry.mirror,
-}).catch((err: unknown) => {
-  registry.stop();
-  throw err;
-});
-log(`\nCove ${coveVersion} at ${server.url} (instance ${INSTANCE}, subnet ${SUBNET}), log ${server.logFile}`);
-const env: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')),
-);
-// With TLS the SDK builds its own URLs, as against E2B: https://api.<domain>, https://<port>-<id>.<domain>.
-if (server.domain && server.caFile)
-  Object.assign(env, {
-    E2B_DOMAIN: server.domain,
-    NODE_EXTRA_CA_CERTS: server.caFile,
-    E2B_API_KEY: server.apiKey,
-  });
-else Object.assign(env, { E2B_API_URL: server.url, E2B_SANDBOX_URL: server.url, E2B_API_KEY: server.apiKey });
-
-let vitestExit: number | null;
-let removeDevcontainer = async () => {};
+// Whatever happens from here (a failure, Ctrl-C, a kill), cleanup.ts undoes what was made:
+// sandboxes, the server, its bridge and nftables table, the templates upstream's tests built.
+trapSignals(log);
+let vitestExit: number | null | undefined;
 try {
-  removeDevcontainer = await ensureTemplate(server.url, server.apiKey, 'devcontainer');
+  const registry = await startRegistry(cacheRoot, TEMPLATES_HOME, log);
+  onCleanup('the registry stand-in', () => registry.stop());
+  log(`Docker Hub stand-in: registry at ${registry.mirror} (COVE_REGISTRY_MIRROR)`);
+  const server = await startServer(root, join(runDir, 'cove.log'), {
+    tls: !args.http,
+    registryMirror: registry.mirror,
+  });
+  onCleanup('the server', () => stopServer(server, join(root, 'templates')));
+  log(
+    `\nCove ${coveVersion} at ${server.url} (instance ${INSTANCE}, subnet ${SUBNET}), log ${server.logFile}`,
+  );
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')),
+  );
+  // With TLS the SDK builds its own URLs, as against E2B: https://api.<domain>, https://<port>-<id>.<domain>.
+  if (server.domain && server.caFile)
+    Object.assign(env, {
+      E2B_DOMAIN: server.domain,
+      NODE_EXTRA_CA_CERTS: server.caFile,
+      E2B_API_KEY: server.apiKey,
+    });
+  else
+    Object.assign(env, { E2B_API_URL: server.url, E2B_SANDBOX_URL: server.url, E2B_API_KEY: server.apiKey });
+
+  onCleanup('the devcontainer template', await ensureTemplate(server.url, server.apiKey, 'devcontainer'));
   const vitestLog = join(runDir, 'vitest.log');
   log(`running ${toRun.length} files with vitest (output in ${vitestLog})...`);
   const child = spawn(process.execPath, [join(sdkDir, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], {
@@ -245,6 +257,7 @@ try {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  onCleanup('vitest', () => child.exitCode === null && child.kill('SIGKILL'));
   const out = createWriteStream(vitestLog);
   child.stdout.pipe(out);
   child.stderr.pipe(out);
@@ -256,9 +269,21 @@ try {
   vitestExit = await new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   clearTimeout(limit);
 } finally {
-  await removeDevcontainer().catch(() => {});
-  const left = await server.stop().finally(() => registry.stop());
+  await cleanup(log);
+}
+
+/** Stops the server (killing its sandboxes), then removes its templates, bridge and table. */
+async function stopServer(server: Server, recipesDir: string): Promise<void> {
+  const built = templatesBuiltIn(server.home); // read before stop() removes the state directory
+  const left = await server.stop();
   if (left.length) log(`warning: sandbox directories left in ${server.home}: ${left.join(' ')}`);
+  const kept = removeTemplates(TEMPLATES_HOME, built, recipesDir);
+  log(
+    `removed ${built.length - kept.length} templates the tests built${kept.length ? `; kept ${kept.join(' ')} (in use)` : ''}`,
+  );
+  const netns = removeNetwork(INSTANCE);
+  if (netns.length)
+    log(`warning: sandboxes left (${netns.join(' ')}): kept bridge ${INSTANCE}0 and table inet ${INSTANCE}`);
 }
 if (!existsSync(resultsFile)) {
   log(`vitest wrote no results (exit ${vitestExit}); see ${join(runDir, 'vitest.log')}`);
