@@ -71,11 +71,11 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('sandboxes in QEMU microVMs'
     expect(await res.text()).toBe('from the host');
   });
 
-  it('clones the template saved VM: its own name, address, clock and randomness', async () => {
+  it('clones the template saved VM: its own name, address, clock, randomness and boot_id', async () => {
     const other = await e2b.Sandbox.create('base', { timeoutMs: 600_000 });
     try {
       const probe =
-        'cat /proc/cmdline; hostname; ip -4 -o addr show eth0; date +%s; head -c 16 /dev/urandom | od -An -tx1';
+        'cat /proc/cmdline; hostname; ip -4 -o addr show eth0; date +%s; cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1';
       const [a, b] = await Promise.all([sbx.commands.run(probe), other.commands.run(probe)]);
       const lines = (r: { stdout: string }) => r.stdout.trim().split('\n');
       for (const [r, s] of [
@@ -89,6 +89,9 @@ describe.skipIf(!canRunSandboxes || !qemuInstalled)('sandboxes in QEMU microVMs'
         expect(Math.abs(Number(date) - Date.now() / 1000)).toBeLessThan(30);
       }
       expect(lines(a).at(-1)).not.toBe(lines(b).at(-1));
+      // Its own boot_id: the kernel makes it at the first read, after the identity step's reseed.
+      expect(lines(a)[4]).toMatch(/^[0-9a-f-]{36}$/);
+      expect(lines(a)[4]).not.toBe(lines(b)[4]);
       expect(lines(a)[2]).not.toBe(lines(b)[2]);
     } finally {
       await other.kill();

@@ -182,6 +182,14 @@ int agent_listen(const char *path);
  * never closes it; any token is accepted, since only the host holds the port's other end. */
 void agent_use_port(int fd);
 int agent_port_mode(void);
+/* ---- port.c: the port's host end as last seen, and when a closed one counts as gone ---- */
+#define PORT_GONE_MS 3000
+int port_fd(void);
+int port_open(void);
+int port_look(int64_t now);
+void port_read_eof(int64_t now);
+int port_gone_in(int64_t now);
+int port_gone(int64_t now);
 /* dispatch.c: one request frame to its handler; whether a request type takes these flags. */
 void agent_dispatch(uint8_t type, uint32_t id, struct rd *r);
 int agent_flags_ok(uint8_t type, uint8_t flags);

@@ -25,7 +25,7 @@
 
 static int lfd = -1, sfd = -1; /* lfd is -1 while quiesced (SIGUSR2) */
 static const char *lpath;
-static int vfd = -1;                 /* --port: the virtio-serial port, never closed */
+static int vfd = -1;                 /* --port: the virtio-serial port (port.c) */
 static int hfd = -1;                 /* the authenticated host */
 static int pfd_conn = -1;            /* a connection that has not authenticated yet */
 static int64_t pend_deadline;
@@ -56,16 +56,6 @@ void protocol_violation(const char *why)
 	violated = 1;
 }
 
-void agent_use_port(int fd)
-{
-	vfd = fd;
-}
-
-int agent_port_mode(void)
-{
-	return vfd >= 0;
-}
-
 /* Ends a connection. The port stays open, and is not drained: a new host may already have
  * written its AUTH behind the old one's leftovers, which read_pending skips. */
 static void close_conn(int fd)
@@ -91,9 +81,8 @@ static void drop_pending(void);
 static void finish_auth(void);
 
 /* --port: an AUTH on the port while a host is authenticated comes from a new host whose
- * connection opened before the agent saw the old one close (both in one SIGIO: a port closed
- * and opened again polls open, as after a VM is restored). It is taken as a new connection:
- * the old host's streams end and what was queued for it is dropped. */
+ * bytes came before the agent saw the old one close (port.c). It is taken as a new
+ * connection: the old host's streams end and what was queued for it is dropped. */
 static void port_reauth(const uint8_t *frame, uint32_t len)
 {
 	out_attach(-1);
@@ -157,6 +146,8 @@ static int rx_has_frame(void)
 static void read_host(void)
 {
 	ssize_t n = read(hfd, rxbuf + rxlen, sizeof rxbuf - rxlen);
+	if (n == 0 && hfd == vfd)
+		return port_read_eof(now_ms());
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		drop_host();
 		return;
@@ -173,23 +164,12 @@ static void drop_pending(void)
 	pend_len = 0;
 }
 
-/* --port: the host end opened (a host connected to QEMU's socket) or closed. A virtio port
- * polls POLLHUP while its host end is closed. */
+/* --port: SIGIO, the host end opened (a host connected to QEMU's socket) or closed. Nothing
+ * ends here (port.c): an open end with no session is read for an AUTH (agent_loop). */
 static void port_changed(void)
 {
-	if (vfd < 0)
-		return;
-	struct pollfd p = { .fd = vfd, .events = POLLIN };
-	int open_end = poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP);
-	if (open_end && hfd != vfd && pfd_conn != vfd) {
-		drop_pending();
-		pfd_conn = vfd;
-		pend_deadline = now_ms() + AUTH_TIMEOUT_MS;
-	} else if (!open_end && hfd == vfd) {
-		drop_host();
-	} else if (!open_end && pfd_conn == vfd) {
-		drop_pending();
-	}
+	if (vfd >= 0)
+		port_look(now_ms());
 }
 
 static void accept_conn(void)
@@ -206,6 +186,8 @@ static void read_pending(void)
 {
 	size_t want = pend_len < HDR_LEN ? HDR_LEN : le32(pend_buf);
 	ssize_t n = read(pfd_conn, pend_buf + pend_len, want - pend_len);
+	if (n == 0 && pfd_conn == vfd)
+		return port_read_eof(now_ms());
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 		return drop_pending();
 	if (n < 0)
@@ -306,15 +288,21 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 	lfd = listen_fd;
 	lpath = socket_path;
 	sfd = signal_fd;
+	vfd = port_fd();
 	port_changed();
 	for (;;) {
+		/* --port: an open host end with no session is read for its AUTH, with no deadline
+		 * (only the host reaches the port); a closed one is not polled (it polls POLLHUP). */
+		if (vfd >= 0 && port_open() && hfd < 0 && pfd_conn < 0)
+			pfd_conn = vfd, pend_len = 0;
+		int vfd_idle = vfd >= 0 && !port_open();
 		process_rx();
 		int congested = out_pending() > 0;
 		int n = 0;
 		pfds[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		pfds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 		int hidx = -1, pidx = -1;
-		if (hfd >= 0) {
+		if (hfd >= 0 && !(hfd == vfd && vfd_idle)) {
 			short ev = 0;
 			if (out_pending() <= OUT_STOP_READING && !rx_has_frame())
 				ev |= POLLIN;
@@ -323,7 +311,7 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 			hidx = n;
 			pfds[n++] = (struct pollfd){ .fd = hfd, .events = ev };
 		}
-		if (pfd_conn >= 0) {
+		if (pfd_conn >= 0 && !(pfd_conn == vfd && vfd_idle)) {
 			pidx = n;
 			pfds[n++] = (struct pollfd){ .fd = pfd_conn, .events = POLLIN };
 		}
@@ -340,11 +328,14 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 		 * (which may owe no CREDIT) or the idle timer. */
 		if (hidx >= 0 && out_pending())
 			pfds[hidx].events |= POLLOUT;
-		if (pfd_conn >= 0) {
+		if (pfd_conn >= 0 && pfd_conn != vfd) {
 			int left = pend_deadline > t ? (int)(pend_deadline - t) : 0;
 			if (timeout < 0 || left < timeout)
 				timeout = left;
 		}
+		int gone = vfd >= 0 ? port_gone_in(t) : -1;
+		if (gone >= 0 && (timeout < 0 || gone < timeout))
+			timeout = gone;
 		if (shutdown_deadline) {
 			int left = shutdown_deadline > t ? (int)(shutdown_deadline - t) : 0;
 			if (timeout < 0 || left < timeout)
@@ -384,8 +375,12 @@ int agent_loop(int listen_fd, int signal_fd, const char *socket_path)
 			drop_host();
 		if (pidx >= 0 && pfd_conn >= 0 && pfds[pidx].revents)
 			read_pending();
-		if (pfd_conn >= 0 && now_ms() >= pend_deadline)
+		if (pfd_conn >= 0 && pfd_conn != vfd && now_ms() >= pend_deadline)
 			drop_pending();
+		if (vfd >= 0 && port_gone(now_ms())) {
+			drop_host(); /* the host left: its processes are detached */
+			drop_pending();
+		}
 		if (lfd >= 0 && pfds[0].revents & POLLIN)
 			accept_conn();
 		if (quiesced && lfd < 0 && listen_requested(lpath, 1))

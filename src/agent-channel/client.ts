@@ -97,7 +97,7 @@ function dial(path: string): Promise<Socket> {
   });
 }
 
-/** Sends AUTH and waits for its OK (the agent sends nothing else before our first request). */
+/** Sends AUTH and waits for its OK (the agent sends nothing else after it before our first request). */
 function authenticate(s: Socket, token: string, deadline: number): Promise<void> {
   const tok = Buffer.from(token, 'utf8');
   if (tok.length < 1 || tok.length > 256)
@@ -111,7 +111,9 @@ function authenticate(s: Socket, token: string, deadline: number): Promise<void>
     };
     const onData = (chunk: Buffer): void => {
       try {
-        const first = decoder.push(chunk)[0];
+        // The answer is the first frame with id 0. On a microVM's port (one byte stream for
+        // successive hosts) frames of an old host's requests may come before it (agent/src/port.c).
+        const first = decoder.push(chunk).find((f) => f.id === 0);
         if (!first) return;
         const r = new Reader(first.payload);
         if (first.type !== R.OK || first.id !== 0) throw new Error('bad AUTH reply');

@@ -63,7 +63,9 @@ describe.skipIf(!canRunSandboxes)('e2b pty', () => {
       onData: (d) => void (first += decoder.decode(d)),
     });
     await sandbox.pty.sendInput(terminal.pid, input('echo one-$FOO\n'));
-    await expect.poll(() => first).toContain('one-bar');
+    // The echo of the input comes first; the command's output once the interactive shell has
+    // started, which may take seconds on a microVM under software emulation.
+    await expect.poll(() => first, { timeout: 30_000 }).toContain('one-bar');
     await terminal.disconnect();
 
     const again = await sandbox.pty.connect(terminal.pid, {
