@@ -73,6 +73,8 @@ describe.skipIf(base === undefined)('built base template (skipped: not built; ru
 
   it.skipIf(!isRoot)('runs python3, node and sudo (chroot; needs root)', () => {
     expect(chroot(root, 'python3', '-c', 'print(1)')).toBe('1\n');
+    // `python` too, as in E2B's base image (python-is-python3): E2B's own tests run `python -m http.server`
+    expect(chroot(root, 'python', '-c', 'import sys; print(sys.version_info[0])')).toBe('3\n');
     expect(chroot(root, 'node', '-e', 'console.log(1 + 1)')).toBe('2\n');
     expect(chroot(root, 'visudo', '-cqf', '/etc/sudoers.d/user')).toBe('');
     expect(chroot('--userspec=1000:1000', root, 'sudo', '-n', 'id', '-u')).toBe('0\n');
