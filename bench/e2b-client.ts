@@ -13,6 +13,7 @@ export type Request =
   | { op: 'roundTrip' }
   | { op: 'rawRoundTrip' }
   | { op: 'write' }
+  | { op: 'writeOctet' }
   | { op: 'read' }
   | { op: 'close' };
 
@@ -100,6 +101,14 @@ async function handle(req: Request): Promise<unknown> {
       const start = performance.now();
       // An ArrayBuffer, the SDK's default path: multipart/form-data, as most callers send.
       await sbx.files.write(TARGET, data.buffer as ArrayBuffer);
+      return since(start);
+    }
+    case 'writeOctet': {
+      const sbx = theLong();
+      data ??= new Uint8Array(await readFile(SOURCE));
+      const start = performance.now();
+      // The SDK's other upload mode (envd >= 0.5.7): the body is the file, no multipart framing.
+      await sbx.files.write(TARGET, data.buffer as ArrayBuffer, { useOctetStream: true });
       return since(start);
     }
     case 'read': {

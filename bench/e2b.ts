@@ -54,6 +54,7 @@ export function e2bSubject(opts: E2bOptions, runtime = 'cove-e2b'): Subject {
     transfer: {
       write: () => ask<number>({ op: 'write' }),
       read: () => ask<number>({ op: 'read' }),
+      writeOctet: () => ask<number>({ op: 'writeOctet' }),
     },
     async cleanup() {
       await close();

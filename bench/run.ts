@@ -115,6 +115,10 @@ interface RateRow {
   max: number;
   /** ms at the median. */
   p50ms: number;
+  /** The bench process's CPU per operation, p50 (ms): the server's, for the runtimes it serves;
+   * and of that, its main thread's (the event loop, which every byte crosses). */
+  cpuMs?: number;
+  mainCpuMs?: number;
   /** Cove's MB/s p50 divided by each peer's (above 1: Cove is faster). */
   ratios: Partial<Record<(typeof PEERS)[number], number>>;
 }
@@ -195,6 +199,7 @@ function rateTable(rows: RateRow[], peers: readonly string[], mib: number): stri
     'min MB/s',
     'max MB/s',
     `p50 ms (${mib} MiB)`,
+    'server CPU ms p50 (main thread)',
     ...peers.map((p) => `cove/${p} MB/s`),
   ];
   const body = rows.map((r) => [
@@ -206,6 +211,7 @@ function rateTable(rows: RateRow[], peers: readonly string[], mib: number): stri
     r.min.toFixed(0),
     r.max.toFixed(0),
     ms(r.p50ms),
+    r.cpuMs === undefined ? '—' : `${r.cpuMs.toFixed(0)} (${(r.mainCpuMs ?? 0).toFixed(0)})`,
     ...peers.map((p) => ratioCell(r.ratios[p as (typeof PEERS)[number]])),
   ]);
   return markdownTable(head, body, 2);
@@ -297,7 +303,20 @@ async function main(): Promise<number> {
   const shellSamples = new Map<string, number[]>();
   const writeSamples = new Map<string, number[]>();
   const readSamples = new Map<string, number[]>();
+  const octetSamples = new Map<string, number[]>();
+  /** The bench process's CPU per transfer, by scenario then runtime (ms). */
+  const transferCpu = new Map<string, number[]>();
   const push = (m: Map<string, number[]>, key: string, v: number) => m.set(key, [...(m.get(key) ?? []), v]);
+  /** One transfer's ms, and the CPU this process (the in-process servers') spent meanwhile:
+   * all its threads, and its main thread alone. */
+  const withCpu = async (op: () => Promise<number>): Promise<[number, number, number]> => {
+    const before = process.cpuUsage();
+    const main = process.threadCpuUsage();
+    const ms = await op();
+    const used = process.cpuUsage(before);
+    const usedMain = process.threadCpuUsage(main);
+    return [ms, (used.user + used.system) / 1000, (usedMain.user + usedMain.system) / 1000];
+  };
   // The file every runtime moves (random bytes, so nothing compresses it), and where copies
   // come back; removed at the end whatever happens.
   const scratch = await mkdtemp(join(tmpdir(), 'coveb-files-'));
@@ -427,11 +446,22 @@ async function main(): Promise<number> {
     for (let i = 0; i < moverWarmup + filesRuns && !stopping; i++) {
       for (const s of movers) {
         if (stopping || !s.transfer) continue;
-        const w = await s.transfer.write();
-        const r = await s.transfer.read();
+        const t = s.transfer;
+        const [w, wCpu, wMain] = await withCpu(() => t.write());
+        const [o, oCpu, oMain] = t.writeOctet ? await withCpu(() => t.writeOctet!()) : [undefined, 0, 0];
+        const [r, rCpu, rMain] = await withCpu(() => t.read());
         if (i < moverWarmup) continue;
         push(writeSamples, s.runtime, w);
         push(readSamples, s.runtime, r);
+        push(transferCpu, `write|${s.runtime}`, wCpu);
+        push(transferCpu, `write main|${s.runtime}`, wMain);
+        push(transferCpu, `read|${s.runtime}`, rCpu);
+        push(transferCpu, `read main|${s.runtime}`, rMain);
+        if (o !== undefined) {
+          push(octetSamples, s.runtime, o);
+          push(transferCpu, `octet|${s.runtime}`, oCpu);
+          push(transferCpu, `octet main|${s.runtime}`, oMain);
+        }
       }
     }
 
@@ -590,14 +620,18 @@ async function main(): Promise<number> {
     }
   }
   const rateRows: RateRow[] = [];
-  for (const [scenario, samples] of [
-    [`write ${filesMib} MiB`, writeSamples],
-    [`read ${filesMib} MiB`, readSamples],
+  for (const [scenario, samples, key] of [
+    [`write ${filesMib} MiB`, writeSamples, 'write'],
+    [`write ${filesMib} MiB, useOctetStream`, octetSamples, 'octet'],
+    [`read ${filesMib} MiB`, readSamples, 'read'],
   ] as const) {
     for (const runtime of names) {
       const times = samples.get(runtime) ?? [];
       if (!times.length) continue;
       const rates = times.map((t) => fileBytes / 1e6 / (t / 1000)).sort((a, b) => a - b);
+      const cpu = transferCpu.get(`${key}|${runtime}`) ?? [];
+      const mainCpu = transferCpu.get(`${key} main|${runtime}`) ?? [];
+      const servedHere = runtime.startsWith('cove') || runtime === 'sdk-null';
       rateRows.push({
         scenario,
         runtime,
@@ -607,6 +641,7 @@ async function main(): Promise<number> {
         min: rates[0] ?? Number.NaN,
         max: rates[rates.length - 1] ?? Number.NaN,
         p50ms: summarize(times).p50,
+        ...(servedHere && cpu.length > 0 && { cpuMs: summarize(cpu).p50, mainCpuMs: summarize(mainCpu).p50 }),
         ratios: {},
       });
     }
@@ -666,13 +701,16 @@ async function main(): Promise<number> {
       verdict: shell.p50 < 5 ? 'met' : 'missed',
       ratios: shell.ratios,
     });
-  for (const dir of ['write', 'read'] as const) {
-    const scenario = `${dir} ${filesMib} MiB`;
+  for (const [dir, scenario, how] of [
+    ['write', `write ${filesMib} MiB`, ''],
+    ['write', `write ${filesMib} MiB, useOctetStream`, ' (`useOctetStream: true`)'],
+    ['read', `read ${filesMib} MiB`, ''],
+  ] as const) {
     const r = rateRows.find((x) => x.scenario === scenario && x.runtime === 'cove-e2b');
     const floor = rateRows.find((x) => x.scenario === scenario && x.runtime === 'sdk-null');
     if (r)
       summary.push({
-        scenario: `files.${dir} ${filesMib} MiB, e2b SDK`,
+        scenario: `files.${dir} ${filesMib} MiB, e2b SDK${how}`,
         target: '> 300 MB/s',
         measured: `p50 ${r.p50.toFixed(0)} MB/s (n ${r.n})${floorOf(floor, 'MB/s')}`,
         verdict: r.p50 > 300 ? 'met' : 'missed',

@@ -27,7 +27,12 @@ export interface Subject {
    * Moves the bench's file (`--files-mib`) into the long-lived sandbox and back out; each
    * resolves with ms and checks the size that arrived.
    */
-  transfer?: { write(): Promise<number>; read(): Promise<number> };
+  transfer?: {
+    write(): Promise<number>;
+    read(): Promise<number>;
+    /** The e2b SDK's `useOctetStream: true` upload (the body is the file), beside its default. */
+    writeOctet?(): Promise<number>;
+  };
   /**
    * Removes everything the subject made, even after a failure; safe to call twice. Resolves
    * with what it found left behind and could not remove (empty when clean).

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type {
   AgentClient,
   AgentProcess,
@@ -9,6 +8,7 @@ import type {
 import { CoveError } from '../core/errors.ts';
 import { currentRequest } from '../core/request-context.ts';
 import type { Audit } from './index.ts';
+import { type ContentHash, contentHash } from './sha256.ts';
 
 /** Agent calls as metrics count them; `command` is a process's life, spawn to exit. */
 export type AgentOp =
@@ -34,6 +34,13 @@ export interface ObservedAgentOptions {
   /** Bytes of stdout and of stderr kept in each `process.end` record (0: none, the default). */
   outputBytes: number;
   observe?: AgentObserver;
+}
+
+/** A Buffer written at once larger than this goes by in slices, so the hash keeps pace. */
+const BUFFER_INLINE = 1 << 20;
+
+function* slices(buf: Buffer, size: number): Generator<Buffer> {
+  for (let off = 0; off < buf.length; off += size) yield buf.subarray(off, off + size);
 }
 
 const outcomeOf = (err: unknown): string => (err instanceof CoveError ? err.code : 'internal');
@@ -210,19 +217,17 @@ export function observedAgent(
     ).then(signalling);
   }
 
-  function hashing(
-    data: Buffer | AsyncIterable<Buffer>,
-    sum: { hash: ReturnType<typeof createHash>; size: number },
-  ) {
-    if (Buffer.isBuffer(data)) {
-      sum.hash.update(data);
-      sum.size += data.length;
+  /** The bytes as they go by, into `sum`: a stream's bulk is hashed on the hash thread. */
+  function hashing(data: Buffer | AsyncIterable<Buffer>, sum: ContentHash): Buffer | AsyncIterable<Buffer> {
+    if (Buffer.isBuffer(data) && data.length <= BUFFER_INLINE) {
+      void sum.update(data); // within one block: nothing goes to the worker, nothing to wait for
       return data;
     }
+    const chunks = Buffer.isBuffer(data) ? slices(data, BUFFER_INLINE) : data;
     return (async function* () {
-      for await (const chunk of data) {
-        sum.hash.update(chunk);
-        sum.size += chunk.length;
+      for await (const chunk of chunks) {
+        const full = sum.update(chunk);
+        if (full) await full;
         yield chunk;
       }
     })();
@@ -277,21 +282,25 @@ export function observedAgent(
       timed('remove', () => agent.remove(path, user), fileRecord('file.remove', { path, uid: user.uid })),
     readFile: (path, user) => timedRead(agent.readFile(path, user), observe),
     writeFile(path: string, data: Buffer | AsyncIterable<Buffer>, user: FsUser) {
-      const sum = { hash: createHash('sha256'), size: 0 };
+      const sum = contentHash();
+      let sha256: string | undefined;
       return timed(
         'write',
-        () => agent.writeFile(path, hashing(data, sum), user),
+        async () => {
+          try {
+            const info = await agent.writeFile(path, hashing(data, sum), user);
+            sha256 = await sum.digest(); // hashed beside the write: ready about when it ends
+            return info;
+          } finally {
+            sum.abort(); // a failed write's hash is never asked for
+          }
+        },
         (outcome) =>
           audit.record({
             sandboxId,
             action: 'file.write',
             outcome,
-            fields: {
-              path,
-              uid: user.uid,
-              size: sum.size,
-              ...(outcome === 'ok' && { sha256: sum.hash.digest('hex') }),
-            },
+            fields: { path, uid: user.uid, size: sum.size, ...(outcome === 'ok' && sha256 && { sha256 }) },
           }),
       );
     },
