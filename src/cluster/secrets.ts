@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { CoveError } from '../core/errors.ts';
-import { SECRET_ID, secretName, type SecretInfo } from '../secrets/store.ts';
+import { newSecretRecord, SECRET_ID, type SecretInfo } from '../secrets/store.ts';
 import type { Db } from './db.ts';
 import type { Sealer } from './seal.ts';
 
@@ -52,25 +51,23 @@ export function clusterSecrets(db: Db, sealer: Sealer) {
       value: string,
       metadata: Record<string, string> = {},
     ): Promise<SecretInfo> {
-      const lower = secretName(name);
-      const now = new Date().toISOString();
-      const row: Row = {
-        id: `sec_${randomUUID()}`,
-        owner,
-        name: lower,
-        metadata: JSON.stringify(metadata),
-        version: 1,
-        value: sealer.seal(value),
-        created_at: now,
-        updated_at: now,
-      };
+      const secret = newSecretRecord(name, metadata);
       const n = await db.run(
         `INSERT INTO secrets (id, owner, name, metadata, version, value, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-        [row.id, owner, row.name, row.metadata, 1, row.value, now, now],
+        [
+          secret.secretID,
+          owner,
+          secret.name,
+          JSON.stringify(metadata),
+          secret.currentVersion,
+          sealer.seal(value),
+          secret.createdAt,
+          secret.updatedAt,
+        ],
       );
-      if (n === 0) throw new CoveError('already_exists', `a secret named ${lower} already exists`);
-      return info(row);
+      if (n === 0) throw new CoveError('already_exists', `a secret named ${secret.name} already exists`);
+      return secret;
     },
 
     /** The owner's secrets, oldest first. */

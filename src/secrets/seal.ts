@@ -19,14 +19,31 @@ export async function loadSecretsKey(keyFile: string): Promise<Buffer> {
   return key;
 }
 
-/** AES-256-GCM with a random 96-bit IV: `v1.<iv>.<tag>.<ciphertext>`, base64url. */
-export function sealString(key: Buffer, plaintext: string): string {
+/** AES-256-GCM's three parts: a random 96-bit IV, the tag and the ciphertext (store.ts keeps them apart). */
+export interface SealedParts {
+  iv: Buffer;
+  tag: Buffer;
+  data: Buffer;
+}
+
+export function sealParts(key: Buffer, plaintext: string): SealedParts {
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   const data = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-  return ['v1', iv, cipher.getAuthTag(), data]
-    .map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
-    .join('.');
+  return { iv, tag: cipher.getAuthTag(), data };
+}
+
+/** The plaintext of `sealParts`; throws when the key is another or the text was altered. */
+export function openParts(key: Buffer, { iv, tag, data }: SealedParts): string {
+  const decipher = createDecipheriv('aes-256-gcm', key, iv);
+  decipher.setAuthTag(tag);
+  return Buffer.concat([decipher.update(data), decipher.final()]).toString('utf8');
+}
+
+/** `sealParts` as one string: `v1.<iv>.<tag>.<ciphertext>`, base64url. */
+export function sealString(key: Buffer, plaintext: string): string {
+  const { iv, tag, data } = sealParts(key, plaintext);
+  return ['v1', iv, tag, data].map((p) => (typeof p === 'string' ? p : p.toString('base64url'))).join('.');
 }
 
 /** The plaintext of `sealString`; throws when the key is another or the text was altered. */
@@ -34,7 +51,6 @@ export function openString(key: Buffer, sealed: string): string {
   const [version, iv, tag, data] = sealed.split('.');
   if (version !== 'v1' || iv === undefined || tag === undefined || data === undefined)
     throw new Error('not a sealed value');
-  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
-  decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-  return Buffer.concat([decipher.update(Buffer.from(data, 'base64url')), decipher.final()]).toString('utf8');
+  const b = (part: string) => Buffer.from(part, 'base64url');
+  return openParts(key, { iv: b(iv), tag: b(tag), data: b(data) });
 }

@@ -1,8 +1,8 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
-import { loadSecretsKey } from './seal.ts';
+import { loadSecretsKey, openParts, sealParts } from './seal.ts';
 
 /** What the API shows of a secret (`Secret`, spec 2.16): never its value. */
 export interface SecretInfo {
@@ -60,20 +60,9 @@ export class SecretStore {
     value: string,
     metadata: Record<string, string> = {},
   ): Promise<SecretInfo> {
-    const lower = secretName(name);
-    if (this.list(owner).some((s) => s.name === lower))
-      throw new CoveError('already_exists', `a secret named ${lower} already exists`);
-    const now = new Date().toISOString();
-    const record: SecretRecord = {
-      secretID: `sec_${randomUUID()}`,
-      name: lower,
-      metadata,
-      currentVersion: 1,
-      createdAt: now,
-      updatedAt: now,
-      owner,
-      versions: [this.#seal(value)],
-    };
+    const record: SecretRecord = { ...newSecretRecord(name, metadata), owner, versions: [this.#seal(value)] };
+    if (this.list(owner).some((s) => s.name === record.name))
+      throw new CoveError('already_exists', `a secret named ${record.name} already exists`);
     await this.#save(record);
     return info(record);
   }
@@ -117,12 +106,9 @@ export class SecretStore {
 
   /** The current value, for the egress proxy's placeholders (never for the API). */
   value(owner: string, idOrName: string): string {
-    const sealed = this.#find(owner, idOrName).versions.at(-1)!;
-    const decipher = createDecipheriv('aes-256-gcm', this.#key, Buffer.from(sealed.iv, 'base64'));
-    decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'));
-    return Buffer.concat([decipher.update(Buffer.from(sealed.data, 'base64')), decipher.final()]).toString(
-      'utf8',
-    );
+    const { iv, tag, data } = this.#find(owner, idOrName).versions.at(-1)!;
+    const b = (part: string) => Buffer.from(part, 'base64');
+    return openParts(this.#key, { iv: b(iv), tag: b(tag), data: b(data) });
   }
 
   #find(owner: string, idOrName: string): SecretRecord {
@@ -134,14 +120,8 @@ export class SecretStore {
   }
 
   #seal(value: string): SecretRecord['versions'][number] {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.#key, iv);
-    const data = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()]);
-    return {
-      iv: iv.toString('base64'),
-      tag: cipher.getAuthTag().toString('base64'),
-      data: data.toString('base64'),
-    };
+    const { iv, tag, data } = sealParts(this.#key, value);
+    return { iv: iv.toString('base64'), tag: tag.toString('base64'), data: data.toString('base64') };
   }
 
   async #save(record: SecretRecord): Promise<void> {
@@ -160,6 +140,22 @@ const info = (r: SecretRecord): SecretInfo => ({
   createdAt: r.createdAt,
   updatedAt: r.updatedAt,
 });
+
+/**
+ * A new secret as the API shows it: a fresh id, the name checked and stored in lower case,
+ * version 1, made now. This store and the cluster's (src/cluster/secrets.ts) both start so.
+ */
+export function newSecretRecord(name: string, metadata: Record<string, string> = {}): SecretInfo {
+  const now = new Date().toISOString();
+  return {
+    secretID: `sec_${randomUUID()}`,
+    name: secretName(name),
+    metadata,
+    currentVersion: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
 
 /** A secret's name as stored (lower case), or invalid_argument (also for src/cluster/secrets.ts). */
 export function secretName(name: string): string {
