@@ -23,6 +23,10 @@ export const runscInstalled = (() => {
     return false;
   }
 })();
+/** COVE_TEST_RUNTIME=runsc: this run's sandboxes are on gVisor (docs/runtimes.md). */
+export const onRunsc = process.env.COVE_TEST_RUNTIME === 'runsc';
+/** COVE_TEST_RUNTIME=microvm (npm run test:microvm): this run's sandboxes are microVMs. */
+export const onMicrovm = process.env.COVE_TEST_RUNTIME === 'microvm';
 if (!canRunSandboxes && process.env.CI === 'true') {
   throw new Error('integration tests need root in CI: run .ci/run as root');
 }

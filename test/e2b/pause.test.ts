@@ -4,17 +4,14 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Sandbox, SandboxNotFoundError } from 'e2b';
-import { canRunSandboxes, startTestCove, stopTestCove } from '../helpers.ts';
+import { canRunSandboxes, onMicrovm, onRunsc, startTestCove, stopTestCove } from '../helpers.ts';
 import { KEEPALIVE_SERVER } from '../keepalive-server.ts';
 
 type TestCove = Awaited<ReturnType<typeof startTestCove>>;
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** COVE_TEST_RUNTIME=microvm (npm run test:microvm): a memory pause saves the VM to disk instead of freezing it. */
-const onMicrovm = process.env.COVE_TEST_RUNTIME === 'microvm';
-/** COVE_TEST_RUNTIME=runsc: a memory pause is a gVisor checkpoint on disk (docs/runtimes.md). */
-const onRunsc = process.env.COVE_TEST_RUNTIME === 'runsc';
-/** Where a memory pause is written to disk, a restart of the host loses nothing. */
+/** Where a memory pause is written to disk (a microVM saves itself, gVisor checkpoints), a
+ * restart of the host loses nothing. */
 const memoryOnDisk = onMicrovm || onRunsc;
 
 /** Polls `check` until it holds (or `ms` pass): pauses on timeout come from a timer. */

@@ -9,7 +9,7 @@ import {
   type ProcessEvent,
   type StreamInputRequestSchema,
 } from '../../src/gen/process/process_pb.js';
-import { canRunSandboxes, startTestCove, stopTestCove } from '../helpers.ts';
+import { canRunSandboxes, onMicrovm, startTestCove, stopTestCove } from '../helpers.ts';
 
 type Events = AsyncIterable<{ event?: ProcessEvent }>;
 
@@ -175,7 +175,7 @@ describe.skipIf(!canRunSandboxes)('envd process service on the wire', () => {
   // writes (and the agent's reads of as little) moved ~10 MB/s to a reading client, which under
   // a busier host fell short of the 16 MiB bound (src/manager/processes.ts) in the wait; dd's
   // 1 MiB writes move ~40 MB/s there (measured 2026-11-26 at load 15 on 2 cores; crun ~45 MB/s).
-  it.skipIf(process.env.COVE_TEST_RUNTIME === 'microvm')(
+  it.skipIf(onMicrovm)(
     'drops a stream whose client stops reading, not the process, and bounds what waits',
     async () => {
       const total = 200 * 1024 * 1024;

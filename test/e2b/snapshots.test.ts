@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimitError, Sandbox, SandboxError, SandboxNotFoundError } from 'e2b';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, onRunsc, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
 
 type TestCove = Awaited<ReturnType<typeof startTestCove>>;
 
@@ -134,7 +134,7 @@ describe.skipIf(!canRunSandboxes)('the disk budget of snapshots and paused sandb
     await expect(sbx.pause({ keepMemory: false })).rejects.toThrow(/budget/);
     await expect(sbx.fork()).rejects.toThrow(/budget/);
     expect(await sbx.isRunning()).toBe(true);
-    if (process.env.COVE_TEST_RUNTIME === 'runsc') {
+    if (onRunsc) {
       // gVisor's memory pause is a checkpoint image on disk: refused too, and the sandbox runs on
       await expect(sbx.pause()).rejects.toThrow(/budget/);
       expect(await sbx.isRunning()).toBe(true);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, Volume } from 'e2b';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
-import { canRunSandboxes, pointSdkAt, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, onRunsc, pointSdkAt, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
 
 type TestCove = Awaited<ReturnType<typeof startTestCove>>;
 
@@ -189,7 +189,7 @@ describe.skipIf(!canRunSandboxes)('volumes mounted into sandboxes through the e2
     const sbx = await Sandbox.create('base', { volumeMounts: { '/data': vol } });
     await sbx.files.write('/data/before.txt', 'before the pause');
     expect(await sbx.pause()).toBe(true);
-    const kept = process.env.COVE_TEST_RUNTIME === 'runsc' ? 'memory' : 'frozen';
+    const kept = onRunsc ? 'memory' : 'frozen';
     expect(cove.manager.get(sbx.sandboxId).paused).toBe(kept);
     const volumeMounted = () => mountsOf(cove, sbx.sandboxId).some((m) => m.includes('/volumes/'));
     // A checkpointed sandbox's mounts are released after the pause answers (manager/pause.ts).
