@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { z } from 'zod';
 import { CoveError } from '../core/errors.ts';
 import { isSandboxId } from '../core/ids.ts';
+import { parseAs } from '../core/schema.ts';
 
 /** No API body comes near this: the largest, a create with envVars, stays well under it. */
 export const MAX_BODY_BYTES = 1 << 20;
@@ -58,15 +59,7 @@ export async function body<T extends z.ZodType>(c: Context, schema: T): Promise<
   } catch {
     throw new CoveError('invalid_argument', 'request body is not valid JSON');
   }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new CoveError(
-      'invalid_argument',
-      `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`,
-    );
-  }
-  return parsed.data;
+  return parseAs(schema, raw);
 }
 
 /** A sandbox id from the path. A malformed id cannot exist: 404, as E2B answers. */

@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { CoveError } from '../../core/errors.ts';
+import { parseAs } from '../../core/schema.ts';
 import { readJson } from '../body.ts';
 import type { ServicesEnv } from '../env.ts';
 import type { Memory, Scope } from './store.ts';
@@ -51,15 +52,7 @@ const schemas = {
 };
 
 async function parse<T extends z.ZodType>(c: Context, max: number, schema: T): Promise<z.infer<T>> {
-  const parsed = schema.safeParse(await readJson(c, max));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new CoveError(
-      'invalid_argument',
-      `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`,
-    );
-  }
-  return parsed.data;
+  return parseAs(schema, await readJson(c, max));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { CoveError, httpStatus } from '../../core/errors.ts';
+import { parseAs } from '../../core/schema.ts';
 import { readJson } from '../body.ts';
 import type { ServicesEnv } from '../env.ts';
 import type { Quotas } from '../quotas.ts';
@@ -115,15 +116,7 @@ export function searchRoutes(deps: SearchDeps): Hono<ServicesEnv> {
   };
 
   app.post('/v1/search', async (c) => {
-    const parsed = request.safeParse(await readJson(c, 64 * 1024));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new CoveError(
-        'invalid_argument',
-        `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`,
-      );
-    }
-    return search(c, parsed.data);
+    return search(c, parseAs(request, await readJson(c, 64 * 1024)));
   });
   app.get('/v1/search', (c) => {
     const q = c.req.query('q');
