@@ -1,6 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, fstatSync } from 'node:fs';
+import {
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoveError } from '../../core/errors.ts';
 import { withLock } from '../../core/lock.ts';
@@ -95,9 +106,24 @@ export function createCatalog(opts: { cacheDir: string; recipesDir: string }) {
     }
   };
 
+  // prune() removes an emptied name's folder and lock file while holding the lock, so a
+  // waiter can wake holding a lock on a file nobody else will ever open again: it checks the
+  // path still names its locked file, and starts over if not.
   const locked = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    await mkdir(nameDir(name), { recursive: true, mode: 0o755 });
-    return withLock(join(nameDir(name), '.lock'), fn, { timeoutMs: 60_000 });
+    const path = join(nameDir(name), '.lock');
+    for (;;) {
+      await mkdir(nameDir(name), { recursive: true, mode: 0o755 });
+      const out = await withLock(
+        path,
+        async (fd) => {
+          const current = await stat(path).catch(() => undefined);
+          if (current?.ino !== fstatSync(fd).ino) return { stale: true as const };
+          return { stale: false as const, value: await fn() };
+        },
+        { timeoutMs: 60_000 },
+      );
+      if (!out.stale) return out.value;
+    }
   };
 
   return {
@@ -204,7 +230,8 @@ export function createCatalog(opts: { cacheDir: string; recipesDir: string }) {
       });
     },
 
-    prune,
+    /** prune() under the name's lock: GC (in any Cove sharing the cache) races builds. */
+    prune: (name: string): Promise<void> => locked(name, () => prune(name)),
 
     /** Every folder of an API-built template, tagged or not (what GC prunes). */
     async names(): Promise<string[]> {
