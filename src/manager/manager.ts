@@ -9,7 +9,7 @@ import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
 import { agentSocket, provision, startingPoint, teardown, type HostDeps } from './host.ts';
 import { openBuildSandbox } from './build-sandbox.ts';
-import { createPausing, pausedError, type BuildInput, type StorageOptions } from './pause-wiring.ts';
+import { agentOf, createPausing, type BuildInput, type StorageOptions } from './pause-wiring.ts';
 import type { Live, ManagerEvents } from './live.ts';
 import { spawnOptions, type ExecInput } from './exec.ts';
 import { createLimiter } from './limiter.ts';
@@ -91,7 +91,7 @@ export function createManager(opts: ManagerOptions) {
   }
 
   const registry = (entry: Live): ProcessRegistry =>
-    createProcessRegistry({ agent: () => channel(entry), log: log.child({ sandbox: entry.record.id }) });
+    createProcessRegistry({ agent: () => agentOf(entry), log: log.child({ sandbox: entry.record.id }) });
 
   async function attachAgent(entry: Live, fresh = false): Promise<void> {
     const { id, agentToken } = entry.record;
@@ -164,7 +164,7 @@ export function createManager(opts: ManagerOptions) {
       });
       if (template.start && !input?.restore) {
         const server = { ...template, start: template.start };
-        await startTemplateServer(channel(entry), server, record.envVars, info(record).address).catch(
+        await startTemplateServer(agentOf(entry), server, record.envVars, info(record).address).catch(
           async (err: unknown) => {
             live.delete(id); // first: the agent's close below must not look like a death
             entry.agent?.close();
@@ -190,7 +190,7 @@ export function createManager(opts: ManagerOptions) {
     fill: async (name) => {
       const template = await templates.get(name);
       const entry = await build(template, 'pooled');
-      await prefetchForClaim(entry.users, template, () => channel(entry));
+      await prefetchForClaim(entry.users, template, () => agentOf(entry));
       return { value: entry, template: name, hash: template.hash };
     },
     discard: async ({ value: entry }) => {
@@ -241,12 +241,12 @@ export function createManager(opts: ManagerOptions) {
     // A pooled sandbox is already running: volumes are mounted only as a sandbox starts.
     let entry = input.volumeMounts?.length ? undefined : claim(template, input, now);
     const pooled = entry !== undefined;
-    if (entry && template.start) await shareSandboxEnv(channel(entry), entry.record.envVars);
+    if (entry && template.start) await shareSandboxEnv(agentOf(entry), entry.record.envVars);
     if (!entry) {
       const built = (entry = await start(template, paused.withMemory(template, input)));
       store.updateSandbox(entry.record.id, { state: 'running' });
       entry.record.state = 'running';
-      void prefetchUser(entry.users, template.defaultUser.name, () => channel(built));
+      void prefetchUser(entry.users, template.defaultUser.name, () => agentOf(built));
     }
     await applyNetwork(host, entry.record, () => kill(entry.record.id));
     schedule(entry);
@@ -290,14 +290,7 @@ export function createManager(opts: ManagerOptions) {
 
   function user(id: string, name: string): Promise<SandboxUser> {
     const entry = find(id);
-    return cachedUser(entry.users, name, () => channel(entry));
-  }
-
-  function channel(entry: Live): AgentClient {
-    const { id, state } = entry.record;
-    if (!entry.agent && state === 'paused') throw pausedError(id);
-    if (!entry.agent) throw new CoveError('unavailable', `sandbox ${id} is not reachable right now`);
-    return entry.agent;
+    return cachedUser(entry.users, name, () => agentOf(entry));
   }
 
   const core = { store, host, log, templates, events, live, find, schedule, attachAgent, checkTimeout, info };
@@ -366,7 +359,7 @@ export function createManager(opts: ManagerOptions) {
     },
 
     agent(id: string): AgentClient {
-      return channel(find(id));
+      return agentOf(find(id));
     },
 
     processes(id: string): ProcessRegistry {
@@ -379,7 +372,7 @@ export function createManager(opts: ManagerOptions) {
         throw new CoveError('invalid_argument', 'a command needs at least one argument');
       const template = (entry.template ??= await templates.get(entry.record.templateName));
       const who = await user(id, input.user ?? template.defaultUser.name);
-      return channel(entry).spawn(spawnOptions(template, who, entry.record.envVars, input), handlers);
+      return agentOf(entry).spawn(spawnOptions(template, who, entry.record.envVars, input), handlers);
     },
 
     /** Removes pooled sandboxes, stops timers and closes agent channels. Claimed sandboxes keep

@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import type { AgentClient } from '../agent-channel/client.ts';
 import { dirname, join } from 'node:path';
 import { CoveError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
@@ -34,6 +35,14 @@ export type { StorageOptions };
 /** What a call that needs a paused sandbox's processes gets (the gateway answers 502 before). */
 export const pausedError = (id: string) =>
   new CoveError('conflict', `sandbox ${id} is paused: connect resumes it`);
+
+/** The sandbox's agent, or why there is none (paused: conflict; between states: unavailable). */
+export function agentOf(entry: Live): AgentClient {
+  const { id, state } = entry.record;
+  if (!entry.agent && state === 'paused') throw pausedError(id);
+  if (!entry.agent) throw new CoveError('unavailable', `sandbox ${id} is not reachable right now`);
+  return entry.agent;
+}
 
 /** A create's input plus, for snapshots and forks, the writable layer to start from. */
 export type BuildInput = CreateSandboxInput & { seed?: ProvisionInput['seed']; restore?: Seed['restore'] };
