@@ -10,7 +10,10 @@ export function markdownTable(head: string[], body: string[][], leftColumns: num
     ' |';
   const rule =
     '| ' +
-    widths.map((w, i) => (i < leftColumns ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') +
+    // A one-character column still needs a dash before its colon to be a markdown rule.
+    widths
+      .map((w, i) => (i < leftColumns ? '-'.repeat(w) : '-'.repeat(Math.max(w - 1, 1)) + ':'))
+      .join(' | ') +
     ' |';
   return [line(head), rule, ...body.map(line)].join('\n');
 }
