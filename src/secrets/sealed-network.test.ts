@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SandboxNetwork } from '../network/egress-policy.ts';
 import { createSqliteStore } from '../store/sqlite.ts';
 import type { SandboxRecord } from '../store/store.ts';
 import { networkSealer } from './sealed-network.ts';
+import { onDisk, tempDatabases } from './sealed-db-testing.ts';
 
 const network = (password: string): SandboxNetwork => ({
   allowOut: [],
@@ -31,16 +29,8 @@ const record = (id: string, password: string): Omit<SandboxRecord, 'slot'> => ({
 });
 
 describe('the upstream proxy password in the state database', () => {
-  const dirs: string[] = [];
-  afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
-  const dbPath = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cove-sealed-'));
-    dirs.push(dir);
-    return join(dir, 'cove.db');
-  };
-  /** Whether the database or its WAL holds `text` anywhere, in free pages too. */
-  const onDisk = (path: string, text: string) =>
-    [path, `${path}-wal`].some((f) => existsSync(f) && readFileSync(f).includes(text));
+  const { dbPath, cleanup } = tempDatabases('cove-sealed-');
+  afterEach(cleanup);
 
   it('is sealed when written, in clear when read, and never on disk', () => {
     const path = dbPath();

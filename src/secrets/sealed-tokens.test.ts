@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newToken } from '../core/ids.ts';
 import { createSqliteStore } from '../store/sqlite.ts';
 import type { SandboxRecord } from '../store/store.ts';
 import { storeSealing, tokenSealer } from './sealed-tokens.ts';
+import { onDisk, tempDatabases } from './sealed-db-testing.ts';
 
 const record = (id: string): Omit<SandboxRecord, 'slot'> => ({
   id,
@@ -29,16 +27,8 @@ const tokensOf = (r: Pick<SandboxRecord, 'agentToken' | 'envdAccessToken' | 'tra
 ];
 
 describe('sandbox tokens in the state database', () => {
-  const dirs: string[] = [];
-  afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
-  const dbPath = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cove-sealed-tokens-'));
-    dirs.push(dir);
-    return join(dir, 'cove.db');
-  };
-  /** Whether the database or its WAL holds `text` anywhere, in free pages too. */
-  const onDisk = (path: string, text: string) =>
-    [path, `${path}-wal`].some((f) => existsSync(f) && readFileSync(f).includes(text));
+  const { dbPath, cleanup } = tempDatabases('cove-sealed-tokens-');
+  afterEach(cleanup);
 
   it('are sealed when written, in clear when read, and never on disk', () => {
     const path = dbPath();
