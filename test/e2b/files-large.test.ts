@@ -4,7 +4,7 @@ import { Sandbox } from 'e2b';
 import type { AuditEvent } from '../../src/audit/index.ts';
 import type { Config } from '../../src/config/config.ts';
 import type { Cove } from '../../src/main.ts';
-import { canRunSandboxes, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { canRunSandboxes, pointSdkAt, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -29,8 +29,7 @@ describe.skipIf(!canRunSandboxes)('large uploads: content, ownership, audit hash
 
   beforeAll(async () => {
     cove = await startTestCove(config);
-    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = cove.url;
-    process.env.E2B_API_KEY = cove.apiKey;
+    pointSdkAt(cove);
     sbx = await Sandbox.create('base');
   });
 
