@@ -29,7 +29,7 @@ import { coveBench, execTrue } from './cove.ts';
 import { coveDensity, type DensityResult } from './density.ts';
 import { BENCH_INSTANCE, benchHost } from './instance.ts';
 import { describeMachine } from './machine.ts';
-import { since, summarize, type Summary } from './stats.ts';
+import { since, summarize, timed, type Summary } from './stats.ts';
 import { markdownTable, ms } from './table.ts';
 
 const count = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -60,12 +60,6 @@ const PAUSE = {
   runsc: ['pause (checkpoint to disk)', 'resume (restore) + true'],
   microvm: ['pause (VM state to a file)', 'resume (VM restored) + true'],
 } as const;
-
-async function timed(f: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await f();
-  return since(t);
-}
 
 export async function microvmMain(): Promise<number> {
   if (process.getuid?.() !== 0) throw new Error('the bench must run as root');

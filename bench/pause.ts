@@ -17,7 +17,7 @@ import { pino } from 'pino';
 import { coveBench } from './cove.ts';
 import { BENCH_INSTANCE } from './instance.ts';
 import { describeMachine } from './machine.ts';
-import { since, summarize, type Summary } from './stats.ts';
+import { summarize, timed, type Summary } from './stats.ts';
 import { markdownTable, ms } from './table.ts';
 import type { Manager } from '../src/manager/manager.ts';
 
@@ -46,12 +46,6 @@ async function run(manager: Manager, id: string, script: string): Promise<void> 
       .exec(id, { argv: ['/bin/sh', '-c', script] }, { onData: () => {}, onExit: () => resolve() })
       .catch(reject);
   });
-}
-
-async function time(f: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await f();
-  return since(t);
 }
 
 export async function pauseMain(): Promise<number> {
@@ -95,30 +89,30 @@ export async function pauseMain(): Promise<number> {
         progress(`${runtime}, ${load}: ${RUNS} runs`);
         const byStep: Record<string, number[]> = {};
         for (let i = 0; i < RUNS; i++) {
-          add(pauseName, await time(() => manager.pause(sbx.id)));
+          add(pauseName, await timed(() => manager.pause(sbx.id)));
           await sleep(300);
           steps = [];
-          add(resumeName, await time(() => manager.resume(sbx.id, { timeoutMs: 3600_000 })));
+          add(resumeName, await timed(() => manager.resume(sbx.id, { timeoutMs: 3600_000 })));
           for (const [step, at] of Object.entries(steps[0] ?? {})) (byStep[step] ??= []).push(at);
           await run(manager, sbx.id, 'true');
-          add('pause (memory: false)', await time(() => manager.pause(sbx.id, { memory: false })));
+          add('pause (memory: false)', await timed(() => manager.pause(sbx.id, { memory: false })));
           await sleep(300);
           add(
             'resume (boot from the layer)',
-            await time(() => manager.resume(sbx.id, { timeoutMs: 3600_000 })),
+            await timed(() => manager.resume(sbx.id, { timeoutMs: 3600_000 })),
           );
           await run(manager, sbx.id, script);
           await sleep(300);
           let snapshot = '';
           add(
             'createSnapshot',
-            await time(async () => (snapshot = (await manager.createSnapshot(sbx.id)).id)),
+            await timed(async () => (snapshot = (await manager.createSnapshot(sbx.id)).id)),
           );
           await manager.deleteSnapshot(snapshot);
           let forks: Awaited<ReturnType<Manager['fork']>> = [];
           add(
             'fork (count 1)',
-            await time(async () => (forks = await manager.fork(sbx.id, { count: 1, timeoutMs: 60_000 }))),
+            await timed(async () => (forks = await manager.fork(sbx.id, { count: 1, timeoutMs: 60_000 }))),
           );
           for (const f of forks) if ('sandbox' in f) await manager.kill(f.sandbox.id);
         }

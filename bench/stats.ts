@@ -38,3 +38,10 @@ export function summarize(samples: readonly number[]): Summary {
 export function since(start: number): number {
   return Math.round((performance.now() - start) * 100) / 100;
 }
+
+/** How long `f` takes, ms (rounded as `since`). */
+export async function timed(f: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await f();
+  return since(t);
+}
