@@ -118,6 +118,15 @@ export async function hotPathMain(argv: string[]): Promise<void> {
           profileDir,
         ),
       );
+      if (transfer.writeOctet) {
+        results.push(
+          await runPhase(
+            { name: 'files.write (octet-stream)', runs: filesRuns, op: () => transfer.writeOctet!() },
+            session,
+            profileDir,
+          ),
+        );
+      }
       results.push(
         await runPhase(
           { name: 'files.read', runs: filesRuns, op: () => transfer.read() },
