@@ -5,8 +5,19 @@ import { defineConfig } from 'vitest/config';
 // so that a skip there is a failure).
 export default defineConfig({
   test: {
+    // Temporary folders: one directory per run, one per test file inside it; what a file
+    // leaves there is named and removed (test/tmp-check.ts), and fails a unit test file.
+    globalSetup: ['test/tmp-global.ts'],
     projects: [
-      { test: { name: 'unit', include: ['src/**/*.test.ts'], testTimeout: 20_000 } },
+      {
+        test: {
+          name: 'unit',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 20_000,
+          setupFiles: ['test/tmp-check.ts'],
+          env: { COVE_TEST_TMP_STRICT: '1' },
+        },
+      },
       {
         test: {
           name: 'integration',
@@ -16,6 +27,7 @@ export default defineConfig({
           // Sandboxes share one bridge, one SQLite file per server and the host's cgroups:
           // files run one after another, tests inside a file may still be concurrent.
           fileParallelism: false,
+          setupFiles: ['test/tmp-check.ts'],
         },
       },
     ],

@@ -1,12 +1,12 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../src/config/config.ts';
 import { createLogger } from '../src/core/log.ts';
 import { startCove, type Cove } from '../src/main.ts';
 import type { Manager } from '../src/manager/manager.ts';
+import { scratchDir } from './scratch.ts';
 
 /**
  * Integration tests run real sandboxes and need root. Without root they skip locally; under
@@ -36,7 +36,7 @@ if (!canRunSandboxes && process.env.CI === 'true') {
 export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     ...loadConfig({
-      home: mkdtempSync(join(tmpdir(), 'cove-test-')),
+      home: scratchDir('cove-test-', { untilFileEnd: true }),
       templatesHome: process.env.COVE_TEMPLATES_HOME ?? '/var/lib/cove',
       // Several test runs may share a machine (parallel sessions): COVE_TEST_INSTANCE and
       // COVE_TEST_SUBNET give each its own host objects, so that reconcile never sees another's.

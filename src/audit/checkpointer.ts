@@ -5,10 +5,15 @@ import { DatabaseSync } from 'node:sqlite';
 import { parentPort, workerData } from 'node:worker_threads';
 
 const { path, everyMs } = workerData as { path: string; everyMs: number };
-const db = new DatabaseSync(path);
-db.exec('PRAGMA busy_timeout = 5000;');
+// Opened at the first tick, not as the worker starts: a store closed (and its folder
+// removed) before this thread ran gets its 'close' first, and nothing is opened again.
+let db: DatabaseSync | undefined;
 const timer = setInterval(() => {
   try {
+    if (!db) {
+      db = new DatabaseSync(path);
+      db.exec('PRAGMA busy_timeout = 5000;');
+    }
     db.exec('PRAGMA wal_checkpoint(PASSIVE)');
   } catch {
     // busy or closing: the next tick tries again, and close() checkpoints on the main thread
@@ -16,6 +21,6 @@ const timer = setInterval(() => {
 }, everyMs);
 parentPort?.on('message', () => {
   clearInterval(timer);
-  db.close();
+  db?.close();
   parentPort?.close();
 });

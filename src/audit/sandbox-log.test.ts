@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runtimeLogTail } from './runtime-log.ts';
 import { openSandboxLog } from './sandbox-log-sqlite.ts';
 import { createSandboxLog } from './sandbox-log.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
 type Opts = { perSandbox?: number; keepGone?: number; now?: () => number };
-const dbPath = () => join(mkdtempSync(join(tmpdir(), 'cove-sandbox-log-')), 'sandbox-logs.db');
+const dbPath = () => join(scratchDir('cove-sandbox-log-'), 'sandbox-logs.db');
 
 // One suite, both implementations: in memory, and SQLite (what Cove runs).
 describe.each([
@@ -62,7 +62,7 @@ describe('sandbox log in SQLite', () => {
 
 describe('runtime log tail', () => {
   it('reads the last lines, drops a cut first line, and copes with no file', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'cove-runtime-log-')), 'runtime.log');
+    const file = join(scratchDir('cove-runtime-log-'), 'runtime.log');
     expect(runtimeLogTail(file)).toEqual([]);
     writeFileSync(file, 'first line\n\nsecond\r\nthird');
     expect(runtimeLogTail(file)).toEqual(['first line', 'second', 'third']);

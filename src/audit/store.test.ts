@@ -1,11 +1,10 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runInRequest } from '../core/request-context.ts';
 import { createAuditStore } from './store.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
-const dir = () => mkdtempSync(join(tmpdir(), 'cove-audit-'));
+const dir = () => scratchDir('cove-audit-');
 
 describe('audit store', () => {
   it('records in order with the request’s key and id, and reads back after reopening', () => {

@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { describeAccelerator, probeHost } from '../runtime/microvm/accel.ts';
 import { hostChecks } from './doctor.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
-const cacheDir = () => mkdtempSync(join(tmpdir(), 'cove-doctor-'));
+const cacheDir = () => scratchDir('cove-doctor-');
 
 describe('cove doctor', () => {
   it('has a line for each backend, the microVM accelerator with its reason, and kernel features', async () => {
@@ -31,7 +31,7 @@ describe('cove doctor', () => {
   });
 
   it('tells PVM apart and says software emulation is slow for heavy computation', async () => {
-    const root = `${mkdtempSync(join(tmpdir(), 'cove-doctor-root-'))}/`;
+    const root = `${scratchDir('cove-doctor-root-')}/`;
     for (const dir of ['dev', 'sys/module/kvm_pvm', 'proc/sys/user'])
       mkdirSync(join(root, dir), { recursive: true });
     writeFileSync(join(root, 'dev/kvm'), '');

@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { errorHandler } from '../api/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { consoleRoutes } from './serve.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
 function app(dir: string) {
   const a = new Hono();
@@ -15,7 +15,7 @@ function app(dir: string) {
 }
 
 describe('console assets', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cove-console-'));
+  const dir = scratchDir('cove-console-');
   mkdirSync(join(dir, 'assets'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>Cove console</title>');
   writeFileSync(join(dir, 'assets', 'index-abc.js'), 'console.log(1)');

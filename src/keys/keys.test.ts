@@ -1,12 +1,11 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isCoveError } from '../core/errors.ts';
 import { createSqliteStore } from '../store/sqlite.ts';
 import { apiKeyPattern, createKeyring, hashApiKey } from './keys.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
-const dbPath = () => join(mkdtempSync(join(tmpdir(), 'cove-keys-')), 'cove.db');
+const dbPath = () => join(scratchDir('cove-keys-'), 'cove.db');
 
 describe('API keys', () => {
   it('mints e2b_ keys that verify, stores only their hash, and revokes them', () => {

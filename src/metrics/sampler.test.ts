@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { cgroupLayout, createCgroupReader } from './cgroup.ts';
 import { createDiskMeter, diskTotal, diskUsed } from './disk.ts';
 import { createSampler, type Reading } from './sampler.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
 const log = pino({ level: 'silent' });
 const reading = (cpuNs: number): Reading => ({
@@ -104,7 +104,7 @@ describe('cgroup reader', () => {
   });
 
   it('reads v2 and v1 files, and a missing cgroup as undefined', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'cove-cgroup-'));
+    const root = scratchDir('cove-cgroup-');
     const v2 = join(root, 'v2', 'cove', 'a');
     mkdirSync(v2, { recursive: true });
     writeFileSync(join(v2, 'cpu.stat'), 'usage_usec 1500\nuser_usec 1000\n');
@@ -136,7 +136,7 @@ describe('cgroup reader', () => {
 
 describe('disk use', () => {
   it('sums the blocks under a dir without following links out of it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cove-disk-'));
+    const dir = scratchDir('cove-disk-');
     mkdirSync(join(dir, 'a', 'b'), { recursive: true });
     writeFileSync(join(dir, 'a', 'b', 'f'), Buffer.alloc(64 * 1024, 1));
     symlinkSync('/usr', join(dir, 'usr'));
@@ -148,7 +148,7 @@ describe('disk use', () => {
   });
 
   it('walks a dir again only when its last figure is older than the limit', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cove-disk-'));
+    const dir = scratchDir('cove-disk-');
     let clock = 0;
     const meter = createDiskMeter(30_000, () => clock);
     const empty = await meter.used(dir);

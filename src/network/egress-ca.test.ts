@@ -1,13 +1,12 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEgressCa } from './egress-ca.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
 describe('egress CA', () => {
   it('is made once per home and signs leaves for a name, cached', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'cove-ca-')), 'egress-ca');
+    const dir = join(scratchDir('cove-ca-'), 'egress-ca');
     const ca = await loadEgressCa(dir, 'unit');
     expect((await loadEgressCa(dir, 'unit')).certPem).toBe(ca.certPem);
     const root = new X509Certificate(ca.certPem);

@@ -1,10 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isCoveError } from '../core/errors.ts';
 import { createSqliteStore } from './sqlite.ts';
 import type { SandboxRecord } from './store.ts';
+import { scratchDir } from '../../test/scratch.ts';
 
 const record = (id: string): Omit<SandboxRecord, 'slot'> => ({
   id,
@@ -20,7 +19,7 @@ const record = (id: string): Omit<SandboxRecord, 'slot'> => ({
 });
 
 describe('sqlite store', () => {
-  const path = () => join(mkdtempSync(join(tmpdir(), 'cove-store-')), 'cove.db');
+  const path = () => join(scratchDir('cove-store-'), 'cove.db');
 
   it('hands out the lowest free slot and reuses freed ones', () => {
     const store = createSqliteStore(path());
@@ -131,7 +130,7 @@ describe('sqlite store', () => {
 });
 
 describe('sqlite store: snapshots and paused sandboxes', () => {
-  const path = () => join(mkdtempSync(join(tmpdir(), 'cove-store-')), 'cove.db');
+  const path = () => join(scratchDir('cove-store-'), 'cove.db');
   const snapshot = (id: string, name?: string) => ({
     id,
     ...(name !== undefined && { name }),

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chooseAccelerator, probeHost } from './accel.ts';
 import { newcArchive } from './guest.ts';
 import { macFor, qemuArgv } from './qemu.ts';
+import { scratchDir } from '../../../test/scratch.ts';
 
 const vm = {
   cpus: 2,
@@ -65,7 +65,7 @@ describe('microvm command line', () => {
 
 describe('KVM detection', () => {
   const host = (files: string[], cpuFlags = 'fpu sse2') => {
-    const root = `${mkdtempSync(join(tmpdir(), 'cove-kvm-'))}/`;
+    const root = `${scratchDir('cove-kvm-')}/`;
     for (const dir of ['dev', 'sys/module', 'proc']) mkdirSync(join(root, dir), { recursive: true });
     writeFileSync(join(root, 'proc/cpuinfo'), `processor\t: 0\nflags\t\t: ${cpuFlags}\n`);
     for (const f of files) mkdirSync(join(root, f), { recursive: true });

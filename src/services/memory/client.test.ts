@@ -1,17 +1,15 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/log.ts';
 import { parseServicesConfig } from '../config.ts';
 import { createServices } from '../services.ts';
 import { createMemoryClient, MemoryError } from './client.ts';
+import { scratchDir } from '../../../test/scratch.ts';
 
 describe('memory client', () => {
   it('remembers, recalls, forgets against the real routes (Cove port side)', async () => {
     const services = createServices({
-      home: mkdtempSync(join(tmpdir(), 'cove-svc-')),
+      home: scratchDir('cove-svc-'),
       config: parseServicesConfig({}),
       log: createLogger('silent'),
       sandboxAlive: () => false,
