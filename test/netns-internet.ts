@@ -186,6 +186,15 @@ function makeCertificates(dir: string): void {
 
 const loadE2b = () => import('e2b');
 
+/** The guard's count, or NaN when it cannot be read (its table gone: nothing proves none left). */
+const countLeaks = (net: FakeInternet): number => {
+  try {
+    return net.leaked();
+  } catch {
+    return NaN;
+  }
+};
+
 /** What an egress test runs against: the stand-in internet, a Cove that uses it, the SDK. */
 export interface EgressWorld {
   net: FakeInternet;
@@ -193,7 +202,8 @@ export interface EgressWorld {
   e2b: Awaited<ReturnType<typeof loadE2b>>;
   /** Stops Cove, leaving its sandboxes running, and starts it again on the same state (`cove` is the new one). */
   restart(): Promise<EgressWorld['cove']>;
-  /** Stops Cove (killing its sandboxes), then the stand-in internet. */
+  /** Stops Cove (killing its sandboxes), then the stand-in internet; then fails if the guard
+   * counted a packet that would have left the machine (`net.leaked()`), unless `leaks` says why. */
   close(): Promise<void>;
 }
 
@@ -205,16 +215,30 @@ export interface EgressWorld {
  * what it made.
  */
 export async function startEgressWorld(
-  opts: { config?: Partial<Config>; beforeCove?: (net: FakeInternet) => Promise<void> | void } = {},
+  opts: {
+    config?: Partial<Config>;
+    beforeCove?: (net: FakeInternet) => Promise<void> | void;
+    /** Why this world's guard may count packets (a test that breaks the containment on purpose). */
+    leaks?: string;
+  } = {},
 ): Promise<EgressWorld> {
   const dir = mkdtempSync(join(tmpdir(), 'cove-egress-'));
   const config = testConfig({ dns: [hosts.dns], egressTrustCa: join(dir, 'ca.pem'), ...opts.config });
   let net: FakeInternet | undefined;
   let cove: EgressWorld['cove'] | undefined;
   const close = async () => {
-    if (cove) await stopTestCove(cove);
-    net?.close();
-    rmSync(dir, { recursive: true, force: true });
+    // Read first: the guard's table goes with the stand-in internet.
+    const leaked = net && opts.leaks === undefined ? countLeaks(net) : 0;
+    try {
+      if (cove) await stopTestCove(cove);
+    } finally {
+      net?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    if (leaked !== 0)
+      throw new Error(
+        `${leaked} packet(s) from the sandboxes would have left the machine (the guard dropped them)`,
+      );
   };
   try {
     net = await startFakeInternet({ instance: config.instance, bridge: `${config.instance}0` });

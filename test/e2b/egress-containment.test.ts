@@ -20,7 +20,10 @@ describe.skipIf(!canRunSandboxes)('the stand-in internet contains a broken polic
     Number(/counter packets (\d+)/.exec(inNs('nft', 'list', 'chain', 'ip', 'seen', 'in'))?.[1] ?? NaN);
 
   beforeAll(async () => {
-    world = await startEgressWorld();
+    // This test takes the routing rule away on purpose, so that the guard must count.
+    world = await startEgressWorld({
+      leaks: 'the second half removes the routing rule to see the guard count',
+    });
     inNs(
       'nft',
       'add table ip seen { chain in { type filter hook prerouting priority 0; ip daddr 192.0.2.77 counter; }; }',
