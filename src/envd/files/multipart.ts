@@ -1,12 +1,13 @@
-import busboy from 'busboy';
+import { Busboy, type BusboyHeaders, type BusboyInstance } from '@fastify/busboy';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { HttpError } from './call.ts';
+import { chunksOf } from './chunks.ts';
 
 /** A `file` part: its `filename` verbatim (the SDK puts the target path there) and its bytes. */
 export interface FilePart {
   filename: string;
-  data: AsyncIterable<Buffer> | Buffer;
+  data: AsyncIterableIterator<Buffer> | Buffer;
 }
 
 /** A field named `file` without a filename (a FormData string) is buffered by busboy: bounded. */
@@ -14,19 +15,21 @@ const MAX_FIELD = 1 << 20;
 
 /**
  * The `file` parts of a multipart body, in order, each streamed: busboy does not parse the
- * next part before this one's bytes are taken (plus its small buffer), so a slow write slows
+ * next part before this one's bytes are taken (plus its small buffers), so a slow write slows
  * the upload instead of filling memory. Other parts are skipped, as envd does.
  */
 export async function* fileParts(headers: IncomingHttpHeaders, body: Readable): AsyncGenerator<FilePart> {
-  let bb: busboy.Busboy;
+  let bb: BusboyInstance;
   try {
-    // preservePath keeps slashes in filename; filename bytes are UTF-8 (undici's FormData).
-    // Field values decode as latin1 so that Buffer.from(v, 'latin1') gives back their bytes.
-    bb = busboy({
-      headers,
+    // preservePath keeps slashes in filename; a filename with non-ASCII bytes is read as
+    // UTF-8 (undici's FormData). Only a part with a filename is a file (as envd's Go reader),
+    // whatever its Content-Type. Field values decode as latin1 so that Buffer.from(v,
+    // 'latin1') gives back their bytes.
+    bb = Busboy({
+      headers: headers as BusboyHeaders,
       preservePath: true,
-      defParamCharset: 'utf8',
       defCharset: 'latin1',
+      isPartAFile: (_name, _type, filename) => filename !== undefined,
       limits: { fieldSize: MAX_FIELD },
     });
   } catch (err) {
@@ -35,26 +38,44 @@ export async function* fileParts(headers: IncomingHttpHeaders, body: Readable): 
   const parts: (FilePart | Error)[] = [];
   let wake: (() => void) | undefined;
   let finished = false;
+  /** The file part being read: a failing body must end its reader too, not only the loop. */
+  let current: Readable | undefined;
+  let bodyFailure: Error | undefined;
+  // A part's stream fails with the body's error, or else with busboy's (a malformed or
+  // truncated form: the client's fault, 400).
+  const partError = (err: Error): Error =>
+    bodyFailure ??
+    (err instanceof HttpError ? err : new HttpError(400, `error reading form: ${err.message}`));
   const push = (p: FilePart | Error): void => {
     parts.push(p);
     wake?.();
   };
-  bb.on('file', (name, stream, info) => {
+  bb.on('file', (name: string, stream: Readable, filename: string | undefined) => {
     if (name !== 'file') return void stream.resume();
-    push({ filename: info.filename ?? '', data: stream });
+    current = stream;
+    push({ filename: filename ?? '', data: chunksOf(stream, partError) });
   });
-  bb.on('field', (name, value, info) => {
+  bb.on('field', (name: string, value: string, _nameTruncated: boolean, valueTruncated: boolean) => {
     if (name !== 'file') return;
-    if (info.valueTruncated)
+    if (valueTruncated)
       push(new HttpError(400, `form field 'file' without a filename is larger than ${MAX_FIELD} bytes`));
     else push({ filename: '', data: Buffer.from(value, 'latin1') });
   });
-  bb.on('error', (err: Error) => push(new HttpError(400, `error reading form: ${err.message}`)));
-  bb.on('close', () => {
+  bb.on('error', (err: Error) => {
+    const e = new HttpError(400, `error reading form: ${err.message}`);
+    if (current && !current.readableEnded) current.destroy(e);
+    push(e);
+  });
+  bb.on('finish', () => {
     finished = true;
     wake?.();
   });
-  body.on('error', (err) => push(err));
+  const onBodyError = (err: Error): void => {
+    bodyFailure ??= err;
+    if (current && !current.readableEnded) current.destroy(err);
+    push(err);
+  };
+  body.on('error', onBodyError);
   body.pipe(bb);
   try {
     for (;;) {
@@ -70,8 +91,8 @@ export async function* fileParts(headers: IncomingHttpHeaders, body: Readable): 
     }
   } finally {
     body.unpipe(bb);
+    body.off('error', onBodyError);
     // Parts not taken (after an error) are drained so busboy and the request can finish.
-    for (const p of parts)
-      if (!(p instanceof Error) && !Buffer.isBuffer(p.data)) (p.data as Readable).resume();
+    for (const p of parts) if (!(p instanceof Error) && !Buffer.isBuffer(p.data)) void p.data.return?.();
   }
 }
