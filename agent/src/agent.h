@@ -29,6 +29,10 @@
 /* Header flag bit 0 of a file request: act with the agent's file capabilities (root's reach)
  * while what is created belongs to uid/gid, as E2B's envd (root, then chown) does. */
 #define F_ELEVATED 0x01
+/* Header flag bit 1 of READ and WRITE: answer FD with the opened file's descriptor number
+ * first, so that a host that can reach this process's files (crun: /proc/<pid>/fd) moves the
+ * bytes itself; CHUNK/WDATA still work on the stream if it cannot (spec §3). */
+#define F_DIRECT 0x02
 /* File metadata (E2B's `user.e2b.*` xattrs): key ≤ 246 bytes so that the xattr name fits the
  * kernel's 255; a set costs Σ(9 + key + value) ≤ 4096 (envd's bound, one ext4 block). */
 #define META_PREFIX "user.e2b."
@@ -46,7 +50,7 @@ enum {
 	T_READ = 0x25, T_CREDIT = 0x26, T_WRITE = 0x27, T_WDATA = 0x28, T_WEND = 0x29, T_WATCH = 0x2A,
 	T_SETMETA = 0x2B,
 	REP_OK = 0x80, REP_ERR = 0x81, REP_STARTED = 0x82, REP_ENTRIES = 0x83, REP_PROC = 0x84, REP_DATA = 0x85,
-	REP_EXIT = 0x86, REP_CHUNK = 0x87, REP_EVENT = 0x88,
+	REP_EXIT = 0x86, REP_CHUNK = 0x87, REP_EVENT = 0x88, REP_FD = 0x89,
 };
 
 /* ---- frame.c: parsing requests, building replies, the bounded outgoing queue ---- */

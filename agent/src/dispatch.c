@@ -2,12 +2,13 @@
  * flags each type takes. The poll loop (loop.c) calls it for every frame of the host. */
 #include "agent.h"
 
-/* F_ELEVATED is the only flag, and only requests that open a file operation take it. */
+/* Only requests that open a file operation take F_ELEVATED; only READ and WRITE take F_DIRECT. */
 int agent_flags_ok(uint8_t type, uint8_t flags)
 {
 	int fs = (type >= T_STAT && type <= T_REMOVE) || type == T_READ || type == T_WRITE ||
 		 type == T_WATCH || type == T_SETMETA;
-	return !flags || (flags == F_ELEVATED && fs);
+	int stream = type == T_READ || type == T_WRITE;
+	return !flags || (fs && !(flags & ~(F_ELEVATED | F_DIRECT)) && (stream || !(flags & F_DIRECT)));
 }
 
 void agent_dispatch(uint8_t type, uint32_t id, struct rd *r)

@@ -36,6 +36,14 @@ static struct stream *stream_free(void)
 	return NULL;
 }
 
+/* F_DIRECT: the descriptor's number, for the host to open the same file from outside. */
+static void send_fd(uint32_t id, int fd)
+{
+	tx_begin(REP_FD, id);
+	tx_u32((uint32_t)fd);
+	tx_end();
+}
+
 static void stream_close(struct stream *s)
 {
 	if (s->fd >= 0)
@@ -74,6 +82,8 @@ void fs_read(uint32_t id, struct rd *r)
 	}
 	s->id = id, s->fd = fd, s->writing = 0;
 	s->credit = credit > MAX_CREDIT ? MAX_CREDIT : credit;
+	if (req_flags & F_DIRECT)
+		send_fd(id, fd);
 }
 
 void fs_credit(uint32_t id, struct rd *r)
@@ -154,6 +164,8 @@ void fs_write(uint32_t id, struct rd *r)
 		return send_err(id, e, "open");
 	}
 	s->id = id, s->fd = fd, s->writing = 1, s->uid = uid, s->gid = gid, s->elevated = elevated;
+	if (req_flags & F_DIRECT)
+		send_fd(id, fd);
 }
 
 void fs_wdata(uint32_t id, struct rd *r)

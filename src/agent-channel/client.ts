@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoveError } from '../core/errors.ts';
 import { Connection } from './connection.ts';
 import * as files from './files.ts';
+import type { HostFiles } from './host-files.ts';
 import { openProcess, encodeSpawn, readProcEntry } from './process.ts';
 import { FrameDecoder, MAX_FRAME, PROTO_VERSION, R, Reader, T, Writer } from './protocol.ts';
 import type { AgentClient, AgentProcess, ProcessEntry, ProcessHandlers } from './types.ts';
@@ -15,7 +16,13 @@ export type * from './types.ts';
 
 const MAX_PROCS_LISTED = 4096;
 
-function createClient(conn: Connection): AgentClient {
+export interface ConnectOptions {
+  timeoutMs?: number;
+  /** The agent's files are reachable from here (crun): file bytes skip the agent. */
+  host?: HostFiles;
+}
+
+function createClient(conn: Connection, host?: HostFiles): AgentClient {
   return {
     spawn: (opts, handlers) =>
       openProcess(conn, T.SPAWN, encodeSpawn(opts), `spawn ${opts.argv[0]}`, handlers),
@@ -49,8 +56,8 @@ function createClient(conn: Connection): AgentClient {
     mkdir: (path, user) => call(() => files.mkdir(conn, path, user)),
     rename: (from, to, user) => call(() => files.rename(conn, from, to, user)),
     remove: (path, user) => call(() => files.remove(conn, path, user)),
-    readFile: (path, user) => files.readFile(conn, path, user),
-    writeFile: (path, data, user) => call(() => files.writeFile(conn, path, data, user)),
+    readFile: (path, user) => files.readFile(conn, path, user, host),
+    writeFile: (path, data, user) => call(() => files.writeFile(conn, path, data, user, host)),
     setMetadata: (path, metadata, user) => call(() => files.setMetadata(conn, path, metadata, user)),
     watch: (path, opts, user) => call(() => files.watch(conn, path, opts.recursive, user)),
     ping: () => call(() => conn.unary(T.PING, new Writer(), 'ping', (r) => r.done())),
@@ -154,7 +161,7 @@ function authenticate(s: Socket, token: string, deadline: number): Promise<void>
 export async function connectAgent(
   socketPath: string,
   token: string,
-  opts?: { timeoutMs?: number },
+  opts?: ConnectOptions,
 ): Promise<AgentClient> {
   const deadline = Date.now() + (opts?.timeoutMs ?? 5000);
   // The agent is usually listening 1-3 ms after `crun start`: poll every millisecond for the
@@ -178,6 +185,6 @@ export async function connectAgent(
     }
     s.setNoDelay?.(true);
     await authenticate(s, token, deadline);
-    return createClient(new Connection(s));
+    return createClient(new Connection(s), opts?.host);
   }
 }

@@ -1,6 +1,7 @@
 /** File operations: unary requests, credit-paced reads, socket-paced writes, and watches. */
 import { CoveError } from '../core/errors.ts';
 import type { Connection } from './connection.ts';
+import { type HostFiles, readAll, writeAll } from './host-files.ts';
 import {
   F,
   MAX_CHUNK,
@@ -13,6 +14,7 @@ import {
   Writer,
   baseName,
   checkRelative,
+  bulkBuffer,
   joinPath,
   readEntry,
 } from './protocol.ts';
@@ -167,15 +169,36 @@ export class Queue<V> {
   }
 }
 
-export async function* readFile(conn: Connection, path: string, user: FsUser): AsyncGenerator<Buffer> {
-  const w = userHead(user).u32(READ_WINDOW).str(checkPath(path));
+/**
+ * With `host` the agent is asked for its descriptor first (no credit yet): the host reads the
+ * file itself when it may (host-files.ts), else gives the credit and takes CHUNKs as usual.
+ */
+export async function* readFile(
+  conn: Connection,
+  path: string,
+  user: FsUser,
+  host?: HostFiles,
+): AsyncGenerator<Buffer> {
+  const w = userHead(user)
+    .u32(host ? 0 : READ_WINDOW)
+    .str(checkPath(path));
+  if (host) w.flags |= F.DIRECT;
   const what = `read ${path}`;
   const q = new Queue<Buffer>();
-  let credit = READ_WINDOW; // what the agent may still send: a bigger CHUNK is a violation
+  const agentFd = new Queue<number>();
+  let credit = host ? 0 : READ_WINDOW; // what the agent may still send: a bigger CHUNK is a violation
   let open = true;
+  let fdSeen = !host;
   const id = conn.open(T.READ, w, {
     what,
     frame: (t, r) => {
+      if (!fdSeen) {
+        if (t !== R.FD) throw new ProtocolError(`${what}: expected FD`);
+        fdSeen = true;
+        agentFd.push(r.u32());
+        r.done();
+        return false;
+      }
       if (t === R.OK) {
         r.done();
         open = false;
@@ -194,10 +217,21 @@ export async function* readFile(conn: Connection, path: string, user: FsUser): A
     fail: (err) => {
       open = false;
       q.end(err);
+      agentFd.end(err);
     },
   });
   let owed = 0;
   try {
+    if (host) {
+      const fd = (await agentFd.next()).value as number;
+      const mine = host.open(fd, 'r');
+      if (mine !== undefined) {
+        yield* readAll(mine, bulkBuffer, what);
+        return;
+      }
+      credit = READ_WINDOW;
+      conn.send(T.CREDIT, id, new Writer().u32(READ_WINDOW));
+    }
     for (;;) {
       const r = await q.next();
       if (r.done) return;
@@ -215,32 +249,57 @@ export async function* readFile(conn: Connection, path: string, user: FsUser): A
   }
 }
 
+/** Below this a Buffer goes through the agent: a descriptor's round trip would cost more. */
+const DIRECT_MIN = 1 << 20;
+
+/**
+ * With `host` (and a stream or a big buffer) the agent is asked for its descriptor first: the
+ * host writes the file itself when it may (host-files.ts), else sends WDATA as usual.
+ */
 export async function writeFile(
   conn: Connection,
   path: string,
   data: Buffer | AsyncIterable<Buffer>,
   user: FsUser,
+  host?: HostFiles,
 ): Promise<FileInfo> {
   const w = userHead(user).str(checkPath(path));
+  const direct = host && (!Buffer.isBuffer(data) || data.length >= DIRECT_MIN) ? host : undefined;
+  if (direct) w.flags |= F.DIRECT;
   const what = `write ${path}`;
   let failed: CoveError | undefined;
   let settle: { resolve: (v: FileInfo) => void; reject: (e: CoveError) => void } | undefined;
   const done = new Promise<FileInfo>((resolve, reject) => (settle = { resolve, reject }));
   done.catch(() => {}); // observed below; an early ERR must not be an unhandled rejection
+  const agentFd = new Queue<number>();
+  let fdSeen = !direct;
   const id = conn.open(T.WRITE, w, {
     what,
     frame: (t, r) => {
-      if (t !== R.OK) throw new ProtocolError(`${what}: unexpected frame`);
+      if (!fdSeen && t === R.FD) {
+        fdSeen = true;
+        agentFd.push(r.u32());
+        r.done();
+        return false;
+      }
+      if (t !== R.OK || !fdSeen) throw new ProtocolError(`${what}: unexpected frame`);
       settle?.resolve(entryAt(r, path));
       return true;
     },
     fail: (err) => {
       failed = err;
       settle?.reject(err);
+      agentFd.end(err);
     },
   });
   const chunks: Iterable<Buffer> | AsyncIterable<Buffer> = Buffer.isBuffer(data) ? [data] : data;
   try {
+    const mine = direct ? direct.open((await agentFd.next()).value as number, 'w') : undefined;
+    if (mine !== undefined) {
+      await writeAll(mine, chunks, what, () => failed);
+      conn.send(T.WEND, id, new Writer());
+      return await done;
+    }
     for await (const buf of chunks) {
       for (let off = 0; off < buf.length && !failed; off += MAX_CHUNK) {
         if (!conn.send(T.WDATA, id, new Writer().bytes(buf.subarray(off, off + MAX_CHUNK))))

@@ -40,6 +40,8 @@ export const T = {
 export const F = {
   /** A file request acts with the agent's file capabilities; what it creates is the user's. */
   ELEVATED: 0x01,
+  /** READ/WRITE: the agent answers FD first, for a host that moves the bytes itself (host-files.ts). */
+  DIRECT: 0x02,
 } as const;
 
 /** Bounds of E2B file metadata (spec §4.2): the agent enforces the same. */
@@ -55,6 +57,7 @@ export const R = {
   EXIT: 0x86,
   CHUNK: 0x87,
   EVENT: 0x88,
+  FD: 0x89,
 } as const;
 
 export class ProtocolError extends Error {
@@ -212,12 +215,31 @@ function frameBuffer(len: number): Buffer {
 }
 
 /**
+ * Buffers the host reads a sandbox's file into itself (host-files.ts), from a pool of their
+ * own: bigger than a frame, so that a read costs one trip to libuv's thread pool per 512 KiB.
+ */
+const BULK = 512 * 1024;
+const BULK_KEPT = 8;
+const bulkSlots: ArrayBuffer[] = [];
+const bulkPooled = new WeakSet<ArrayBuffer>();
+
+export function bulkBuffer(): Buffer {
+  let ab = bulkSlots.pop();
+  if (!ab) {
+    ab = new ArrayBuffer(BULK);
+    bulkPooled.add(ab);
+  }
+  return Buffer.from(ab);
+}
+
+/**
  * Gives a payload's memory back for the next frame. The caller guarantees that nothing holds
  * the payload (or another view of its frame) any more: e.g. a socket's write callback ran.
  */
 export function releaseChunk(b: Buffer): void {
   const ab = b.buffer as ArrayBuffer;
   if (pooled.has(ab) && slots.length < SLOTS_KEPT && !slots.includes(ab)) slots.push(ab);
+  else if (bulkPooled.has(ab) && bulkSlots.length < BULK_KEPT && !bulkSlots.includes(ab)) bulkSlots.push(ab);
 }
 
 /**

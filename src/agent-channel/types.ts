@@ -112,7 +112,7 @@ export interface AgentClient {
   rename(from: string, to: string, user: FsUser): Promise<FileInfo>;
   /** Recursive, never follows symlinks; a missing path rejects with not_found. */
   remove(path: string, user: FsUser): Promise<void>;
-  /** Chunks ≤ 64 KiB; the agent never runs more than a small window ahead of the consumer. */
+  /** Chunks of at most 512 KiB; never more than a small window is read ahead of the consumer. */
   readFile(path: string, user: FsUser): AsyncIterable<Buffer>;
   /** Creates/truncates (0644 via umask 022), creating parents owned by the user. */
   writeFile(path: string, data: Buffer | AsyncIterable<Buffer>, user: FsUser): Promise<FileInfo>;

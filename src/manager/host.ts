@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { chown, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type HostFiles, hostFiles } from '../agent-channel/host-files.ts';
 import { CleanupStack } from '../core/cleanup.ts';
 import { CoveError } from '../core/errors.ts';
 import { run } from '../core/exec.ts';
@@ -43,6 +44,13 @@ export function sandboxDir(deps: HostDeps, id: string): string {
 
 export function agentSocket(deps: HostDeps, id: string): string {
   return join(sandboxDir(deps, id), 'run', 'agent.sock');
+}
+
+/** The agent's open files, reachable from here when its runtime runs it as a host process. */
+export function agentFiles(deps: HostDeps, id: string, runtime: string | undefined): HostFiles | undefined {
+  if (!deps.runtime.get(runtime).capabilities.has('agent-on-host')) return undefined;
+  const dir = sandboxDir(deps, id);
+  return hostFiles({ pidFile: join(dir, 'pid'), rootfs: join(dir, 'rootfs') });
 }
 
 export interface ProvisionInput {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { AgentClient, AgentProcess, ProcessHandlers } from '../agent-channel/client.ts';
+import type { AgentClient, AgentProcess, ConnectOptions, ProcessHandlers } from '../agent-channel/client.ts';
 import type { Audit } from '../audit/index.ts';
 import { CoveError } from '../core/errors.ts';
 import { newSandboxId, newToken } from '../core/ids.ts';
@@ -7,7 +7,7 @@ import type { Logger } from '../core/log.ts';
 import { outsideRequest } from '../core/request-context.ts';
 import type { SandboxRecord, Store } from '../store/store.ts';
 import type { Template, TemplateStore } from '../templates/index.ts';
-import { agentSocket, provision, startingPoint, teardown, type HostDeps } from './host.ts';
+import { agentFiles, agentSocket, provision, startingPoint, teardown, type HostDeps } from './host.ts';
 import { openBuildSandbox } from './build-sandbox.ts';
 import { agentOf, createPausing, type BuildInput, type StorageOptions } from './pause-wiring.ts';
 import type { Live, ManagerEvents } from './live.ts';
@@ -28,7 +28,7 @@ export interface ManagerOptions {
   store: Store;
   templates: TemplateStore;
   host: HostDeps;
-  connect: (socket: string, token: string, opts?: { timeoutMs?: number }) => Promise<AgentClient>;
+  connect: (socket: string, token: string, opts?: ConnectOptions) => Promise<AgentClient>;
   log: Logger;
   maxTimeoutMs: number;
   /** How long a started sandbox's agent may take to answer. */
@@ -94,8 +94,9 @@ export function createManager(opts: ManagerOptions) {
     createProcessRegistry({ agent: () => agentOf(entry), log: log.child({ sandbox: entry.record.id }) });
 
   async function attachAgent(entry: Live, fresh = false): Promise<void> {
-    const { id, agentToken } = entry.record;
-    const raw = await opts.connect(agentSocket(host, id), agentToken, { timeoutMs: opts.agentTimeoutMs });
+    const { id, agentToken, runtime } = entry.record;
+    const files = { timeoutMs: opts.agentTimeoutMs, host: agentFiles(host, id, runtime) };
+    const raw = await opts.connect(agentSocket(host, id), agentToken, files);
     const agent = opts.observeAgent?.(id, raw) ?? raw;
     entry.agent = agent;
     // Before anything else is sent on the new connection, so that the listing holds only

@@ -51,8 +51,12 @@ export type SandboxStatus = 'created' | 'running' | 'paused' | 'stopped' | 'miss
  * namespace and the caller plumbs it between create and start (crun: see oci/spec.ts).
  * 'restore-in-place': restore() takes the root filesystem mount and network namespace the
  * sandbox was checkpointed from as they are, so a caller may keep both across a pause (runsc).
+ * 'agent-on-host': the agent is a process of this host's kernel, its host pid in
+ * `<bundleDir>/pid`, so the files it opens are reachable at /proc/<pid>/fd (crun; the caller
+ * checks each one before use: src/agent-channel/host-files.ts).
  */
-export type Capability = 'pause' | 'checkpoint-memory' | 'guest-kernel' | 'joins-netns' | 'restore-in-place';
+export type Capability =
+  'pause' | 'checkpoint-memory' | 'guest-kernel' | 'joins-netns' | 'restore-in-place' | 'agent-on-host';
 
 export interface RuntimeDriver {
   readonly name: string;

@@ -67,7 +67,7 @@ export function createCrunDriver(opts: CrunOptions): RuntimeDriver {
 
   return {
     name: 'crun',
-    capabilities: new Set<Capability>(['pause']),
+    capabilities: new Set<Capability>(['pause', 'agent-on-host']),
 
     async init() {
       await mkdir(opts.stateRoot, { recursive: true, mode: 0o700 });

@@ -1,0 +1,156 @@
+/**
+ * A file's bytes moved by the host itself, where the agent is a process of this host (crun).
+ * The agent still opens the file, as it always does (as the user, the path resolved inside the
+ * sandbox, parents made, O_TRUNC), and answers FD with its descriptor's number (header flag
+ * DIRECT, spec/agent-protocol.md §3); the host then reads or writes that open file through
+ * /proc/<agent>/fd/<n>. That skips two copies and the agent's loop: the body goes from the
+ * HTTP request straight into the sandbox's page cache (docs/benchmarks.md has the figures).
+ *
+ * The sandbox chooses the number, and may have swapped what it names by the time we look, so
+ * nothing is trusted: the descriptor is first opened O_PATH (an open with no side effect,
+ * whatever it names) and must be a regular file on the sandbox's own root overlay — the
+ * superblock Cove mounted at <sandbox>/rootfs on the host, whose device number is unique to it
+ * and which nothing inside the sandbox can change. Only then is it reopened, from our own
+ * O_PATH descriptor (no race left), for reading or writing. Through an overlay, writes land in
+ * that sandbox's upper layer alone. Anything else (a FIFO, /proc or /sys, a volume or any other
+ * mount, a vanished process) answers undefined and the bytes go through the agent as before.
+ */
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readFileSync,
+  read,
+  statSync,
+  statfsSync,
+  write,
+} from 'node:fs';
+import { CoveError, codeForErrno } from '../core/errors.ts';
+
+/** Linux's O_PATH (the same on x86-64 and arm64); Node does not export it. */
+const O_PATH = 0o10000000;
+/** statfs f_type of overlayfs. */
+const OVERLAYFS_MAGIC = 0x794c7630;
+/** Positional reads/writes in flight at once (libuv's thread pool has 4 threads). */
+const IN_FLIGHT = 4;
+
+export interface HostFiles {
+  /** A descriptor of the host's own on the agent's open file `fd`, or undefined (see above). */
+  open(fd: number, mode: 'r' | 'w'): number | undefined;
+}
+
+/** `pidFile`: the agent's host pid (crun's --pid-file); `rootfs`: the sandbox's overlay mount. */
+export function hostFiles(opts: { pidFile: string; rootfs: string }): HostFiles {
+  return {
+    open(fd, mode) {
+      if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) return undefined;
+      let path: number | undefined;
+      try {
+        const root = statSync(opts.rootfs);
+        if (statfsSync(opts.rootfs).type !== OVERLAYFS_MAGIC) return undefined; // not (or no longer) mounted
+        const pid = Number(readFileSync(opts.pidFile, 'utf8').trim());
+        if (!Number.isInteger(pid) || pid <= 1) return undefined;
+        path = openSync(`/proc/${pid}/fd/${fd}`, O_PATH);
+        const st = fstatSync(path);
+        const self = `/proc/self/fd/${path}`;
+        if (!st.isFile() || st.dev !== root.dev || statfsSync(self).type !== OVERLAYFS_MAGIC)
+          return undefined;
+        const file = openSync(self, mode === 'w' ? constants.O_WRONLY : constants.O_RDONLY);
+        const again = fstatSync(file);
+        if (again.dev !== st.dev || again.ino !== st.ino) {
+          closeSync(file);
+          return undefined;
+        }
+        return file;
+      } catch {
+        return undefined;
+      } finally {
+        if (path !== undefined) closeSync(path);
+      }
+    },
+  };
+}
+
+function failure(err: NodeJS.ErrnoException, what: string): CoveError {
+  const name = err.code ?? 'EIO';
+  return new CoveError(codeForErrno(name), `${what}: ${name} (host ${err.syscall ?? 'io'})`, { cause: err });
+}
+
+/**
+ * Writes `chunks` to `fd` from offset 0, a few positional writes in flight so that the next
+ * chunk arrives while the kernel copies the last; returns the byte count. `stop` is checked
+ * between chunks (the agent's stream failed). Closes `fd` whatever happens.
+ */
+export async function writeAll(
+  fd: number,
+  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
+  what: string,
+  stop: () => CoveError | undefined,
+): Promise<number> {
+  let position = 0;
+  let error: CoveError | undefined;
+  const pending = new Set<Promise<void>>();
+  const put = (buf: Buffer, at: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const step = (off: number): void =>
+        write(fd, buf, off, buf.length - off, at + off, (err, n) => {
+          if (err) error ??= failure(err, what);
+          else if (n > 0 && off + n < buf.length) return step(off + n);
+          else if (n === 0) error ??= new CoveError('internal', `${what}: short write`);
+          resolve();
+        });
+      step(0);
+    });
+  try {
+    for await (const buf of chunks) {
+      const stopped = error ?? stop();
+      if (stopped) throw stopped;
+      if (buf.length === 0) continue;
+      const p = put(buf, position).then(() => void pending.delete(p));
+      pending.add(p);
+      position += buf.length;
+      if (pending.size >= IN_FLIGHT) await Promise.race(pending);
+    }
+    await Promise.all(pending);
+    if (error) throw error;
+    return position;
+  } finally {
+    await Promise.all(pending);
+    closeSync(fd);
+  }
+}
+
+/**
+ * The file's bytes from offset 0 to its end, in chunks from `buffer()` (all of one size), a
+ * few reads in flight, yielded in order. A short read is the end (what the file held then): a
+ * read issued beyond it is dropped, so a file growing meanwhile never yields a gap. Closes
+ * `fd` however the consumer stops.
+ */
+export async function* readAll(fd: number, buffer: () => Buffer, what: string): AsyncGenerator<Buffer> {
+  const ahead: Promise<{ data: Buffer; full: boolean }>[] = [];
+  let position = 0;
+  const get = (buf: Buffer, at: number): Promise<{ data: Buffer; full: boolean }> =>
+    new Promise((resolve, reject) =>
+      read(fd, buf, 0, buf.length, at, (err, n) =>
+        err ? reject(failure(err, what)) : resolve({ data: buf.subarray(0, n), full: n === buf.length }),
+      ),
+    );
+  try {
+    for (;;) {
+      while (ahead.length < IN_FLIGHT) {
+        const buf = buffer();
+        const p = get(buf, position);
+        p.catch(() => {}); // awaited in order below
+        ahead.push(p);
+        position += buf.length;
+      }
+      const { data, full } = await ahead.shift()!;
+      if (data.length > 0) yield data;
+      if (!full) return;
+    }
+  } finally {
+    await Promise.allSettled(ahead);
+    closeSync(fd);
+  }
+}
