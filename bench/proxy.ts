@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { startTestCove, stopTestCove } from '../test/helpers.ts';
+import { removeScratch } from '../test/scratch-remove.ts';
 import { since, summarize, type Summary } from './stats.ts';
 
 // From the command line, or BENCH_PROXY_RUNS when bench/run.ts imports it (argv is run.ts's then).
@@ -102,4 +103,5 @@ try {
 } finally {
   const leftovers = await stopTestCove(cove);
   if (leftovers.length > 0) process.stderr.write(`left behind: ${leftovers.join(', ')}\n`);
+  else await removeScratch(cove.config.home); // no vitest here to remove the test home
 }

@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Sandbox } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,8 +34,9 @@ describe.skipIf(!canRunSandboxes)('several Cove nodes behind two API replicas', 
   const apis: Proc[] = [];
   const nodes: Array<Proc | undefined> = [];
   // Named by instance, not random: a run that died without its afterAll left sandboxes there,
-  // which the next run's nodes adopt at start (their reconcile) and the afterAll removes.
-  const homes = [0, 1, 2].map((i) => join(tmpdir(), `cove-node-${instance(i)}`));
+  // which the next run's nodes adopt at start (their reconcile) and the afterAll removes. So
+  // in /tmp itself, not in this file's TMPDIR (test/tmp-check.ts), which goes with the run.
+  const homes = [0, 1, 2].map((i) => join('/tmp', `cove-node-${instance(i)}`));
   for (const h of homes) mkdirSync(h, { recursive: true });
   let ready = false;
 

@@ -1,9 +1,10 @@
-import { mkdtempSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, Volume } from 'e2b';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
 import { canRunSandboxes, onRunsc, pointSdkAt, startTestCove, stopTestCove, testConfig } from '../helpers.ts';
+import { scratchDir } from '../scratch.ts';
 
 type TestCove = Awaited<ReturnType<typeof startTestCove>>;
 
@@ -166,7 +167,7 @@ describe.skipIf(!canRunSandboxes)('volumes mounted into sandboxes through the e2
     // it), to a directory the host has and the sandbox has not. It is resolved in the
     // sandbox's root: crun finds nothing there and refuses to boot; gVisor makes the directory
     // inside the sandbox and mounts the volume there. The host's directory is untouched.
-    const hostDir = mkdtempSync('/tmp/cove-escape-');
+    const hostDir = scratchDir('cove-escape-'); // removed, unmounted first, should the test fail
     await root(`mv /vols /vols.old && mkdir /vols && ln -s /../../../../..${hostDir} /vols/v`);
     expect(await sbx.pause({ keepMemory: false })).toBe(true);
     expect(mountsOf(cove, sbx.sandboxId)).toEqual([]); // unmounted while paused
