@@ -6,7 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 
 export type ToWorker =
-  | { op: 'update'; id: number; block: SharedArrayBuffer; length: number }
+  | { op: 'update'; id: number; block: SharedArrayBuffer; start: number; length: number }
   | { op: 'digest'; id: number }
   | { op: 'drop'; id: number };
 
@@ -21,7 +21,7 @@ port.on('message', (m: ToWorker) => {
   if (m.op === 'update') {
     let h = hashes.get(m.id);
     if (!h) hashes.set(m.id, (h = createHash('sha256')));
-    h.update(new Uint8Array(m.block, 0, m.length));
+    h.update(new Uint8Array(m.block, m.start, m.length));
     port.postMessage({ op: 'free', id: m.id, block: m.block } satisfies FromWorker);
   } else if (m.op === 'digest') {
     const hex = (hashes.get(m.id) ?? createHash('sha256')).digest('hex');

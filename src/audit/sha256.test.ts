@@ -79,4 +79,22 @@ console.log(await h.digest());`,
     const data = Buffer.concat(Array.from({ length: 6 }, (_, i) => Buffer.alloc(1 << 20, i)));
     expect(out.stdout.trim()).toBe(expected(data));
   });
+
+  it('hashes chunks that start at any offset of their buffer, across block edges', async () => {
+    // Each block starts at its first chunk's alignment (sha256.ts ALIGN): what it holds must
+    // still be exactly the stream, whatever the offsets.
+    const data = randomBytes((3 << 20) + 777);
+    const h = contentHash();
+    let off = 0;
+    for (let i = 0; off < data.length; i++) {
+      const n = Math.min(data.length - off, 65_536 - (i % 67));
+      const shift = (i * 13) % 64;
+      const holder = Buffer.alloc(n + shift);
+      data.copy(holder, shift, off, off + n);
+      const wait = h.update(holder.subarray(shift));
+      if (wait) await wait;
+      off += n;
+    }
+    expect(await h.digest()).toBe(expected(data));
+  });
 });

@@ -19,6 +19,16 @@ const BLOCK = 1 << 20;
 const IN_FLIGHT = 4;
 /** Free blocks kept for the next uploads (the rest are left to the GC). */
 const KEEP = 16;
+/**
+ * A block's bytes start at the source's offset modulo this, so that the copy in update() keeps
+ * source and destination equally aligned: a copy off by a few bytes measured ~2× the CPU
+ * (64 MiB in 64 KiB chunks: ~60 against ~30 ms). A big chunk that would land misaligned in
+ * the current block closes it early and starts its own, a few times per stream at most: a
+ * multipart part's bytes follow its headers at any offset, once, then come in aligned chunks.
+ */
+const ALIGN = 64;
+const REALIGN_MIN = 16 << 10;
+const MAX_REALIGNS = 4;
 
 interface Waiting {
   inFlight: number;
@@ -122,6 +132,8 @@ export function contentHash(): ContentHash {
   let block: SharedArrayBuffer | undefined;
   let view: Uint8Array | undefined;
   let fill = 0;
+  let start = 0; // where the block's bytes begin (see ALIGN)
+  let realigns = 0;
   let size = 0;
   let state: Waiting | undefined; // set once a block went to the worker
   let owner: ReturnType<typeof hashThread> | undefined; // that worker: a later one lacks the start
@@ -139,9 +151,9 @@ export function contentHash(): ContentHash {
       track(owner, id, state);
     }
     state.inFlight++;
-    worker().postMessage({ op: 'update', id, block: block!, length: fill } satisfies ToWorker);
+    worker().postMessage({ op: 'update', id, block: block!, start, length: fill - start } satisfies ToWorker);
     block = view = undefined;
-    fill = 0;
+    fill = start = 0;
   };
 
   return {
@@ -152,9 +164,19 @@ export function contentHash(): ContentHash {
       if (ended) throw new Error('content hash already ended');
       size += chunk.length;
       for (let off = 0; off < chunk.length;) {
+        if (
+          view &&
+          realigns < MAX_REALIGNS &&
+          chunk.length - off >= REALIGN_MIN &&
+          (fill - chunk.byteOffset - off) % ALIGN !== 0
+        ) {
+          realigns++;
+          send();
+        }
         if (!view) {
           block = free.pop() ?? new SharedArrayBuffer(BLOCK);
           view = new Uint8Array(block);
+          fill = start = (chunk.byteOffset + off) % ALIGN;
         }
         const n = Math.min(chunk.length - off, BLOCK - fill);
         view.set(chunk.subarray(off, off + n), fill);
@@ -175,7 +197,7 @@ export function contentHash(): ContentHash {
       if (!state) {
         // Never reached the worker: one block at most, hashed here.
         const hex = createHash('sha256')
-          .update(view ? view.subarray(0, fill) : new Uint8Array(0))
+          .update(view ? view.subarray(start, fill) : new Uint8Array(0))
           .digest('hex');
         if (block) release(block);
         block = view = undefined;
