@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import type { AgentClient, AgentProcess, ConnectOptions, ProcessHandlers } from '../agent-channel/client.ts';
 import type { Audit } from '../audit/index.ts';
 import { CoveError } from '../core/errors.ts';
@@ -320,6 +321,8 @@ export function createManager(opts: ManagerOptions) {
           // are then read again at the next exec, or fall back to root.
           const template = await templates.get(record.templateName).catch(() => undefined);
           const entry = liveEntry(record, template);
+          // A checkpoint (fork, snapshot) that a crash cut short left its agent without a socket.
+          if (!existsSync(agentSocket(host, record.id))) await host.runtime.relisten(record.id);
           await attachAgent(entry);
           live.set(record.id, entry);
           schedule(entry);

@@ -91,6 +91,12 @@ export interface RuntimeDriver {
    * `paused`: the sandbox is paused into its checkpoint image `image` (its disk in `bundleDir`).
    */
   snapshot?(id: string, imageDir: string, paused?: { image: string; bundleDir: string }): Promise<void>;
+  /**
+   * At adoption after a restart: a running sandbox whose agent has no socket, because it closed
+   * it for a checkpoint (runsc quiesces the agent first) that a crash of Cove cut short, is
+   * told to listen again. Absent: the runtime never has its agent close its socket.
+   */
+  relisten?(id: string): Promise<void>;
 }
 
 /** Where the agent sits inside every sandbox. */

@@ -14,6 +14,7 @@ export interface RuntimeSet extends RuntimeDriver {
   restore(spec: SandboxSpec, imageDir: string): Promise<{ pid: number }>;
   freeze(id: string): Promise<void>;
   thaw(id: string): Promise<void>;
+  relisten(id: string): Promise<void>;
   readonly defaultName: string;
   readonly names: readonly string[];
   /** The backend called `name` (the default when undefined); invalid_argument when unknown. */
@@ -111,6 +112,11 @@ export function createRuntimeSet(drivers: RuntimeDriver[], defaultName: string):
       const d = await holder(id);
       if (!d.thaw) throw new CoveError('conflict', `runtime ${d.name} cannot thaw a sandbox`);
       await d.thaw(id);
+    },
+
+    async relisten(id: string) {
+      const d = await holder(id);
+      await d.relisten?.(id);
     },
 
     async checkpoint(id: string, imageDir: string, opts?: { withDisk?: boolean }) {

@@ -281,6 +281,12 @@ export function createRunscDriver(opts: RunscOptions): RuntimeDriver {
       await removeCgroups(id);
     },
 
+    /** SIGUSR1, which every agent heeds (the `listen` file is for a restore, where none can
+     * be sent before the agent runs): after a crash between quiesce and checkpoint. */
+    async relisten(id: string) {
+      await signalAgent(id, true);
+    },
+
     /**
      * Saves the sandbox into `imageDir` and stops it; its runtime state is then removed, so
      * that restore() may reuse the id. gVisor cannot save a socket bound on the host, nor (on
