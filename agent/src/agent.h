@@ -33,6 +33,8 @@
  * first, so that a host that can reach this process's files (crun: /proc/<pid>/fd) moves the
  * bytes itself; CHUNK/WDATA still work on the stream if it cannot (spec §3). */
 #define F_DIRECT 0x02
+/* READ answers FD only for a file at least this big (smaller ones go out as CHUNKs). */
+#define DIRECT_MIN (1024 * 1024)
 /* File metadata (E2B's `user.e2b.*` xattrs): key ≤ 246 bytes so that the xattr name fits the
  * kernel's 255; a set costs Σ(9 + key + value) ≤ 4096 (envd's bound, one ext4 block). */
 #define META_PREFIX "user.e2b."

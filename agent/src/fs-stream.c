@@ -82,8 +82,12 @@ void fs_read(uint32_t id, struct rd *r)
 	}
 	s->id = id, s->fd = fd, s->writing = 0;
 	s->credit = credit > MAX_CREDIT ? MAX_CREDIT : credit;
-	if (req_flags & F_DIRECT)
+	/* A small file costs less in CHUNKs than a descriptor's round trip; a big one waits for
+	 * the host, which gives credit only if it cannot read the file itself. */
+	if ((req_flags & F_DIRECT) && st.st_size >= DIRECT_MIN) {
+		s->credit = 0;
 		send_fd(id, fd);
+	}
 }
 
 void fs_credit(uint32_t id, struct rd *r)

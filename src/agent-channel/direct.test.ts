@@ -70,7 +70,8 @@ describe.skipIf(skip)('cove-agent direct transfers', () => {
           expect(readFileSync(path).equals(data), `write ${size}`).toBe(true);
           expect(asked).toEqual([{ fd: expect.any(Number) as number, mode: 'w' }]);
           expect((await collect(c.readFile(path, NOBODY))).equals(data), `read ${size}`).toBe(true);
-          expect(asked.at(-1)?.mode).toBe('r');
+          // The agent offers its descriptor for a file of 1 MiB or more; smaller ones come as CHUNKs.
+          expect(asked.map((a) => a.mode)).toEqual(size >= 1 << 20 ? ['w', 'r'] : ['w']);
         }
         // A small buffer is not worth the round trip: it goes through the agent, unasked.
         asked.length = 0;

@@ -170,8 +170,9 @@ export class Queue<V> {
 }
 
 /**
- * With `host` the agent is asked for its descriptor first (no credit yet): the host reads the
- * file itself when it may (host-files.ts), else gives the credit and takes CHUNKs as usual.
+ * With `host` the agent answers FD first for a file big enough to be worth it (it then sends
+ * nothing until given credit again): the host reads the file itself when it may
+ * (host-files.ts), else gives the credit back and takes CHUNKs as usual.
  */
 export async function* readFile(
   conn: Connection,
@@ -179,26 +180,26 @@ export async function* readFile(
   user: FsUser,
   host?: HostFiles,
 ): AsyncGenerator<Buffer> {
-  const w = userHead(user)
-    .u32(host ? 0 : READ_WINDOW)
-    .str(checkPath(path));
+  const w = userHead(user).u32(READ_WINDOW).str(checkPath(path));
   if (host) w.flags |= F.DIRECT;
   const what = `read ${path}`;
   const q = new Queue<Buffer>();
-  const agentFd = new Queue<number>();
-  let credit = host ? 0 : READ_WINDOW; // what the agent may still send: a bigger CHUNK is a violation
+  let credit = READ_WINDOW; // what the agent may still send: a bigger CHUNK is a violation
   let open = true;
-  let fdSeen = !host;
+  let first = true;
+  let agentFd: number | undefined;
   const id = conn.open(T.READ, w, {
     what,
     frame: (t, r) => {
-      if (!fdSeen) {
-        if (t !== R.FD) throw new ProtocolError(`${what}: expected FD`);
-        fdSeen = true;
-        agentFd.push(r.u32());
+      if (first && host && t === R.FD) {
+        first = false;
+        agentFd = r.u32();
         r.done();
+        credit = 0; // the agent keeps the rest for us: it sends CHUNKs only after CREDIT now
+        q.push(Buffer.alloc(0)); // wakes the reader: an empty chunk is never data
         return false;
       }
+      first = false;
       if (t === R.OK) {
         r.done();
         open = false;
@@ -217,24 +218,23 @@ export async function* readFile(
     fail: (err) => {
       open = false;
       q.end(err);
-      agentFd.end(err);
     },
   });
   let owed = 0;
   try {
-    if (host) {
-      const fd = (await agentFd.next()).value as number;
-      const mine = host.open(fd, 'r');
-      if (mine !== undefined) {
-        yield* readAll(mine, bulkBuffer, what);
-        return;
-      }
-      credit = READ_WINDOW;
-      conn.send(T.CREDIT, id, new Writer().u32(READ_WINDOW));
-    }
     for (;;) {
       const r = await q.next();
       if (r.done) return;
+      if (r.value.length === 0 && agentFd !== undefined) {
+        const mine = host?.open(agentFd, 'r');
+        if (mine !== undefined) {
+          yield* readAll(mine, bulkBuffer, what);
+          return;
+        }
+        credit = READ_WINDOW;
+        conn.send(T.CREDIT, id, new Writer().u32(READ_WINDOW));
+        continue;
+      }
       owed += r.value.length;
       if (open && owed >= CREDIT_BATCH) {
         // Credit goes back only as the consumer takes chunks: memory stays under the window.

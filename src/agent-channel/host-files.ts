@@ -24,7 +24,7 @@ import {
   read,
   statSync,
   statfsSync,
-  write,
+  writev,
 } from 'node:fs';
 import { CoveError, codeForErrno } from '../core/errors.ts';
 
@@ -32,7 +32,7 @@ import { CoveError, codeForErrno } from '../core/errors.ts';
 const O_PATH = 0o10000000;
 /** statfs f_type of overlayfs. */
 const OVERLAYFS_MAGIC = 0x794c7630;
-/** Positional reads/writes in flight at once (libuv's thread pool has 4 threads). */
+/** Positional reads in flight at once (libuv's thread pool has 4 threads). */
 const IN_FLIGHT = 4;
 
 export interface HostFiles {
@@ -77,10 +77,32 @@ function failure(err: NodeJS.ErrnoException, what: string): CoveError {
   return new CoveError(codeForErrno(name), `${what}: ${name} (host ${err.syscall ?? 'io'})`, { cause: err });
 }
 
+/** Bytes waiting for the write under way before the producer is made to wait (backpressure). */
+const MAX_QUEUED = 4 << 20;
+
+/** pwritev of all of `bufs` at `at`, resumed after a short write. */
+function writeAt(fd: number, bufs: Buffer[], at: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (left: Buffer[], pos: number): void =>
+      writev(fd, left, pos, (err, n) => {
+        if (err) return reject(err);
+        let rest = n;
+        while (left.length > 0 && rest >= left[0]!.length) rest -= left.shift()!.length;
+        if (left.length === 0) return resolve();
+        if (n === 0) return reject(Object.assign(new Error('short write'), { code: 'EIO' }));
+        left[0] = left[0]!.subarray(rest);
+        step(left, pos + n);
+      });
+    step(bufs, at);
+  });
+}
+
 /**
- * Writes `chunks` to `fd` from offset 0, a few positional writes in flight so that the next
- * chunk arrives while the kernel copies the last; returns the byte count. `stop` is checked
- * between chunks (the agent's stream failed). Closes `fd` whatever happens.
+ * Writes `chunks` to `fd` from offset 0 and returns the byte count. One write at a time (two
+ * on one file only contend for its lock), each taking every chunk that arrived meanwhile in one
+ * pwritev: while the kernel copies, the next chunks come in, and a fast producer costs one trip
+ * to the thread pool per few MiB. `stop` is checked between chunks (the agent's stream
+ * failed). Closes `fd` whatever happens.
  */
 export async function writeAll(
   fd: number,
@@ -88,35 +110,42 @@ export async function writeAll(
   what: string,
   stop: () => CoveError | undefined,
 ): Promise<number> {
-  let position = 0;
+  let written = 0;
+  let queued: Buffer[] = [];
+  let queuedBytes = 0;
+  let writing: Promise<void> | undefined;
   let error: CoveError | undefined;
-  const pending = new Set<Promise<void>>();
-  const put = (buf: Buffer, at: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const step = (off: number): void =>
-        write(fd, buf, off, buf.length - off, at + off, (err, n) => {
-          if (err) error ??= failure(err, what);
-          else if (n > 0 && off + n < buf.length) return step(off + n);
-          else if (n === 0) error ??= new CoveError('internal', `${what}: short write`);
-          resolve();
-        });
-      step(0);
-    });
+  const drain = async (): Promise<void> => {
+    try {
+      while (queued.length > 0 && !error) {
+        const bufs = queued;
+        const n = queuedBytes;
+        queued = [];
+        queuedBytes = 0;
+        await writeAt(fd, bufs, written);
+        written += n;
+      }
+    } catch (err) {
+      error = failure(err as NodeJS.ErrnoException, what);
+    } finally {
+      writing = undefined;
+    }
+  };
   try {
     for await (const buf of chunks) {
       const stopped = error ?? stop();
       if (stopped) throw stopped;
       if (buf.length === 0) continue;
-      const p = put(buf, position).then(() => void pending.delete(p));
-      pending.add(p);
-      position += buf.length;
-      if (pending.size >= IN_FLIGHT) await Promise.race(pending);
+      queued.push(buf);
+      queuedBytes += buf.length;
+      writing ??= drain();
+      if (queuedBytes >= MAX_QUEUED) await writing;
     }
-    await Promise.all(pending);
+    while (writing) await writing;
     if (error) throw error;
-    return position;
+    return written;
   } finally {
-    await Promise.all(pending);
+    while (writing) await writing;
     closeSync(fd);
   }
 }
