@@ -13,7 +13,9 @@ import { removeScratch } from './scratch-remove.ts';
 // from TMPDIR, which the previous file set to its own (removed) directory.
 process.env.COVE_TEST_TMP ??= tmpdir();
 const dir = mkdtempSync(join(process.env.COVE_TEST_TMP, 'f-'));
-chmodSync(dir, 0o755); // a sandbox's mapped root reaches homes below it
+// As /tmp is: any user may make files (programs a test runs as another user: postgres,
+// QEMU), none may remove another's; a sandbox's mapped root reaches homes below it.
+chmodSync(dir, 0o1777);
 process.env.TMPDIR = dir;
 
 // Made by Node itself (module.enableCompileCache), not by a test.

@@ -8,7 +8,7 @@ import { removeScratch } from './scratch-remove.ts';
 
 export default function setup(): () => Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'cove-run-'));
-  chmodSync(dir, 0o755);
+  chmodSync(dir, 0o1777); // as /tmp is (test/tmp-check.ts)
   process.env.COVE_TEST_TMP = dir;
   return async () => {
     const left = readdirSync(dir);
