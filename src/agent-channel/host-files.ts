@@ -113,8 +113,9 @@ export async function writeAll(
   let written = 0;
   let queued: Buffer[] = [];
   let queuedBytes = 0;
-  let writing: Promise<void> | undefined;
   let error: CoveError | undefined;
+  /** The write under way and those it chains while chunks keep arriving; settles, never rejects. */
+  let writing: Promise<void> | undefined;
   const drain = async (): Promise<void> => {
     try {
       while (queued.length > 0 && !error) {
@@ -127,9 +128,18 @@ export async function writeAll(
       }
     } catch (err) {
       error = failure(err as NodeJS.ErrnoException, what);
-    } finally {
-      writing = undefined;
     }
+  };
+  /** Starts a write of what is queued unless one is under way; the end of each looks again. */
+  const kick = (): void => {
+    if (writing || queued.length === 0 || error) return;
+    writing = drain().then(() => {
+      writing = undefined;
+      kick(); // chunks that came after its last look
+    });
+  };
+  const settled = async (): Promise<void> => {
+    while (writing) await writing;
   };
   try {
     for await (const buf of chunks) {
@@ -138,14 +148,14 @@ export async function writeAll(
       if (buf.length === 0) continue;
       queued.push(buf);
       queuedBytes += buf.length;
-      writing ??= drain();
-      if (queuedBytes >= MAX_QUEUED) await writing;
+      kick();
+      if (queuedBytes >= MAX_QUEUED) await settled();
     }
-    while (writing) await writing;
+    await settled();
     if (error) throw error;
     return written;
   } finally {
-    while (writing) await writing;
+    await settled();
     closeSync(fd);
   }
 }
