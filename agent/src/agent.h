@@ -7,7 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PROTO_VERSION 1
+/* 2: 1 plus F_DIRECT/REP_FD (spec/agent-protocol.md §5); hosts still serve agents of 1. */
+#define PROTO_VERSION 2
 #define HDR_LEN 12
 #define MAX_FRAME (128 * 1024)
 #define MAX_CHUNK (64 * 1024)

@@ -9,7 +9,7 @@ import { Connection } from './connection.ts';
 import * as files from './files.ts';
 import type { HostFiles } from './host-files.ts';
 import { openProcess, encodeSpawn, readProcEntry } from './process.ts';
-import { FrameDecoder, MAX_FRAME, PROTO_VERSION, R, Reader, T, Writer } from './protocol.ts';
+import { FrameDecoder, MAX_FRAME, PROTO_OLDEST, PROTO_VERSION, R, Reader, T, Writer } from './protocol.ts';
 import type { AgentClient, AgentProcess, ProcessEntry, ProcessHandlers } from './types.ts';
 
 export type * from './types.ts';
@@ -104,8 +104,11 @@ function dial(path: string): Promise<Socket> {
   });
 }
 
-/** Sends AUTH and waits for its OK (the agent sends nothing else after it before our first request). */
-function authenticate(s: Socket, token: string, deadline: number): Promise<void> {
+/**
+ * Sends AUTH and waits for its OK (the agent sends nothing else after it before our first
+ * request); resolves with the agent's protocol version.
+ */
+function authenticate(s: Socket, token: string, deadline: number): Promise<number> {
   const tok = Buffer.from(token, 'utf8');
   if (tok.length < 1 || tok.length > 256)
     throw new CoveError('invalid_argument', 'token must be 1..256 bytes');
@@ -128,9 +131,10 @@ function authenticate(s: Socket, token: string, deadline: number): Promise<void>
         const maxFrame = r.u32();
         r.u32(); // the agent's pid in its namespace: informative only
         r.done();
-        if (version !== PROTO_VERSION || maxFrame !== MAX_FRAME) throw new Error(`agent protocol ${version}`);
+        if (version < PROTO_OLDEST || version > PROTO_VERSION || maxFrame !== MAX_FRAME)
+          throw new Error(`agent protocol ${version}`);
         cleanup();
-        resolve();
+        resolve(version);
       } catch (err) {
         fail(new CoveError('unavailable', `agent handshake failed: ${(err as Error).message}`));
       }
@@ -184,7 +188,8 @@ export async function connectAgent(
       });
     }
     s.setNoDelay?.(true);
-    await authenticate(s, token, deadline);
-    return createClient(new Connection(s), opts?.host);
+    const version = await authenticate(s, token, deadline);
+    // An agent older than DIRECT (a sandbox from before an upgrade) gets every byte itself.
+    return createClient(new Connection(s), version >= 2 ? opts?.host : undefined);
   }
 }

@@ -1,9 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAgent } from './client.ts';
 import type { HostFiles } from './host-files.ts';
+import { MAX_FRAME, R, T, Writer } from './protocol.ts';
 import { NOBODY, ROOT, TOKEN, buildAgent, skipReason, startAgent, type RunningAgent } from './test-agent.ts';
 import type { AgentClient } from './types.ts';
 
@@ -133,6 +145,69 @@ describe.skipIf(skip)('cove-agent direct transfers', () => {
       expect((await collect(c.readFile(path, ROOT))).length).toBe(1 << 20);
     } finally {
       c.close();
+    }
+  });
+});
+
+/** A stand-in agent of protocol `version`: answers AUTH, then hands each raw request frame to `onRequest`. */
+async function rawAgent(version: number, onRequest: (s: Socket, frame: Buffer) => void) {
+  const dir = mkdtempSync(join(tmpdir(), 'cove-raw-agent-'));
+  const path = join(dir, 's');
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 12 && buf.length >= buf.readUInt32LE(0)) {
+        const frame = buf.subarray(0, buf.readUInt32LE(0));
+        buf = buf.subarray(frame.length);
+        if (frame[4] === T.AUTH) s.write(new Writer().u32(version).u32(MAX_FRAME).u32(1).frame(R.OK, 0));
+        else onRequest(s, frame);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return {
+    path,
+    close: () => new Promise<void>((r) => server.close(() => (rmSync(dir, { recursive: true }), r()))),
+  };
+}
+
+describe('direct transfers and the agent’s protocol version', () => {
+  const never: HostFiles = {
+    open: () => {
+      throw new Error('the host must not be asked');
+    },
+  };
+
+  it('an agent of version 1 (from before DIRECT) is served, and never sent the flag', async () => {
+    const flags: number[] = [];
+    const agent = await rawAgent(1, (s, f) => {
+      flags.push(f[5]!);
+      if (f[4] === T.WEND) s.write(new Writer().u32(5).str('EIO').str('').frame(R.ERR, f.readUInt32LE(8)));
+    });
+    const c = await connectAgent(agent.path, TOKEN, { host: never });
+    try {
+      const writing = c.writeFile('/x', chunked(randomBytes(10), 5), ROOT);
+      await expect(writing).rejects.toThrow(/EIO/); // the stand-in fails every write at its end
+      expect(flags.length).toBeGreaterThan(0);
+      expect(flags.every((f) => f === 0)).toBe(true);
+    } finally {
+      c.close();
+      await agent.close();
+    }
+  });
+
+  it('an FD the host did not ask for ends the connection', async () => {
+    const agent = await rawAgent(2, (s, f) => {
+      if (f[4] === T.STAT) s.write(new Writer().u32(3).frame(R.FD, f.readUInt32LE(8)));
+    });
+    const c = await connectAgent(agent.path, TOKEN, { host: never });
+    try {
+      await expect(c.stat('/x', ROOT)).rejects.toMatchObject({ code: 'unavailable' });
+    } finally {
+      c.close();
+      await agent.close();
     }
   });
 });

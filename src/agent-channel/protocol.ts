@@ -9,7 +9,12 @@ export const HDR_LEN = 12;
 export const MAX_FRAME = 128 * 1024;
 export const MAX_CHUNK = 64 * 1024;
 export const MAX_PATH = 4095;
-export const PROTO_VERSION = 1;
+/**
+ * The agent's protocol version (its AUTH answer). 2 is 1 plus DIRECT/FD (spec §5): an agent
+ * of version 1 (a sandbox started before an upgrade of Cove) is still served, without them.
+ */
+export const PROTO_VERSION = 2;
+export const PROTO_OLDEST = 1;
 
 export const T = {
   AUTH: 0x01,
