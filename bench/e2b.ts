@@ -45,7 +45,7 @@ export function e2bSubject(opts: E2bOptions, runtime = 'cove-e2b'): Subject {
     notes: [
       'e2b SDK 2.51 in a child process (not the server\'s event loop; times taken in the child around the SDK call): create + first command = Sandbox.create() + commands.run("true") (= /bin/bash -l -c true); kill = sandbox.kill()',
       'command round-trip = the SDK\'s own Connect client (Commands.rpc, not public API) starting /usr/bin/true without bash; login-shell round trip = commands.run("true")',
-      `file transfer = files.write("${FILE_TARGET}", ArrayBuffer) (the SDK's default multipart/form-data) and files.read(…, {format: "bytes"}) into memory`,
+      `file transfer = files.write("${FILE_TARGET}", ArrayBuffer) (the SDK's default multipart/form-data) and files.read(…, {format: "bytes"}) into memory; on crun the server moves the bytes itself through the descriptor the agent opened (src/agent-channel/host-files.ts)`,
     ],
     create: () => ask<Record<string, number>>({ op: 'create' }),
     startLong: () => ask<void>({ op: 'startLong' }),

@@ -78,6 +78,9 @@ export function replyError(deps: EnvdDeps, res: ServerResponse, err: unknown): v
       return sendError(res, 507, 'not enough disk space available');
     return sendError(res, httpStatus[err.code], err.message);
   }
+  // A client that went away mid-transfer is not a fault of ours: nobody reads the reply.
+  if (res.destroyed || (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET')
+    return void deps.log.info({ err: String(err) }, 'envd /files: the client went away');
   deps.log.error({ err }, 'envd /files failed');
   sendError(res, 500, 'internal error');
 }

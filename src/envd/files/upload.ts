@@ -60,7 +60,13 @@ export async function upload(
     const gzip = requestEncoding(req.headers['content-encoding']) === 'gzip';
     const metadata = metadataOf(req.headers);
     const body: Readable = gzip ? req.pipe(createGunzip()) : req;
-    if (gzip) req.on('error', (err) => body.destroy(err));
+    if (gzip) {
+      req.on('error', (err) => body.destroy(err));
+      // Whoever reads the body meets a bad gzip stream's error (its iterator throws it); this
+      // keeps one that comes before anyone reads (while the agent opens the file) from being
+      // an uncaught exception of the whole server.
+      body.on('error', () => {});
+    }
     const queryPath = call.query.get('path');
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const written: WrittenFile[] = [];
