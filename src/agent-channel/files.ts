@@ -1,7 +1,7 @@
 /** File operations: unary requests, credit-paced reads, socket-paced writes, and watches. */
 import { CoveError } from '../core/errors.ts';
 import type { Connection } from './connection.ts';
-import { type HostFiles, readAll, writeAll } from './host-files.ts';
+import { type HostFiles, bulkBuffer, readAll, writeAll } from './host-files.ts';
 import {
   F,
   MAX_CHUNK,
@@ -14,7 +14,6 @@ import {
   Writer,
   baseName,
   checkRelative,
-  bulkBuffer,
   joinPath,
   readEntry,
 } from './protocol.ts';

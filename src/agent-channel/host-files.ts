@@ -35,6 +35,30 @@ const OVERLAYFS_MAGIC = 0x794c7630;
 /** Positional reads in flight at once (libuv's thread pool has 4 threads). */
 const IN_FLIGHT = 4;
 
+/**
+ * Buffers the host reads a sandbox's file into, from a pool of their own (given back through
+ * protocol.ts's releaseChunk): bigger than a frame, so that a read costs one trip to libuv's
+ * thread pool per 512 KiB.
+ */
+const BULK = 512 * 1024;
+const BULK_KEPT = 8;
+const bulkSlots: ArrayBuffer[] = [];
+const bulkPooled = new WeakSet<ArrayBuffer>();
+
+export function bulkBuffer(): Buffer {
+  let ab = bulkSlots.pop();
+  if (!ab) {
+    ab = new ArrayBuffer(BULK);
+    bulkPooled.add(ab);
+  }
+  return Buffer.from(ab);
+}
+
+export function releaseBulk(b: Buffer): void {
+  const ab = b.buffer as ArrayBuffer;
+  if (bulkPooled.has(ab) && bulkSlots.length < BULK_KEPT && !bulkSlots.includes(ab)) bulkSlots.push(ab);
+}
+
 export interface HostFiles {
   /** A descriptor of the host's own on the agent's open file `fd`, or undefined (see above). */
   open(fd: number, mode: 'r' | 'w'): number | undefined;

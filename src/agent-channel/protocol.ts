@@ -3,6 +3,7 @@
  * the sandbox: every length is checked against the frame and a bound before it is used, and a
  * violation throws ProtocolError, which makes the client drop the connection.
  */
+import { releaseBulk } from './host-files.ts';
 import type { FileInfo } from './types.ts';
 
 export const HDR_LEN = 12;
@@ -220,31 +221,13 @@ function frameBuffer(len: number): Buffer {
 }
 
 /**
- * Buffers the host reads a sandbox's file into itself (host-files.ts), from a pool of their
- * own: bigger than a frame, so that a read costs one trip to libuv's thread pool per 512 KiB.
- */
-const BULK = 512 * 1024;
-const BULK_KEPT = 8;
-const bulkSlots: ArrayBuffer[] = [];
-const bulkPooled = new WeakSet<ArrayBuffer>();
-
-export function bulkBuffer(): Buffer {
-  let ab = bulkSlots.pop();
-  if (!ab) {
-    ab = new ArrayBuffer(BULK);
-    bulkPooled.add(ab);
-  }
-  return Buffer.from(ab);
-}
-
-/**
  * Gives a payload's memory back for the next frame. The caller guarantees that nothing holds
  * the payload (or another view of its frame) any more: e.g. a socket's write callback ran.
  */
 export function releaseChunk(b: Buffer): void {
   const ab = b.buffer as ArrayBuffer;
   if (pooled.has(ab) && slots.length < SLOTS_KEPT && !slots.includes(ab)) slots.push(ab);
-  else if (bulkPooled.has(ab) && bulkSlots.length < BULK_KEPT && !bulkSlots.includes(ab)) bulkSlots.push(ab);
+  else releaseBulk(b);
 }
 
 /**
