@@ -96,8 +96,8 @@ export function createManager(opts: ManagerOptions) {
 
   async function attachAgent(entry: Live, fresh = false): Promise<void> {
     const { id, agentToken, runtime } = entry.record;
-    const files = { timeoutMs: opts.agentTimeoutMs, host: agentFiles(host, id, runtime) };
-    const raw = await opts.connect(agentSocket(host, id), agentToken, files);
+    const options = { timeoutMs: opts.agentTimeoutMs, host: agentFiles(host, id, runtime) };
+    const raw = await opts.connect(agentSocket(host, id), agentToken, options);
     const agent = opts.observeAgent?.(id, raw) ?? raw;
     entry.agent = agent;
     // Before anything else is sent on the new connection, so that the listing holds only
